@@ -1,0 +1,31 @@
+//! bitcraps-crypto: the cryptographic vocabulary shared by every BitCraps crate.
+//!
+//! * [`hash`]: 32-byte blake3 digests ([`Hash32`]) used for block ids, payload
+//!   commitments and transaction ids.
+//! * [`keys`]: ed25519 public keys, signatures and key pairs (ed25519-dalek), plus
+//!   single and batch verification with a fallback that isolates bad signatures.
+//! * [`domain`]: mandatory signing namespaces. Every signed byte string starts with
+//!   the chain id and a message-kind tag, so a signature made for one purpose can
+//!   never be replayed as another (a vote as a transaction, testnet as mainnet).
+//! * [`vote`]: the three consensus statements a validator signs. They live here, not
+//!   in the consensus crate, because the signing guard must understand them.
+//! * [`signer`]: the async, fallible [`Signer`](signer::Signer) trait behind which
+//!   key material lives (in memory for tests, keystore or PKCS#11 in production).
+//! * [`guard`]: the signing guard that sits in front of every signer and refuses,
+//!   durably, anything that could be a double sign.
+//!
+//! Nothing in this crate reads a clock or OS randomness except key generation from
+//! the operating system ([`keys::Keypair::generate`]).
+#![forbid(unsafe_code)]
+
+pub mod batch;
+pub mod domain;
+pub mod guard;
+pub mod hash;
+pub mod keys;
+pub mod signer;
+pub mod vote;
+
+pub use domain::Namespace;
+pub use hash::{hash, Hash32};
+pub use keys::{Keypair, PublicKey, Signature};

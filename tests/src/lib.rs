@@ -1,0 +1,1 @@
+//! Cluster-level integration tests live in tests/tests/.
