@@ -320,7 +320,17 @@ impl Sim {
                 let stuck: Vec<String> = honest
                     .iter()
                     .filter(|i| self.checker.height(**i) < target)
-                    .map(|i| format!("val{} at height {}", i, self.checker.height(*i)))
+                    .map(|i| {
+                        let x = &self.instances[*i];
+                        format!(
+                            "val{} at height {} (view {}, fetching {} blocks, up {})",
+                            i,
+                            self.checker.height(*i),
+                            x.core.view(),
+                            x.core.wanted_blocks(),
+                            x.up
+                        )
+                    })
                     .collect();
                 Some(format!(
                     "not every honest node committed above height {} within {} ms of healing: {}",
@@ -438,7 +448,16 @@ impl Sim {
 
     fn input(&mut self, inst: usize, input: Input) {
         let now_ms = self.instances[inst].local_ms(self.now_us);
+        let dbg = std::env::var_os("BITCRAPS_SIM_TRACE").is_some();
+        if dbg {
+            eprintln!("[{}us] inst{} <- {:?}", self.now_us, inst, short(&input));
+        }
         let effects = self.instances[inst].core.handle(now_ms, input);
+        if dbg {
+            for e in &effects {
+                eprintln!("    -> {}", short(e));
+            }
+        }
         for e in effects {
             self.apply(inst, e);
         }
@@ -637,4 +656,9 @@ pub fn run_seed(
         Plan::standard(&mut rng, n, f, forced)
     };
     Sim::new(plan, seed).run(seed)
+}
+
+fn short<T: std::fmt::Debug>(x: &T) -> String {
+    let s = format!("{x:?}");
+    s.chars().take(220).collect()
 }

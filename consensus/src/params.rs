@@ -19,6 +19,8 @@ pub const MAX_TRACKED_VIEWS: usize = 2048;
 pub const MAX_PENDING_BLOCKS: usize = 4096;
 /// Most block ids we are fetching at once.
 pub const MAX_WANTED_BLOCKS: usize = 256;
+/// Requests for one missing block before we stop asking (each to the next peer).
+pub const MAX_BLOCK_REQUEST_ATTEMPTS: u64 = 32;
 /// Most blocks served in one response.
 pub const MAX_BLOCKS_PER_RESPONSE: u16 = 64;
 /// Evidence records kept (oldest dropped).

@@ -112,8 +112,8 @@ pub struct Core {
     pub(crate) committed: Tip,
     /// Highest finalization whose ancestry is not yet all committed.
     pub(crate) pending_finalization: Option<Certificate>,
-    /// Blocks we are fetching.
-    pub(crate) wanted: BTreeSet<Hash32>,
+    /// Blocks we are fetching: id -> (local time of the last request, attempts).
+    pub(crate) wanted: BTreeMap<Hash32, (u64, u64)>,
     /// Proposals for future views, processed when we get there.
     pub(crate) future_proposals: BTreeMap<View, Proposal>,
     /// View and parent (id, view, height, timestamp) for which we asked the
@@ -155,7 +155,7 @@ impl Core {
                 timestamp_ms: g.header.timestamp_ms,
             },
             pending_finalization: None,
-            wanted: BTreeSet::new(),
+            wanted: BTreeMap::new(),
             future_proposals: BTreeMap::new(),
             payload_request: None,
             pending_block: None,

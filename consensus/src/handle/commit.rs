@@ -55,8 +55,6 @@ impl Core {
             durable: false,
         });
         out.push(Effect::Prune { below_view: t.view });
-        // Anything still missing will be asked for again by whoever needs it.
-        self.wanted.clear();
         self.gc();
         self.view = self.view.max(t.view + 1);
     }

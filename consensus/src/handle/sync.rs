@@ -10,32 +10,60 @@ use crate::block::Block;
 use crate::genesis::ValidatorIndex;
 use crate::io::{Effect, WalEntry};
 use crate::message::Message;
-use crate::params::{MAX_BLOCKS_PER_RESPONSE, MAX_WANTED_BLOCKS};
+use crate::params::{MAX_BLOCKS_PER_RESPONSE, MAX_BLOCK_REQUEST_ATTEMPTS, MAX_WANTED_BLOCKS};
 use crate::state::Core;
 use bitcraps_crypto::Hash32;
 
 impl Core {
-    /// Starts fetching `id` from one peer; the retry timer asks everyone.
+    /// Starts fetching `id`. Each request goes to one peer; unanswered requests
+    /// are repeated every `retry_interval_ms` to the next peer in turn (see
+    /// [`Core::refresh_wanted`]), so a peer that lacks the block, is byzantine or
+    /// lost the message only delays us.
     pub(crate) fn want(&mut self, id: Hash32, out: &mut Vec<Effect>) {
-        if self.wanted.contains(&id) || self.wanted.len() >= MAX_WANTED_BLOCKS {
+        if self.wanted.contains_key(&id) || self.wanted.len() >= MAX_WANTED_BLOCKS {
             return;
         }
-        self.wanted.insert(id);
+        self.wanted.insert(id, (self.now_ms, 0));
+        self.request_block(id, 0, out);
+    }
+
+    fn request_block(&self, id: Hash32, attempt: u64, out: &mut Vec<Effect>) {
         let n = self.set.len() as u64;
-        let mut to = (u64::from(id.0[0]) % n) as ValidatorIndex;
-        if Some(to) == self.me {
-            to = ((u64::from(to) + 1) % n) as ValidatorIndex;
+        if n < 2 {
+            return; // nobody to ask
         }
-        if Some(to) == self.me {
-            return; // a one-validator set has nobody to ask
+        // Start at a peer chosen by the id (spreads load), then rotate.
+        let mut to = (u64::from(id.0[0]) + attempt) % n;
+        if Some(to as ValidatorIndex) == self.me {
+            to = (to + 1) % n;
         }
         out.push(Effect::Send {
-            to,
+            to: to as ValidatorIndex,
             message: Message::BlockRequest {
                 id,
                 max_ancestors: MAX_BLOCKS_PER_RESPONSE,
             },
         });
+    }
+
+    /// Re-asks, at most once per retry interval per block, for blocks still missing.
+    pub(crate) fn refresh_wanted(&mut self, out: &mut Vec<Effect>) {
+        let due: Vec<(Hash32, u64)> = self
+            .wanted
+            .iter()
+            .filter(|(_, (last, _))| last + self.params.retry_interval_ms <= self.now_ms)
+            .map(|(id, (_, attempts))| (*id, attempts + 1))
+            .collect();
+        for (id, attempt) in due {
+            if attempt > MAX_BLOCK_REQUEST_ATTEMPTS {
+                // Probably a notarized block nobody kept (an abandoned fork). If it
+                // is still needed, whoever needs it will ask again.
+                self.wanted.remove(&id);
+                continue;
+            }
+            self.wanted.insert(id, (self.now_ms, attempt));
+            self.request_block(id, attempt, out);
+        }
     }
 
     pub(super) fn on_block_request(
@@ -76,7 +104,7 @@ impl Core {
         let mut accepted = false;
         for block in blocks {
             let id = block.id();
-            let asked = self.wanted.contains(&id) || expected == Some(id);
+            let asked = self.wanted.contains_key(&id) || expected == Some(id);
             if !asked
                 || block.header.height <= self.committed.height
                 || block.payload.len() > self.params.max_payload_bytes as usize

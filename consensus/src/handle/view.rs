@@ -49,6 +49,7 @@ impl Core {
         if let Some(p) = self.future_proposals.remove(&v) {
             self.on_proposal(p, out);
         }
+        self.refresh_wanted(out);
         self.try_propose(out);
         self.try_vote(out);
     }
@@ -117,7 +118,12 @@ impl Core {
             TimeoutKind::View => {
                 self.request_vote(VoteBody::nullify(view), out);
             }
-            TimeoutKind::Retry => self.rebroadcast(out),
+            TimeoutKind::Retry => {
+                self.rebroadcast(out);
+                // Re-derive what we are missing, in case a fetch gave up.
+                self.try_commit(out);
+                self.try_vote(out);
+            }
         }
         out.push(Effect::ScheduleTimeout {
             view,
@@ -152,13 +158,7 @@ impl Core {
                 }
             }
         }
-        let wanted: Vec<_> = self.wanted.iter().copied().collect();
-        for id in wanted {
-            out.push(Effect::Broadcast(crate::Message::BlockRequest {
-                id,
-                max_ancestors: crate::params::MAX_BLOCKS_PER_RESPONSE,
-            }));
-        }
+        self.refresh_wanted(out);
     }
 
     /// Asks the signer for one of our votes, at most once per (view, kind), and
