@@ -118,7 +118,7 @@ pub fn run_campaign(c: &Campaign) -> Result<CampaignReport, String> {
                 }
                 let seed = c.first_seed + k;
                 let out = c.one(seed);
-                let same = (c.determinism_every > 0 && k % c.determinism_every == 0)
+                let same = (c.determinism_every > 0 && k.is_multiple_of(c.determinism_every))
                     .then(|| c.one(seed).trace_hash == out.trace_hash);
                 if c.verbose {
                     println!(

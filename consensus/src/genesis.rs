@@ -151,7 +151,7 @@ mod tests {
         for n in 1..60 {
             let s = set(n.min(40));
             let (n, f, q) = (s.len(), s.max_faulty(), s.quorum());
-            assert!(n >= 3 * f + 1);
+            assert!(n > 3 * f);
             assert!(2 * q > n + f, "n={n} f={f} q={q}");
             assert!(
                 n - f >= q,

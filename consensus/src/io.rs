@@ -42,6 +42,9 @@ pub enum TimeoutKind {
 
 /// Inputs to the core.
 #[derive(Debug, Clone, PartialEq, Eq)]
+// Variants differ in size because proposals carry a block; values are moved a
+// handful of times per message, so boxing would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 pub enum Input {
     /// Start (or resume after [`crate::Core::restore`]): enter the current view.
     Start,
@@ -136,6 +139,9 @@ pub enum ViewChange {
 
 /// The write-ahead log. Replayed by [`crate::Core::restore`] after a crash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+// Variants differ in size because proposals carry a block; values are moved a
+// handful of times per message, so boxing would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 pub enum WalEntry {
     /// A vote we signed (before it was sent).
     OwnVote(Vote),
