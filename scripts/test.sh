@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace on a fresh machine. Installs what the tests
+# need (idempotent; apt-get/pip as root), then: format check, clippy, the unsafe
+# audit check, all unit/property/integration tests, the simulator campaigns of
+# the consensus "Done when" with JSON reports, and a quick criterion pass.
+#
+# Usage: bash scripts/test.sh        (CI: .ci/run calls exactly this)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR=never
+REPORTS=${REPORTS:-target/reports}
+mkdir -p "$REPORTS"
+step() { printf '\n==> %s\n' "$*"; }
+
+step "toolchain"
+cargo --version
+rustfmt --version >/dev/null 2>&1 || rustup component add rustfmt
+cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
+command -v python3 >/dev/null || { apt-get update && apt-get install -y python3; }
+
+step "format"
+cargo fmt --all -- --check
+
+step "clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "unsafe audit"
+bash scripts/check-unsafe.sh
+
+step "tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast
+else
+  cargo test --workspace --no-fail-fast
+fi
+# Doc tests (nextest does not run them).
+cargo test --workspace --doc
+
+step "simulator campaigns (release)"
+cargo build --release -p bitcraps-chaos
+SIM=target/release/bitcraps-chaos
+$SIM sim --validators 4 --byzantine 1 --seeds 500 --swarm --json "$REPORTS/sim-n4-f1.json" | tail -n 3
+$SIM sim --validators 7 --byzantine 2 --seeds 500 --swarm --json "$REPORTS/sim-n7-f2.json" | tail -n 3
+# Beyond the threshold the checker must find violations: exit code 1 expected.
+set +e
+$SIM sim --validators 4 --byzantine 2 --seeds 20 --unsafe-beyond-threshold --behavior twin \
+  --json "$REPORTS/sim-beyond-threshold.json" | tail -n 1
+rc=$?
+set -e
+python3 - "$REPORTS" <<'PY'
+import json, sys
+d = sys.argv[1]
+for name in ("sim-n4-f1", "sim-n7-f2"):
+    r = json.load(open(f"{d}/{name}.json"))
+    for k in ("seeds_run", "safety_violations", "liveness_failures", "determinism_mismatches",
+              "min_committed_height", "recovery_ms_p50", "recovery_ms_max"):
+        assert k in r, f"{name}: missing {k}"
+    assert r["seeds_run"] == 500, r["seeds_run"]
+    assert r["safety_violations"] == 0 and r["liveness_failures"] == 0, r["failing_seeds"][:3]
+    assert r["determinism_mismatches"] == 0 and r["seeds_without_commit"] == 0
+    assert r["min_committed_height"] > 0
+    print(f"{name}: ok ({r['seeds_run']} seeds, min height {r['min_committed_height']}, "
+          f"recovery p50 {r['recovery_ms_p50']} ms, max {r['recovery_ms_max']} ms)")
+b = json.load(open(f"{d}/sim-beyond-threshold.json"))
+assert b["safety_violations"] > 0, "beyond-threshold campaign found no violation"
+print(f"beyond threshold: {b['safety_violations']}/{b['seeds_run']} seeds violate safety, as they must")
+PY
+
+step "benchmarks (quick criterion pass; numbers are reported, never gated)"
+if [ -d benches/benches ] && ls benches/benches/*.rs >/dev/null 2>&1; then
+  cargo bench -p bitcraps-benches -- --warm-up-time 1 --measurement-time 2 2>&1 | grep -E "time:|thrpt:|^[a-z]" | tail -n 60
+fi
+
+echo
+echo "all tests passed"
