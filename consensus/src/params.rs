@@ -13,6 +13,9 @@ pub const MAX_VIEW_GAP: u64 = 256;
 /// Votes and proposals further than this many views ahead of ours are ignored, so a
 /// byzantine peer cannot make us allocate state for arbitrary future views.
 pub const MAX_VIEWS_AHEAD: u64 = 512;
+/// Most proposals for future views we buffer (each may carry a full payload, so
+/// this bounds memory a byzantine leader can make us hold).
+pub const MAX_FUTURE_PROPOSALS: usize = 16;
 /// Most views whose votes we keep (older, unfinalized ones are dropped first).
 pub const MAX_TRACKED_VIEWS: usize = 2048;
 /// Most blocks kept in memory that are not yet committed.

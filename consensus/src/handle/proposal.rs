@@ -11,7 +11,7 @@
 use crate::block::{Block, BlockHeader};
 use crate::io::{Effect, Evidence, WalEntry};
 use crate::message::{Message, Proposal};
-use crate::params::MAX_VIEWS_AHEAD;
+use crate::params::{MAX_FUTURE_PROPOSALS, MAX_VIEWS_AHEAD};
 use crate::state::Core;
 use bitcraps_crypto::{
     hash,
@@ -121,7 +121,9 @@ impl Core {
         }
         self.add_vote(p.vote, out);
         if v > self.view {
-            self.future_proposals.entry(v).or_insert(p);
+            if self.future_proposals.len() < MAX_FUTURE_PROPOSALS {
+                self.future_proposals.entry(v).or_insert(p);
+            }
             return;
         }
         if v < self.view {
