@@ -1,5 +1,15 @@
-//! bitcraps-node: the validator node. (Grows with the node issue.)
+//! bitcraps-node: the validator node.
+//!
+//! * [`net`]: QUIC transport between validators, mutually authenticated by the
+//!   identity keys in genesis.
+//! * [`storage`]: crash-safe embedded storage (redb) for the consensus WAL,
+//!   committed blocks and application state.
 #![forbid(unsafe_code)]
+
+#[cfg(feature = "server")]
+pub mod net;
+#[cfg(feature = "server")]
+pub mod storage;
 
 /// The version reported by `bitcraps version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

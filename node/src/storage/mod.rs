@@ -1,0 +1,1 @@
+//! redb storage (being written).
