@@ -1,1 +1,84 @@
-//! redb storage (being written).
+//! Crash-safe storage for a validator: one embedded [redb] database file that
+//! holds the consensus write-ahead log, the committed blocks with their
+//! finalization certificates, and the application's key-value state.
+//!
+//! This is the production counterpart of the simulator's `SimStorage`
+//! (`chaos/src/storage.rs`) and implements the storage half of the runtime
+//! contract in `consensus/src/io.rs`:
+//!
+//! | effect | call |
+//! | --- | --- |
+//! | `Persist { entry, durable }` | [`Store::persist`] (or [`Store::append`] then [`Store::sync`]) |
+//! | `Commit(block)` | [`Store::commit`] / [`Store::commit_with_state`] |
+//! | `Prune { below_view }` | [`Store::prune`] |
+//! | `ServeBlocks { id, max_ancestors, .. }` | [`Reader::chain_from`] |
+//! | restart | [`Reader::wal`] into `Core::restore` |
+//!
+//! # Why it survives `kill -9`
+//!
+//! * Every change is a redb write transaction, so after a crash the file holds
+//!   exactly the state of some committed transaction; redb repairs itself on the
+//!   next open.
+//! * [`Store::sync`] commits with `Durability::Immediate` (fsync) before it
+//!   returns, so a vote or proposal whose WAL entry was persisted durably is on
+//!   disk before the runtime sends it ("persist before you speak").
+//! * Appends are buffered in memory and go to disk, in order, with the next write
+//!   transaction of any kind. The WAL that survives a crash is therefore always a
+//!   prefix of what was appended, never a sequence with holes.
+//! * Committed blocks are written with `Durability::Immediate`. The core emits
+//!   `Commit` before the `Persist` of the new committed tip, so the block store is
+//!   never behind the WAL's tip; blocks the core re-delivers after a restart are
+//!   recognised ([`Store::commit`] returns `false`).
+//! * Application writes go in the same transaction as the block that caused them
+//!   ([`Store::commit_with_state`]), so executed state and committed height never
+//!   disagree.
+//!
+//! The signing guard's state is deliberately **not** here: it lives in its own
+//! file (`bitcraps_crypto::guard::FileGuardStore`) outside anything an update
+//! replaces, so restoring or replacing this database can never make the node
+//! double-sign.
+//!
+//! # Threads
+//!
+//! redb is synchronous. [`Store`] is the single writer (owned by the task that
+//! runs the consensus core); [`Reader`] is a cheap clonable read handle for other
+//! tasks (block sync, HTTP). Call both from blocking-friendly contexts
+//! (`tokio::task::spawn_blocking` for anything that may read many blocks).
+//!
+//! Any error from a write should be treated as fatal: stop the node and restart
+//! it; the WAL and block store replay to a consistent state.
+
+mod app;
+mod blocks;
+mod codec;
+mod db;
+mod error;
+mod wal;
+
+pub use db::{Reader, Store, StoreOptions, SCHEMA_VERSION};
+pub use error::StorageError;
+
+use bitcraps_consensus::params::MAX_MESSAGE_BYTES;
+
+/// Largest encoded WAL entry or committed block. Twice the wire frame limit:
+/// anything the core can accept fits, and a corrupt length cannot make us
+/// allocate without bound.
+pub const MAX_RECORD_BYTES: usize = 2 * MAX_MESSAGE_BYTES;
+
+/// Largest application state key.
+pub const MAX_APP_KEY_BYTES: usize = 1024;
+
+/// Largest application state value.
+pub const MAX_APP_VALUE_BYTES: usize = 1024 * 1024;
+
+/// Most application writes in one [`Store::commit_with_state`] batch.
+pub const MAX_APP_WRITES_PER_COMMIT: usize = 65_536;
+
+/// Most blocks one [`Reader::range`] call returns (callers page on).
+pub const MAX_RANGE_BLOCKS: usize = 1024;
+
+/// One application write: `Some(value)` sets the key, `None` deletes it.
+pub type AppWrite = (Vec<u8>, Option<Vec<u8>>);
+
+/// One stored application entry: (key, value).
+pub type AppEntry = (Vec<u8>, Vec<u8>);

@@ -1,0 +1,561 @@
+//! Storage tests against real redb files in temporary directories, including a
+//! crash test that SIGKILLs a child process in the middle of writing.
+
+#![cfg(feature = "server")]
+
+use bitcraps_consensus::{
+    Block, BlockHeader, Certificate, CommittedBlock, Proposal, Vote, VoteBody, WalEntry,
+};
+use bitcraps_crypto::{hash, Hash32, Keypair};
+use bitcraps_node::storage::{
+    StorageError, Store, StoreOptions, MAX_APP_VALUE_BYTES, MAX_RECORD_BYTES, SCHEMA_VERSION,
+};
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+const CHAIN: &str = "storage-test";
+
+fn keys() -> Vec<Keypair> {
+    (0..4u8).map(|i| Keypair::from_seed(&[i + 1; 32])).collect()
+}
+
+fn vote(kps: &[Keypair], signer: u16, body: VoteBody) -> Vote {
+    Vote {
+        body,
+        signer,
+        signature: kps[signer as usize].sign(&body.signing_bytes(CHAIN)),
+    }
+}
+
+fn cert(kps: &[Keypair], body: VoteBody) -> Certificate {
+    Certificate {
+        body,
+        signatures: (0..3u16)
+            .map(|i| (i, kps[i as usize].sign(&body.signing_bytes(CHAIN))))
+            .collect(),
+    }
+}
+
+fn block(view: u64, height: u64, parent: Hash32, payload: Vec<u8>) -> Block {
+    Block {
+        header: BlockHeader {
+            view,
+            height,
+            parent,
+            parent_view: view.saturating_sub(1),
+            proposer: 0,
+            timestamp_ms: 1_700_000_000_000 + view,
+            payload_hash: hash(&payload),
+            payload_len: payload.len() as u32,
+        },
+        payload,
+    }
+}
+
+fn genesis_id() -> Hash32 {
+    hash(b"genesis")
+}
+
+/// `n` committed blocks on top of `parent` (at `parent_height`), each finalized.
+fn chain_on(kps: &[Keypair], parent: Hash32, parent_height: u64, n: u64) -> Vec<CommittedBlock> {
+    let mut parent = parent;
+    (1..=n)
+        .map(|i| {
+            let h = parent_height + i;
+            let b = block(h * 2, h, parent, format!("payload {h}").into_bytes());
+            parent = b.id();
+            let finalization = cert(kps, VoteBody::finalize(b.header.view, b.id()));
+            CommittedBlock {
+                block: b,
+                finalization,
+            }
+        })
+        .collect()
+}
+
+fn tip(view: u64) -> WalEntry {
+    WalEntry::Committed {
+        view,
+        height: view,
+        id: hash(&view.to_le_bytes()),
+        timestamp_ms: view,
+    }
+}
+
+fn nullify_vote(kps: &[Keypair], view: u64) -> WalEntry {
+    WalEntry::OwnVote(vote(kps, 1, VoteBody::nullify(view)))
+}
+
+fn random_u64() -> u64 {
+    let mut h = RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.finish()
+}
+
+#[test]
+fn wal_roundtrips_every_entry_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.redb");
+    let kps = keys();
+    let b5 = block(5, 3, hash(b"parent"), vec![7u8; 1000]);
+    let notarization = cert(&kps, VoteBody::notarize(4, hash(b"parent")));
+    let proposal = Proposal {
+        block: b5.clone(),
+        vote: vote(&kps, 1, VoteBody::notarize(5, b5.id())),
+        parent_certificate: Some(notarization.clone()),
+        nullifications: vec![cert(&kps, VoteBody::nullify(3))],
+    };
+    let entries = vec![
+        WalEntry::OwnVote(vote(&kps, 1, VoteBody::notarize(5, b5.id()))),
+        WalEntry::OwnVote(vote(&kps, 1, VoteBody::finalize(5, b5.id()))),
+        nullify_vote(&kps, 6),
+        WalEntry::OwnProposal(proposal),
+        WalEntry::Certificate(notarization),
+        WalEntry::Certificate(cert(&kps, VoteBody::nullify(6))),
+        WalEntry::Certificate(cert(&kps, VoteBody::finalize(5, b5.id()))),
+        WalEntry::Block(b5.clone()),
+        WalEntry::Block(block(7, 4, b5.id(), Vec::new())),
+        WalEntry::Committed {
+            view: 5,
+            height: 3,
+            id: b5.id(),
+            timestamp_ms: 42,
+        },
+    ];
+    {
+        let mut store = Store::open(&path).unwrap();
+        for (i, e) in entries.iter().enumerate() {
+            assert_eq!(store.append(e).unwrap(), i as u64);
+        }
+        store.sync().unwrap();
+        assert_eq!(store.wal().unwrap(), entries);
+    }
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.wal().unwrap(), entries);
+    let seqs: Vec<u64> = store
+        .wal_with_seq()
+        .unwrap()
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect();
+    assert_eq!(seqs, (0..entries.len() as u64).collect::<Vec<_>>());
+    assert_eq!(store.wal_len().unwrap(), entries.len() as u64);
+}
+
+#[test]
+fn unsynced_appends_are_lost_synced_ones_survive() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sub/dir/node.redb");
+    let kps = keys();
+    {
+        let mut store = Store::open(&path).unwrap();
+        store.persist(&nullify_vote(&kps, 1), false).unwrap();
+        store.persist(&nullify_vote(&kps, 2), true).unwrap();
+        store.persist(&nullify_vote(&kps, 3), false).unwrap();
+        store.append(&nullify_vote(&kps, 4)).unwrap();
+        // Dropped without sync: like kill -9 after the appends.
+    }
+    let mut store = Store::open(&path).unwrap();
+    assert_eq!(
+        store.wal().unwrap(),
+        vec![nullify_vote(&kps, 1), nullify_vote(&kps, 2)]
+    );
+    // Sequence numbers continue above the survivors.
+    assert!(store.append(&nullify_vote(&kps, 5)).unwrap() >= 2);
+    store.close().unwrap();
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.wal().unwrap().len(), 3);
+}
+
+#[test]
+fn prune_matches_simulator_semantics() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.redb");
+    let kps = keys();
+    let mut store = Store::open(&path).unwrap();
+    let log = vec![
+        nullify_vote(&kps, 1),
+        tip(1),
+        nullify_vote(&kps, 2),
+        tip(2),
+        nullify_vote(&kps, 3),
+        tip(3),
+        nullify_vote(&kps, 4),
+        WalEntry::Certificate(cert(&kps, VoteBody::nullify(5))),
+    ];
+    for e in &log {
+        store.append(e).unwrap();
+    }
+    store.sync().unwrap();
+    // Buffered entries are pruned too.
+    store.append(&nullify_vote(&kps, 2)).unwrap();
+    store.prune(3).unwrap();
+    let expected = vec![
+        nullify_vote(&kps, 3),
+        tip(3),
+        nullify_vote(&kps, 4),
+        WalEntry::Certificate(cert(&kps, VoteBody::nullify(5))),
+    ];
+    assert_eq!(store.wal().unwrap(), expected);
+
+    // The newest tip is kept even below the prune view; older tips go.
+    store.append(&tip(4)).unwrap();
+    store.append(&nullify_vote(&kps, 9)).unwrap();
+    store.prune(100).unwrap();
+    assert_eq!(store.wal().unwrap(), vec![tip(4)]);
+
+    // Sequence numbers never go back, even when pruning empties the table.
+    store.append(&nullify_vote(&kps, 10)).unwrap();
+    store.sync().unwrap();
+    let last = store.wal_with_seq().unwrap().last().unwrap().0;
+    store.prune(1000).unwrap();
+    store.close().unwrap();
+    let mut store = Store::open(&path).unwrap();
+    assert_eq!(store.wal().unwrap(), vec![tip(4)]);
+    assert!(store.append(&nullify_vote(&kps, 11)).unwrap() > last);
+}
+
+#[test]
+fn commit_is_idempotent_and_serves_chains() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.redb");
+    let kps = keys();
+    let chain = chain_on(&kps, genesis_id(), 0, 10);
+    {
+        let mut store = Store::open(&path).unwrap();
+        assert_eq!(store.committed_height().unwrap(), 0);
+        for cb in &chain {
+            assert!(store.commit(cb).unwrap());
+        }
+        // Re-delivery after a restart is ignored.
+        assert!(!store.commit(&chain[4]).unwrap());
+    }
+    let mut store = Store::open(&path).unwrap();
+    assert_eq!(store.committed_height().unwrap(), 10);
+    assert!(!store.commit(&chain[9]).unwrap());
+    assert!(!store.commit(&chain[0]).unwrap());
+
+    // A different block at a stored height is a safety violation.
+    let other = chain_on(&kps, hash(b"fork"), 4, 1).remove(0);
+    assert!(matches!(
+        store.commit(&other),
+        Err(StorageError::Conflict { height: 5, .. })
+    ));
+    // Gaps and forks above the tip are refused.
+    let gap = chain_on(&kps, chain[9].block.id(), 11, 1).remove(0);
+    assert!(matches!(
+        store.commit(&gap),
+        Err(StorageError::NotContiguous {
+            tip: 10,
+            got: 12,
+            ..
+        })
+    ));
+    let fork = chain_on(&kps, chain[8].block.id(), 10, 1).remove(0);
+    assert!(matches!(
+        store.commit(&fork),
+        Err(StorageError::NotContiguous {
+            tip: 10,
+            got: 11,
+            ..
+        })
+    ));
+    let next = chain_on(&kps, chain[9].block.id(), 10, 1).remove(0);
+    assert!(store.commit(&next).unwrap());
+
+    let heights =
+        |blocks: Vec<Block>| -> Vec<u64> { blocks.into_iter().map(|b| b.header.height).collect() };
+    let id7 = chain[6].block.id();
+    assert_eq!(
+        heights(store.chain_from(&id7, 3).unwrap()),
+        vec![7, 6, 5, 4]
+    );
+    assert_eq!(heights(store.chain_from(&id7, 0).unwrap()), vec![7]);
+    let id2 = chain[1].block.id();
+    assert_eq!(heights(store.chain_from(&id2, 64).unwrap()), vec![2, 1]);
+    assert!(store.chain_from(&hash(b"nope"), 5).unwrap().is_empty());
+    assert_eq!(store.chain_from(&id7, 1).unwrap()[1], chain[5].block);
+
+    assert_eq!(store.block_by_height(3).unwrap().unwrap(), chain[2]);
+    assert_eq!(store.block_by_id(&id7).unwrap().unwrap(), chain[6]);
+    assert_eq!(store.height_of(&id7).unwrap(), Some(7));
+    assert!(store.block_by_height(99).unwrap().is_none());
+    let range = store.range(3, 6).unwrap();
+    assert_eq!(range, chain[2..5].to_vec());
+    assert!(store.range(6, 6).unwrap().is_empty());
+    assert_eq!(store.range(9, 1000).unwrap().len(), 3);
+    // Both halves can move to other threads and tasks.
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Store>();
+    send_sync::<bitcraps_node::storage::Reader>();
+    // Readers on other threads see the same data.
+    let reader = store.reader();
+    let h = std::thread::spawn(move || reader.committed_height().unwrap());
+    assert_eq!(h.join().unwrap(), 11);
+}
+
+#[test]
+fn commit_with_state_is_atomic() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.redb");
+    let kps = keys();
+    let chain = chain_on(&kps, genesis_id(), 0, 3);
+    let put = |k: &str, v: &str| (k.as_bytes().to_vec(), Some(v.as_bytes().to_vec()));
+    {
+        let mut store = Store::open(&path).unwrap();
+        assert!(store
+            .commit_with_state(&chain[0], &[put("a", "1"), put("b", "1")])
+            .unwrap());
+        assert!(store
+            .commit_with_state(&chain[1], &[put("a", "2"), (b"b".to_vec(), None)])
+            .unwrap());
+        // A repeat applies nothing.
+        assert!(!store
+            .commit_with_state(&chain[1], &[put("a", "X")])
+            .unwrap());
+        // An oversized write refuses the whole commit: neither block nor state.
+        store.append(&nullify_vote(&kps, 9)).unwrap();
+        let big = (b"c".to_vec(), Some(vec![0u8; MAX_APP_VALUE_BYTES + 1]));
+        assert!(matches!(
+            store.commit_with_state(&chain[2], &[put("a", "3"), big]),
+            Err(StorageError::TooLarge { .. })
+        ));
+        assert_eq!(store.committed_height().unwrap(), 2);
+        assert_eq!(store.app_get(b"a").unwrap(), Some(b"2".to_vec()));
+        assert_eq!(store.app_get(b"b").unwrap(), None);
+        // The refused commit did not write the buffered WAL entry either.
+        assert!(store.wal().unwrap().is_empty());
+        // A successful commit writes the buffered WAL entries with it.
+        assert!(store
+            .commit_with_state(&chain[2], &[put("a", "3"), put("z", "9")])
+            .unwrap());
+        assert_eq!(store.wal().unwrap(), vec![nullify_vote(&kps, 9)]);
+    }
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.committed_height().unwrap(), 3);
+    assert_eq!(store.app_get(b"a").unwrap(), Some(b"3".to_vec()));
+    assert_eq!(
+        store.app_scan(None, 10).unwrap(),
+        vec![
+            (b"a".to_vec(), b"3".to_vec()),
+            (b"z".to_vec(), b"9".to_vec())
+        ]
+    );
+    assert_eq!(
+        store.app_scan(Some(b"a"), 10).unwrap(),
+        vec![(b"z".to_vec(), b"9".to_vec())]
+    );
+    assert_eq!(store.app_scan(None, 1).unwrap().len(), 1);
+}
+
+#[test]
+fn oversized_wal_entry_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path().join("node.redb")).unwrap();
+    let huge = WalEntry::Block(block(1, 1, genesis_id(), vec![0u8; MAX_RECORD_BYTES + 1]));
+    assert!(matches!(
+        store.append(&huge),
+        Err(StorageError::TooLarge { .. })
+    ));
+}
+
+#[test]
+fn open_reports_bad_files_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+
+    // Not a database at all.
+    let garbage = dir.path().join("garbage.redb");
+    std::fs::write(&garbage, vec![0xAB; 8192]).unwrap();
+    let err = Store::open(&garbage).unwrap_err();
+    assert!(err.to_string().contains("garbage.redb"), "{err}");
+
+    // A redb file with another schema version.
+    let other = dir.path().join("other.redb");
+    {
+        let db = redb::Database::create(&other).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let meta: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("meta");
+            let mut t = txn.open_table(meta).unwrap();
+            t.insert("schema_version", SCHEMA_VERSION + 1).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let err = Store::open(&other).unwrap_err();
+    assert!(
+        matches!(err, StorageError::WrongVersion { found, .. } if found == SCHEMA_VERSION + 1),
+        "{err}"
+    );
+    assert!(err.to_string().contains("schema version"), "{err}");
+
+    // Only one writer.
+    let path = dir.path().join("node.redb");
+    let _store = Store::open(&path).unwrap();
+    assert!(matches!(
+        Store::open(&path),
+        Err(StorageError::AlreadyOpen { .. })
+    ));
+}
+
+#[test]
+fn verify_on_open_reports_damage_as_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.redb");
+    let kps = keys();
+    {
+        let mut store = Store::open(&path).unwrap();
+        for cb in chain_on(&kps, genesis_id(), 0, 50) {
+            store.commit(&cb).unwrap();
+        }
+        store.close().unwrap();
+    }
+    // Damage the middle of the file, where the committed pages are.
+    let mut bytes = std::fs::read(&path).unwrap();
+    let mid = bytes.len() / 2;
+    for b in &mut bytes[mid..mid + 4096] {
+        *b ^= 0x5A;
+    }
+    std::fs::write(&path, bytes).unwrap();
+    let options = StoreOptions {
+        verify_on_open: true,
+        ..StoreOptions::default()
+    };
+    let err = Store::open_with(&path, options).unwrap_err();
+    eprintln!("damaged: {err}");
+    assert!(matches!(err, StorageError::Corrupt { .. }), "{err}");
+}
+
+const CHILD_ENV: &str = "BITCRAPS_STORAGE_CRASH_CHILD";
+const START_ENV: &str = "BITCRAPS_STORAGE_CRASH_START";
+
+/// The child half of `kill_9_loses_nothing_synced`; does nothing unless run by it.
+/// Appends and syncs WAL entries forever, reporting each synced view, and every
+/// few rounds commits a block with application state.
+#[test]
+fn crash_child() {
+    let Ok(path) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let start: u64 = std::env::var(START_ENV).unwrap().parse().unwrap();
+    let kps = keys();
+    let mut store = Store::open(&path).unwrap();
+    let mut height = store.committed_height().unwrap();
+    let mut parent = match store.block_by_height(height).unwrap() {
+        Some(cb) => cb.block.id(),
+        None => genesis_id(),
+    };
+    let mut view = start;
+    for round in 0u64.. {
+        // A batch of votes plus a largish block, one fsync.
+        for _ in 0..3 {
+            view += 1;
+            store.append(&nullify_vote(&kps, view)).unwrap();
+        }
+        view += 1;
+        store
+            .append(&WalEntry::Block(block(
+                view,
+                1,
+                parent,
+                vec![round as u8; 32 * 1024],
+            )))
+            .unwrap();
+        store.sync().unwrap();
+        println!("SYNCED {view}");
+        if round % 4 == 3 {
+            let cb = chain_on(&kps, parent, height, 1).remove(0);
+            let h = (height + 1).to_le_bytes().to_vec();
+            let filler = (b"filler".to_vec(), Some(vec![round as u8; 8 * 1024]));
+            assert!(store
+                .commit_with_state(&cb, &[(b"height".to_vec(), Some(h)), filler])
+                .unwrap());
+            height += 1;
+            parent = cb.block.id();
+            println!("COMMITTED {height}");
+        }
+        if round % 10 == 9 {
+            let floor = view - 20;
+            store.prune(floor).unwrap();
+            println!("PRUNED {floor}");
+        }
+    }
+}
+
+#[test]
+fn kill_9_loses_nothing_synced() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.redb");
+    let exe = std::env::current_exe().unwrap();
+    let mut floor = 0;
+    let mut max_committed = 0;
+    for run in 0..8u64 {
+        let start = (run + 1) * 1_000_000;
+        let mut child = Command::new(&exe)
+            .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
+            .env(CHILD_ENV, &path)
+            .env(START_ENV, start.to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let kill_after = 10 + random_u64() % 40;
+        let mut synced = Vec::new();
+        let mut killed = false;
+        let mut record = |line: &str, synced: &mut Vec<u64>| {
+            let mut parts = line.split_whitespace();
+            let (Some(kind), Some(n)) = (parts.next(), parts.next()) else {
+                return;
+            };
+            let Ok(n) = n.parse::<u64>() else { return };
+            match kind {
+                "SYNCED" => synced.push(n),
+                "COMMITTED" => max_committed = max_committed.max(n),
+                "PRUNED" => floor = floor.max(n),
+                _ => {}
+            }
+        };
+        for line in lines {
+            record(&line.unwrap(), &mut synced);
+            if !killed && synced.len() as u64 >= kill_after {
+                // Let it get into the middle of the next write.
+                std::thread::sleep(std::time::Duration::from_micros(random_u64() % 3000));
+                child.kill().unwrap(); // SIGKILL
+                killed = true;
+            }
+        }
+        assert!(killed, "child exited before making progress");
+        let status = child.wait().unwrap();
+        assert!(!status.success());
+
+        let options = StoreOptions {
+            verify_on_open: run % 2 == 1,
+            ..StoreOptions::default()
+        };
+        let store = Store::open_with(&path, options).unwrap();
+        let wal = store.wal().unwrap();
+        let views: Vec<u64> = wal.iter().map(WalEntry::view).collect();
+        assert!(views.windows(2).all(|w| w[0] < w[1]), "WAL out of order");
+        for v in synced.iter().filter(|v| **v >= floor) {
+            assert!(views.binary_search(v).is_ok(), "synced view {v} lost");
+        }
+        // Blocks and state moved together, and no reported commit was lost.
+        let height = store.committed_height().unwrap();
+        eprintln!(
+            "run {run}: killed after {} syncs reported; WAL {} entries, height {height}",
+            synced.len(),
+            wal.len()
+        );
+        assert!(height >= max_committed, "{height} < {max_committed}");
+        let state = store.app_get(b"height").unwrap();
+        if height > 0 {
+            assert_eq!(state, Some(height.to_le_bytes().to_vec()));
+        }
+        if let Some(top) = store.block_by_height(height).unwrap() {
+            let chain = store.chain_from(&top.block.id(), 1000).unwrap();
+            assert_eq!(chain.len() as u64, height);
+        }
+    }
+}
