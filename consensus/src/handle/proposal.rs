@@ -127,7 +127,25 @@ impl Core {
             return;
         }
         if v < self.view {
-            return; // too late to vote; the leader's vote was still counted
+            // Too late to vote (the leader's vote was counted). Keep the block if
+            // a certificate names it: we would otherwise fetch it.
+            let certified = self
+                .views
+                .get(&v)
+                .and_then(|vs| vs.notarized_block())
+                .is_some_and(|(b, _)| b == id);
+            if certified || self.wanted.contains_key(&id) {
+                self.wanted.remove(&id);
+                if self.blocks.insert(id, p.block.clone()).is_none() {
+                    out.push(Effect::Persist {
+                        entry: WalEntry::Block(p.block),
+                        durable: false,
+                    });
+                }
+                self.try_commit(out);
+                self.try_vote(out);
+            }
+            return;
         }
         self.views.entry(v).or_default().proposal = Some(p);
         self.try_vote(out);
