@@ -30,6 +30,7 @@ enum Event {
     Payload { node: usize, view: View },
 }
 
+#[derive(Debug)]
 pub struct Cluster {
     pub cores: Vec<Core>,
     pub keys: Vec<Keypair>,
