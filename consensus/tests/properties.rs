@@ -277,7 +277,8 @@ fn forged_commit(c: &Cluster, view: u64, parent: Option<&Block>) -> CommittedBlo
     let g = c.genesis_block.clone();
     let parent = parent.unwrap_or(&g);
     let block = harness::block(&parent.header, parent.id(), view, (view % 4) as u16);
-    let finalization = harness::certificate(&c.keys, &[0, 1, 2], VoteBody::finalize(view, block.id()));
+    let finalization =
+        harness::certificate(&c.keys, &[0, 1, 2], VoteBody::finalize(view, block.id()));
     CommittedBlock {
         block,
         finalization,
