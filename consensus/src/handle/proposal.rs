@@ -54,9 +54,10 @@ impl Core {
             return false;
         };
         let v = vote.body.view;
-        let Some((_, parent_view)) = self.select_parent(v) else {
-            return false;
-        };
+        // Justify the parent the block actually extends. Re-running parent
+        // selection here could name a newer parent (a skipped view may have been
+        // notarized meanwhile) that does not match the block.
+        let parent_view = block.header.parent_view;
         let parent_certificate = self
             .views
             .get(&parent_view)

@@ -5,9 +5,10 @@
 //! (messages in flight, signatures and payloads the runtime owes a core) and a
 //! list of armed timers. A *schedule* (a list of [`Action`]s, chosen by proptest)
 //! decides which pending event happens next, which message is dropped or
-//! delivered twice, when a timer fires and when a node crashes. Virtual time only
-//! moves when a timer fires (to its deadline), so every run is a pure function of
-//! (cluster config, schedule).
+//! delivered twice, when a timer fires and when a node crashes. Under a schedule
+//! virtual time only moves when a timer fires (to its deadline); in the fair
+//! phase ([`Cluster::run_fair`], "after GST") each delivery takes 1 ms and timers
+//! fire when due. Every run is a pure function of (cluster config, schedule).
 //!
 //! Honest nodes sign exactly what their core asks for (with the raw key, plus an
 //! emulation of the signing guard that only matters across crashes). Byzantine
@@ -24,11 +25,15 @@
 //!   never asks to sign a vote conflicting with one already in its WAL;
 //! * an honest node's own vote or proposal is broadcast only after a durable
 //!   persist of it ("persist before you speak");
-//! * an honest leader's proposal carries a valid justification: a verified
-//!   notarization/finalization of its parent (or the parent is its committed tip),
-//!   verified nullifications of exactly the views in between, height = parent + 1,
-//!   increasing timestamp, and no skipped view the leader knows to be notarized
-//!   (i.e. it extends the parent `select_parent` must choose);
+//! * fork choice: an honest leader asks for a payload on exactly the parent
+//!   `select_parent` must pick (the highest view below with a notarized block
+//!   such that every view in between is nullified and none of them notarized,
+//!   or its committed tip), and its proposal extends that parent with height =
+//!   parent + 1 and an increasing timestamp; the proposal's justification (a
+//!   verified notarization/finalization of the parent, verified nullifications
+//!   of exactly the views in between) is checked too, but a mismatch only
+//!   counts in [`Stats::stale_justifications`] unless `strict_justification`
+//!   is set (known core bug, see `core_rules.rs`);
 //! * every commit extends the node's previous commit (parent link, height + 1,
 //!   increasing view and timestamp), carries a verified finalization of the block
 //!   or a descendant committed in the same step, and agrees with every other
@@ -182,6 +187,8 @@ pub enum Action {
 }
 
 #[derive(Debug, Clone)]
+// Messages carry blocks; events are moved a few times each (as in the core).
+#[allow(clippy::large_enum_variant)]
 enum Event {
     Msg {
         to: usize,
@@ -296,6 +303,8 @@ pub struct Cluster {
     /// Fail on proposals whose justification does not match their parent
     /// (off by default until the core bug is fixed; see core_rules.rs).
     pub strict_justification: bool,
+    /// Print every input and effect (debugging; `BITCRAPS_TEST_TRACE=1`).
+    pub verbose: bool,
     pub stats: Stats,
 }
 
@@ -347,7 +356,8 @@ impl Cluster {
             twins: BTreeMap::new(),
             dup_all: false,
             split,
-            strict_justification: false,
+            strict_justification: true,
+            verbose: std::env::var_os("BITCRAPS_TEST_TRACE").is_some(),
             stats: Stats::default(),
         };
         for i in 0..n {
@@ -472,14 +482,19 @@ impl Cluster {
         }
     }
 
-    /// Fair scheduling ("after GST"): deliver pending events in FIFO order, and
-    /// when none is left fire the earliest timer. Stops when `done` holds, nothing
-    /// is left to do, or after `max_events`. Returns the events processed.
+    /// Fair scheduling ("after GST"): time advances by 1 ms per delivered event
+    /// (a bounded message delay); a timer fires as soon as it is due, otherwise
+    /// pending events are delivered in FIFO order, and when none is left the
+    /// earliest timer fires. Stops when `done` holds, nothing is left to do, or
+    /// after `max_events`. Returns the events processed.
     pub fn run_fair(&mut self, max_events: u64, done: impl Fn(&Cluster) -> bool) -> u64 {
         let mut events = 0;
         while events < max_events && !done(self) {
             events += 1;
-            if !self.pool.is_empty() {
+            self.sweep_stale_timers();
+            let due = self.timers.iter().any(|t| t.at_ms <= self.now_ms);
+            if !due && !self.pool.is_empty() {
+                self.now_ms += 1;
                 let ev = self.pool.remove(0);
                 self.deliver(ev);
             } else if !self.fire_timer(None) {
@@ -493,10 +508,9 @@ impl Cluster {
         (!self.pool.is_empty()).then(|| k as usize % self.pool.len())
     }
 
-    /// Fires timer `k` among the live ones (or the earliest one for `None`) after
-    /// delivering every stale timer (which must produce no effect). Returns false
-    /// when no live timer is armed.
-    fn fire_timer(&mut self, k: Option<u16>) -> bool {
+    /// Delivers every stale timer (for a view its node has left), each of which
+    /// must produce no effect, and disarms it.
+    fn sweep_stale_timers(&mut self) {
         let (stale, live): (Vec<Timer>, Vec<Timer>) = std::mem::take(&mut self.timers)
             .into_iter()
             .partition(|t| t.view < self.nodes[t.node].core.view());
@@ -520,6 +534,13 @@ impl Cluster {
                 t.view
             );
         }
+    }
+
+    /// Fires timer `k` among the live ones (or the earliest one for `None`) after
+    /// delivering every stale timer (which must produce no effect). Returns false
+    /// when no live timer is armed.
+    fn fire_timer(&mut self, k: Option<u16>) -> bool {
+        self.sweep_stale_timers();
         if self.timers.is_empty() {
             return false;
         }
@@ -653,7 +674,14 @@ impl Cluster {
         if self.nodes[i].behavior == Behavior::Silent {
             return Vec::new();
         }
+        let shown = self.verbose.then(|| short(&input));
         let effects = self.nodes[i].core.handle(self.now_ms, input);
+        if let Some(shown) = shown {
+            eprintln!("[{}] node {i} <- {shown}", self.now_ms - GENESIS_MS);
+            for e in &effects {
+                eprintln!("      -> {}", short(e));
+            }
+        }
         self.trace.push((i, effects.clone()));
         let honest = self.nodes[i].honest();
         if honest {
@@ -1165,4 +1193,9 @@ impl Cluster {
     fn in_second_half(&self, j: usize) -> bool {
         (self.split >> (j % 8)) & 1 == 1
     }
+}
+
+fn short<T: std::fmt::Debug>(x: &T) -> String {
+    let s = format!("{x:?}");
+    s.chars().take(240).collect()
 }
