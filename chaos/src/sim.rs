@@ -13,7 +13,7 @@ use crate::plan::{Behavior, Plan};
 use crate::rng::SimRng;
 use crate::storage::SimStorage;
 use bitcraps_consensus::{
-    Core, Effect, Genesis, Input, Message, Params, TimeoutKind, Validator, View, VoteBody,
+    Core, Effect, Genesis, Input, Message, Params, TimeoutKind, View, VoteBody,
 };
 use bitcraps_crypto::{
     guard::{MemoryGuardStore, SigningGuard},
@@ -157,21 +157,7 @@ pub fn sim_genesis(n: usize, seed: u64) -> (Genesis, Vec<Keypair>) {
             Keypair::from_seed(bitcraps_crypto::hash(&material).as_bytes())
         })
         .collect();
-    let genesis = Genesis {
-        chain_id: "bitcraps-sim".into(),
-        genesis_time_ms: GENESIS_MS,
-        validators: keys
-            .iter()
-            .enumerate()
-            .map(|(i, k)| Validator {
-                name: format!("val{i}"),
-                consensus_key: k.public(),
-                identity_key: k.public(),
-                address: String::new(),
-            })
-            .collect(),
-        params: sim_params(),
-    };
+    let genesis = Genesis::from_keypairs("bitcraps-sim", GENESIS_MS, &keys, sim_params());
     (genesis, keys)
 }
 

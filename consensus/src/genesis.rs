@@ -38,6 +38,32 @@ pub struct Genesis {
 }
 
 impl Genesis {
+    /// A genesis whose validators are `keys`, in order, named `val{i}`, each
+    /// using one key as both consensus and identity key. For simulations,
+    /// benchmarks and tests; operators' genesis files keep the keys separate.
+    pub fn from_keypairs(
+        chain_id: &str,
+        genesis_time_ms: u64,
+        keys: &[bitcraps_crypto::Keypair],
+        params: Params,
+    ) -> Genesis {
+        Genesis {
+            chain_id: chain_id.into(),
+            genesis_time_ms,
+            validators: keys
+                .iter()
+                .enumerate()
+                .map(|(i, k)| Validator {
+                    name: format!("val{i}"),
+                    consensus_key: k.public(),
+                    identity_key: k.public(),
+                    address: String::new(),
+                })
+                .collect(),
+            params,
+        }
+    }
+
     /// Checks the value and returns the validator set.
     pub fn validate(&self) -> Result<ValidatorSet, String> {
         if self.chain_id.is_empty() || self.chain_id.len() > MAX_CHAIN_ID_LEN {

@@ -8,8 +8,8 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::large_enum_variant)]
 
 use bitcraps_consensus::{
-    Block, Core, Effect, Genesis, Input, Message, Params, Proposal, TimeoutKind, Validator, View,
-    Vote, VoteBody,
+    Block, Core, Effect, Genesis, Input, Message, Params, Proposal, TimeoutKind, View, Vote,
+    VoteBody,
 };
 use bitcraps_crypto::{hash, Hash32, Keypair};
 use std::collections::BTreeMap;
@@ -52,27 +52,18 @@ pub fn genesis(n: usize) -> (Genesis, Vec<Keypair>) {
     let keys: Vec<Keypair> = (0..n)
         .map(|i| Keypair::from_seed(&[i as u8 + 11; 32]))
         .collect();
-    let g = Genesis {
-        chain_id: CHAIN.into(),
-        genesis_time_ms: 1_000,
-        validators: keys
-            .iter()
-            .enumerate()
-            .map(|(i, k)| Validator {
-                name: format!("v{i}"),
-                consensus_key: k.public(),
-                identity_key: k.public(),
-                address: String::new(),
-            })
-            .collect(),
-        params: Params {
+    let g = Genesis::from_keypairs(
+        CHAIN,
+        1_000,
+        &keys,
+        Params {
             view_timeout_ms: 100,
             max_view_timeout_ms: 800,
             retry_interval_ms: 50,
             max_payload_bytes: 1024,
             max_clock_drift_ms: 10_000,
         },
-    };
+    );
     (g, keys)
 }
 

@@ -46,8 +46,7 @@
 
 use bitcraps_consensus::{
     verify_certificate, Block, BlockHeader, Certificate, Core, Effect, Genesis, Height, Input,
-    Message, Params, Proposal, TimeoutKind, Validator, ValidatorSet, View, Vote, VoteBody,
-    VoteKind, WalEntry,
+    Message, Params, Proposal, TimeoutKind, ValidatorSet, View, Vote, VoteBody, VoteKind, WalEntry,
 };
 use bitcraps_crypto::{hash, Hash32, Keypair, Signature};
 use std::collections::{BTreeMap, BTreeSet};
@@ -77,21 +76,7 @@ pub fn genesis(n: usize, seed: u64) -> (Genesis, Vec<Keypair>) {
             Keypair::from_seed(hash(&material).as_bytes())
         })
         .collect();
-    let genesis = Genesis {
-        chain_id: CHAIN_ID.into(),
-        genesis_time_ms: GENESIS_MS,
-        validators: keys
-            .iter()
-            .enumerate()
-            .map(|(i, k)| Validator {
-                name: format!("val{i}"),
-                consensus_key: k.public(),
-                identity_key: k.public(),
-                address: String::new(),
-            })
-            .collect(),
-        params: params(),
-    };
+    let genesis = Genesis::from_keypairs(CHAIN_ID, GENESIS_MS, &keys, params());
     (genesis, keys)
 }
 
