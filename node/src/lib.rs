@@ -4,8 +4,12 @@
 //!   identity keys in genesis.
 //! * [`storage`]: crash-safe embedded storage (redb) for the consensus WAL,
 //!   committed blocks and application state.
+//! * [`engine`]: the validator engine, one tokio task that drives the consensus
+//!   core with the network, storage, clock and signing guard.
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "server")]
+pub mod engine;
 #[cfg(feature = "server")]
 pub mod net;
 #[cfg(feature = "server")]
