@@ -67,9 +67,14 @@ print(f"beyond threshold: {b['safety_violations']}/{b['seeds_run']} seeds violat
 PY
 
 step "benchmarks (quick criterion pass; numbers are reported, never gated)"
-if [ -d benches/benches ] && ls benches/benches/*.rs >/dev/null 2>&1; then
-  cargo bench -p bitcraps-benches -- --warm-up-time 1 --measurement-time 2 2>&1 | grep -E "time:|thrpt:|^[a-z]" | tail -n 60
-fi
+# Name each bench target: a bare `cargo bench -- ARGS` also hands ARGS to the
+# lib's libtest harness, which rejects criterion's options.
+for bench in benches/benches/*.rs; do
+  name=$(basename "$bench" .rs)
+  cargo bench -p bitcraps-benches --bench "$name" -- --warm-up-time 1 --measurement-time 2 \
+    > "$REPORTS/bench-$name.txt" 2>&1
+  grep -E "time:|thrpt:" "$REPORTS/bench-$name.txt" | tail -n 60 || true
+done
 
 echo
 echo "all tests passed"
