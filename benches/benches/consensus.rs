@@ -54,19 +54,15 @@ fn child(
     proposer: u16,
     payload: Vec<u8>,
 ) -> Block {
-    Block {
-        header: BlockHeader {
-            view,
-            height: parent.height + 1,
-            parent: parent_id,
-            parent_view: parent.view,
-            proposer,
-            timestamp_ms: parent.timestamp_ms + 1,
-            payload_hash: hash(&payload),
-            payload_len: payload.len() as u32,
-        },
+    Block::new(
+        view,
+        parent.height + 1,
+        parent_id,
+        parent.view,
+        proposer,
+        parent.timestamp_ms + 1,
         payload,
-    }
+    )
 }
 
 /// A healthy chain's traffic as seen by a follower: `(from, message)` pairs.

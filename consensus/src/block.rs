@@ -47,6 +47,32 @@ pub struct Block {
 }
 
 impl Block {
+    /// A block at `height` on top of `parent` (proposed in `parent_view`),
+    /// committing to `payload` (its blake3 hash and length go in the header).
+    pub fn new(
+        view: View,
+        height: Height,
+        parent: Hash32,
+        parent_view: View,
+        proposer: ValidatorIndex,
+        timestamp_ms: u64,
+        payload: Vec<u8>,
+    ) -> Block {
+        Block {
+            header: BlockHeader {
+                view,
+                height,
+                parent,
+                parent_view,
+                proposer,
+                timestamp_ms,
+                payload_hash: hash(&payload),
+                payload_len: payload.len() as u32,
+            },
+            payload,
+        }
+    }
+
     pub fn id(&self) -> Hash32 {
         self.header.id()
     }

@@ -8,15 +8,12 @@
 //! our clock, and a payload within the size limit that matches its commitment. We
 //! do not notarize a view we already voted to nullify.
 
-use crate::block::{Block, BlockHeader};
+use crate::block::Block;
 use crate::io::{Effect, Evidence, WalEntry};
 use crate::message::{Message, Proposal};
 use crate::params::{MAX_FUTURE_PROPOSALS, MAX_VIEWS_AHEAD};
 use crate::state::Core;
-use bitcraps_crypto::{
-    hash,
-    vote::{View, VoteBody, VoteKind},
-};
+use bitcraps_crypto::vote::{View, VoteBody, VoteKind};
 
 impl Core {
     /// The application's payload for the view we lead.
@@ -32,17 +29,15 @@ impl Core {
             // invalid block, and let the view time out.
             return;
         }
-        let header = BlockHeader {
+        let block = Block::new(
             view,
-            height: height + 1,
+            height + 1,
             parent,
             parent_view,
-            proposer: self.set.leader(view),
-            timestamp_ms: self.now_ms.max(parent_ts + 1),
-            payload_hash: hash(&payload),
-            payload_len: payload.len() as u32,
-        };
-        let block = Block { header, payload };
+            self.set.leader(view),
+            self.now_ms.max(parent_ts + 1),
+            payload,
+        );
         let id = block.id();
         self.pending_block = Some(block);
         self.request_vote(VoteBody::notarize(view, id), out);

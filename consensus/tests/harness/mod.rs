@@ -105,19 +105,15 @@ pub fn certificate(keys: &[Keypair], signers: &[u16], body: VoteBody) -> Certifi
 /// A block proposed by `proposer` in `view` on top of `parent`.
 pub fn block(parent: &BlockHeader, parent_id: Hash32, view: View, proposer: u16) -> Block {
     let payload = format!("block v{view} by {proposer}").into_bytes();
-    Block {
-        header: BlockHeader {
-            view,
-            height: parent.height + 1,
-            parent: parent_id,
-            parent_view: parent.view,
-            proposer,
-            timestamp_ms: parent.timestamp_ms + 1,
-            payload_hash: hash(&payload),
-            payload_len: payload.len() as u32,
-        },
+    Block::new(
+        view,
+        parent.height + 1,
+        parent_id,
+        parent.view,
+        proposer,
+        parent.timestamp_ms + 1,
         payload,
-    }
+    )
 }
 
 /// A proposal for `block` signed by `signer`, with a justification.
