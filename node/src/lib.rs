@@ -8,6 +8,14 @@
 //!   core with the network, storage, clock and signing guard.
 #![forbid(unsafe_code)]
 
+pub mod api;
+pub mod app;
+pub mod chainspec;
+#[cfg(feature = "server")]
+pub mod http;
+#[cfg(feature = "server")]
+pub mod validator;
+
 #[cfg(feature = "server")]
 pub mod engine;
 #[cfg(feature = "server")]

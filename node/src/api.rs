@@ -1,0 +1,148 @@
+//! The JSON shapes of the HTTP API (`/status`, `/api/v1/...`).
+//!
+//! Shared by the server ([`crate::http`]) and its clients (`bitcraps status`,
+//! the `localnet` players, tests), so both sides agree on one definition.
+//! Binary values (keys, hashes, transactions) travel as lowercase hex strings.
+//! Field names are part of the public interface: extend, do not rename.
+
+use serde::{Deserialize, Serialize};
+
+/// `GET /status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusView {
+    /// Validator name from genesis (`val0`, ...).
+    pub node_id: String,
+    /// Index in the genesis validator list.
+    pub validator_index: u16,
+    pub chain_id: String,
+    pub version: String,
+    /// Highest committed (finalized) height.
+    pub height: u64,
+    /// The consensus view the node is in.
+    pub view: u64,
+    /// Hex id of the block at `height`.
+    pub committed_id: String,
+    /// Hex application state root after executing `height`.
+    pub state_root: String,
+    /// True while the node is far behind the views it hears about.
+    pub catching_up: bool,
+    /// Blocks committed per second over the last sync window (0 when idle).
+    pub sync_rate_blocks_per_s: f64,
+    /// Peers with a live QUIC connection.
+    pub peers_connected: usize,
+    /// Other validators in genesis.
+    pub peers_total: usize,
+    /// Verified transactions waiting for a block.
+    pub mempool_len: usize,
+    /// Transactions committed since genesis (accepted or rejected by execution).
+    pub committed_tx: u64,
+    pub signer: SignerView,
+    /// Milliseconds since the process started.
+    pub uptime_ms: u64,
+    /// Set when the engine stopped on an error; the node keeps serving reads.
+    pub fatal: Option<String>,
+}
+
+/// Which signing backend holds the consensus key, and whether it works.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignerView {
+    /// `in-memory`, `keystore`, `pkcs11`.
+    pub backend: String,
+    pub healthy: bool,
+}
+
+/// `503` body of `/readyz`, and the body of every API error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// Stable machine-readable code (`bad_request`, `not_found`, `rejected`,
+    /// `rate_limited`, `payload_too_large`, `unavailable`, `internal`, ...).
+    pub error: String,
+    /// Human-readable explanation.
+    pub message: String,
+}
+
+/// `POST /api/v1/tx` request body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitTx {
+    /// The encoded signed transaction (`app::SignedTx::encode`), hex.
+    pub tx: String,
+}
+
+/// `POST /api/v1/tx` response (202 Accepted).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubmitTxResponse {
+    /// Hex transaction hash, for `GET /api/v1/tx/{hash}`.
+    pub hash: String,
+}
+
+/// `GET /api/v1/tx/{hash}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxStatusView {
+    pub hash: String,
+    /// `pending` (in this node's mempool) or `committed`.
+    pub status: String,
+    /// Height of the block that committed it.
+    pub height: Option<u64>,
+    /// Position in that block.
+    pub index: Option<u32>,
+    /// Execution result when committed: `ok`, or the rejection reason.
+    pub result: Option<String>,
+    /// Wall-clock ms (Unix epoch) this node admitted it, if it did.
+    pub received_ms: Option<u64>,
+    /// Wall-clock ms this node executed the committing block, if known.
+    pub committed_ms: Option<u64>,
+}
+
+/// `GET /api/v1/accounts/{key}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountView {
+    pub account: String,
+    /// Committed balance in chips.
+    pub balance: u64,
+    /// Next nonce execution expects from this account.
+    pub nonce: u64,
+    /// Next nonce counting this node's pending transactions from the account.
+    pub pending_nonce: u64,
+}
+
+/// `GET /api/v1/blocks/{height}` and `GET /api/v1/blocks?from=&limit=`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockView {
+    pub height: u64,
+    pub view: u64,
+    pub id: String,
+    pub parent: String,
+    pub proposer: u16,
+    pub timestamp_ms: u64,
+    /// Hex hashes of the transactions, in order.
+    pub txs: Vec<String>,
+    /// Validators whose finalize votes are in the certificate.
+    pub signers: Vec<u16>,
+    /// Hex application state root after executing this block (every honest
+    /// node reports the same root at the same height).
+    pub state_root: Option<String>,
+}
+
+/// One entry of `GET /api/v1/peers`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerView {
+    pub index: u16,
+    pub name: String,
+    pub address: String,
+    pub connected: bool,
+    /// `closed`, `open` or `half_open`.
+    pub breaker: String,
+    pub rtt_us: Option<u64>,
+    pub send_latency_p95_us: Option<u64>,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub messages_in: u64,
+    pub messages_out: u64,
+    pub reconnects: u64,
+    pub errors: u64,
+    pub dropped_queue_full: u64,
+    pub dropped_rate_limited: u64,
+    pub penalty_disconnects: u64,
+    pub last_error: Option<String>,
+}

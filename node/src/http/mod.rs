@@ -1,0 +1,96 @@
+//! The node's HTTP API (axum): health, status, metrics and `/api/v1`.
+//!
+//! The server only knows the [`NodeApi`] trait; the running validator
+//! implements it (`crate::validator`), and HTTP tests can drive the router with
+//! any implementation. Keeping the boundary a trait keeps HTTP concerns
+//! (parsing, limits, status codes, correlation ids) out of the engine.
+
+use crate::api::{AccountView, BlockView, PeerView, StatusView, SubmitTxResponse, TxStatusView};
+use bitcraps_crypto::{Hash32, PublicKey};
+use std::future::Future;
+use std::pin::Pin;
+
+/// A boxed future returned by [`NodeApi::submit`].
+pub type SubmitFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<SubmitTxResponse, ApiError>> + Send + 'a>>;
+
+/// What the HTTP layer needs from a node. Every method is cheap or async; none
+/// may block the caller for long (the implementation moves storage reads off
+/// the async workers if they can be slow).
+pub trait NodeApi: Send + Sync + 'static {
+    /// `GET /status`.
+    fn status(&self) -> StatusView;
+    /// `GET /readyz`: `Ok` when the node is caught up and can take
+    /// transactions, otherwise why not.
+    fn readiness(&self) -> Result<(), String>;
+    /// `POST /api/v1/tx`: decode, verify and admit an encoded signed
+    /// transaction. `correlation_id` is the request's `x-correlation-id`.
+    fn submit(&self, tx: Vec<u8>, correlation_id: uuid::Uuid) -> SubmitFuture<'_>;
+    /// `GET /api/v1/tx/{hash}`: `None` when neither pending nor committed.
+    fn tx(&self, hash: &Hash32) -> Result<Option<TxStatusView>, ApiError>;
+    /// `GET /api/v1/blocks/{height}`.
+    fn block(&self, height: u64) -> Result<Option<BlockView>, ApiError>;
+    /// `GET /api/v1/blocks?from=H&limit=N`: committed blocks from `from`
+    /// upwards, at most `limit` (the server caps `limit`).
+    fn blocks(&self, from: u64, limit: usize) -> Result<Vec<BlockView>, ApiError>;
+    /// `GET /api/v1/accounts/{key}`: unknown accounts have balance 0, nonce 0.
+    fn account(&self, key: &PublicKey) -> Result<AccountView, ApiError>;
+    /// `GET /api/v1/peers`.
+    fn peers(&self) -> Vec<PeerView>;
+    /// `GET /metrics`: Prometheus text exposition format.
+    fn metrics(&self) -> String;
+}
+
+/// A failed API call, mapped to an HTTP status by the server.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the request is malformed (bad hex, undecodable transaction, ...).
+    #[error("{0}")]
+    BadRequest(String),
+    /// 422: well-formed but refused (bad signature, stale nonce, duplicate,
+    /// per-account limit). `code` is stable (`bad_signature`, `stale_nonce`,
+    /// `duplicate`, `account_limit`, `wrong_chain`, ...).
+    #[error("{message}")]
+    Rejected { code: String, message: String },
+    /// 404.
+    #[error("{0}")]
+    NotFound(String),
+    /// 503: the mempool is full, the node is stopping or not ready.
+    #[error("{0}")]
+    Unavailable(String),
+    /// 500: a storage or internal failure (details are logged, not returned).
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// Limits on what clients may send. Every field is configurable in
+/// `config.toml` (`[http]`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpLimits {
+    /// Largest request body (bytes); larger gets 413.
+    pub max_body_bytes: usize,
+    /// Sustained requests per second per client IP.
+    pub requests_per_s: u32,
+    /// Burst of requests per client IP.
+    pub burst: u32,
+    /// Most client IPs tracked by the rate limiter (oldest evicted).
+    pub max_clients: usize,
+    /// Requests handled at once; more wait (then time out with 503).
+    pub max_concurrent_requests: usize,
+    /// A request that takes longer is answered 503.
+    pub request_timeout_ms: u64,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            max_body_bytes: 64 * 1024,
+            requests_per_s: 2_000,
+            burst: 4_000,
+            max_clients: 4_096,
+            max_concurrent_requests: 1_024,
+            request_timeout_ms: 10_000,
+        }
+    }
+}
