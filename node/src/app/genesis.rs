@@ -3,8 +3,9 @@
 use bitcraps_crypto::PublicKey;
 use serde::{Deserialize, Serialize};
 
-/// Most genesis allocations (bounds the genesis file and the first state).
-pub const MAX_ALLOCATIONS: usize = 100_000;
+/// Most genesis allocations. Bounds the genesis file, and keeps the genesis
+/// state small enough to be written together with the first block.
+pub const MAX_ALLOCATIONS: usize = 10_000;
 
 /// One account funded at genesis.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
