@@ -4,6 +4,22 @@
 //! implements it (`crate::validator`), and HTTP tests can drive the router with
 //! any implementation. Keeping the boundary a trait keeps HTTP concerns
 //! (parsing, limits, status codes, correlation ids) out of the engine.
+//!
+//! Entry points: [`router`] (the axum `Router`, every limit applied) and
+//! [`serve`] (runs it on a listener with graceful, bounded shutdown).
+//!
+//! * `router.rs`: the route table and the middleware order (read its docs
+//!   first); `handlers.rs`: one small function per route.
+//! * `correlation.rs`: `x-correlation-id`, the `http_request` span, one log
+//!   line per request.
+//! * `ratelimit.rs`: per-client-IP token buckets, bounded client map (429).
+//! * `shed.rs`: in-flight cap (503 `overloaded`), deadline (503 `timeout`),
+//!   panic barrier (500).
+//! * `extract.rs`: JSON/path/query extractors and body limits (400/413/415).
+//! * `error.rs`: [`HttpError`] and the stable error [`codes`]; every error,
+//!   including axum's own rejections and fallbacks, is an `ErrorBody`.
+//! * [`prom`]: Prometheus text exposition writer for `/metrics`.
+//! * `clock.rs`: the module's one clock read.
 
 use crate::api::{AccountView, BlockView, PeerView, StatusView, SubmitTxResponse, TxStatusView};
 use bitcraps_crypto::{Hash32, PublicKey};
@@ -93,4 +109,28 @@ impl Default for HttpLimits {
             request_timeout_ms: 10_000,
         }
     }
+}
+
+mod clock;
+mod correlation;
+mod error;
+mod extract;
+mod handlers;
+pub mod prom;
+mod ratelimit;
+mod router;
+mod shed;
+
+pub use correlation::{CorrelationId, CORRELATION_HEADER};
+pub use error::{codes, HttpError};
+pub use extract::{ApiJson, ApiPath, ApiQuery};
+pub use handlers::{BLOCKS_DEFAULT_LIMIT, BLOCKS_MAX_LIMIT, METRICS_CONTENT_TYPE};
+pub use router::{router, serve, DRAIN_GRACE_MS};
+
+/// Health endpoints: exempt from rate limiting and the concurrency cap, so a
+/// busy node still answers its orchestrator's probes.
+pub const HEALTH_PATHS: [&str; 2] = ["/livez", "/readyz"];
+
+fn is_health_path(path: &str) -> bool {
+    HEALTH_PATHS.contains(&path)
 }

@@ -1,0 +1,135 @@
+//! Route handlers: parse and validate what the client sent, call [`NodeApi`],
+//! shape the answer. No node logic lives here.
+
+use super::correlation::CorrelationId;
+use super::error::{codes, HttpError};
+use super::extract::{ApiJson, ApiPath, ApiQuery};
+use super::NodeApi;
+use crate::api::{AccountView, BlockView, PeerView, StatusView, SubmitTx, TxStatusView};
+use axum::extract::State;
+use axum::http::{header, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use bitcraps_crypto::{Hash32, PublicKey};
+use serde::Deserialize;
+use std::sync::Arc;
+
+/// Handler state: the node behind the API.
+pub(crate) type Node = State<Arc<dyn NodeApi>>;
+
+/// Content type of the Prometheus text exposition format.
+pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Default and largest `limit` of `GET /api/v1/blocks`.
+pub const BLOCKS_DEFAULT_LIMIT: usize = 20;
+pub const BLOCKS_MAX_LIMIT: usize = 100;
+
+pub(crate) async fn livez() -> &'static str {
+    "ok"
+}
+
+pub(crate) async fn readyz(State(node): Node) -> Result<Json<serde_json::Value>, HttpError> {
+    match node.readiness() {
+        Ok(()) => Ok(Json(serde_json::json!({ "ready": true }))),
+        Err(reason) => Err(HttpError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            codes::NOT_READY,
+            reason,
+        )),
+    }
+}
+
+pub(crate) async fn status(State(node): Node) -> Json<StatusView> {
+    Json(node.status())
+}
+
+pub(crate) async fn metrics(State(node): Node) -> Response {
+    (
+        [(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)],
+        node.metrics(),
+    )
+        .into_response()
+}
+
+pub(crate) async fn submit_tx(
+    State(node): Node,
+    correlation: CorrelationId,
+    ApiJson(body): ApiJson<SubmitTx>,
+) -> Result<Response, HttpError> {
+    let tx = hex::decode(&body.tx)
+        .map_err(|e| HttpError::bad_request(format!("tx is not valid hex: {e}")))?;
+    let accepted = node.submit(tx, correlation.0).await?;
+    Ok((StatusCode::ACCEPTED, Json(accepted)).into_response())
+}
+
+pub(crate) async fn tx(
+    State(node): Node,
+    ApiPath(hash): ApiPath<String>,
+) -> Result<Json<TxStatusView>, HttpError> {
+    let hash = Hash32::from_hex(&hash)
+        .map_err(|e| HttpError::bad_request(format!("hash must be 64 hex characters: {e}")))?;
+    node.tx(&hash)?
+        .map(Json)
+        .ok_or_else(|| HttpError::not_found(format!("transaction {hash} not found")))
+}
+
+pub(crate) async fn block(
+    State(node): Node,
+    ApiPath(height): ApiPath<u64>,
+) -> Result<Json<BlockView>, HttpError> {
+    node.block(height)?
+        .map(Json)
+        .ok_or_else(|| HttpError::not_found(format!("no committed block at height {height}")))
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct BlocksQuery {
+    from: Option<u64>,
+    limit: Option<usize>,
+}
+
+pub(crate) async fn blocks(
+    State(node): Node,
+    ApiQuery(query): ApiQuery<BlocksQuery>,
+) -> Result<Json<Vec<BlockView>>, HttpError> {
+    let from = query.from.unwrap_or(1);
+    let limit = query
+        .limit
+        .unwrap_or(BLOCKS_DEFAULT_LIMIT)
+        .min(BLOCKS_MAX_LIMIT);
+    let mut blocks = node.blocks(from, limit)?;
+    // The cap is this server's promise; do not rely on the node for it.
+    blocks.truncate(limit);
+    Ok(Json(blocks))
+}
+
+pub(crate) async fn account(
+    State(node): Node,
+    ApiPath(key): ApiPath<String>,
+) -> Result<Json<AccountView>, HttpError> {
+    let key = PublicKey::from_hex(&key).map_err(|e| {
+        HttpError::bad_request(format!(
+            "account must be a 64-hex-character ed25519 public key: {e}"
+        ))
+    })?;
+    Ok(Json(node.account(&key)?))
+}
+
+pub(crate) async fn peers(State(node): Node) -> Json<Vec<PeerView>> {
+    Json(node.peers())
+}
+
+/// Fallback for paths no route matches.
+pub(crate) async fn not_found() -> HttpError {
+    HttpError::not_found("no such route")
+}
+
+/// Fallback for a known path with a method it does not serve. axum adds the
+/// `allow` header listing the methods that are.
+pub(crate) async fn method_not_allowed(method: Method) -> HttpError {
+    HttpError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        codes::METHOD_NOT_ALLOWED,
+        format!("method {method} is not allowed on this route"),
+    )
+}

@@ -1,0 +1,1167 @@
+//! The HTTP API over a real socket: the real server (`http::serve`) on
+//! 127.0.0.1:0, an in-memory `NodeApi` defined here, reqwest as the client
+//! (raw TCP where reqwest cannot misbehave enough, e.g. chunked bodies).
+//!
+//! Synchronisation is explicit: a blocking `submit` reports that it has
+//! started on a channel and waits on a semaphore the test opens. Timeouts are
+//! failure deadlines only; the one intentional wait is the server's own
+//! request timeout.
+
+#![cfg(feature = "server")]
+// clippy's allow-unwrap-in-tests covers #[test] functions, not the helpers here.
+#![allow(clippy::unwrap_used)]
+
+use bitcraps_crypto::{hash, Hash32, Keypair, PublicKey};
+use bitcraps_node::api::{
+    AccountView, BlockView, ErrorBody, PeerView, SignerView, StatusView, SubmitTxResponse,
+    TxStatusView,
+};
+use bitcraps_node::http::prom::PromWriter;
+use bitcraps_node::http::{self, ApiError, HttpLimits, NodeApi, SubmitFuture};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::task::JoinHandle;
+use tokio::time::timeout;
+use uuid::Uuid;
+
+const DEADLINE: Duration = Duration::from_secs(10);
+const MAX_BODY_BYTES: usize = 1024;
+const BLOCK_COUNT: u64 = 150;
+
+// ---------------------------------------------------------------------------
+// The in-memory node
+
+/// Transactions starting with one of these prefixes get the matching answer;
+/// anything else is refused as `bad_signature`.
+const OK: &[u8] = b"OK";
+/// Accepted, but only once the test opens the gate.
+const SLOW: &[u8] = b"SLOW";
+const PANIC: &[u8] = b"PANIC";
+const FULL: &[u8] = b"FULL";
+const BROKEN: &[u8] = b"BROKEN";
+
+struct TestNode {
+    ready: AtomicBool,
+    accounts: BTreeMap<PublicKey, AccountView>,
+    blocks: Vec<BlockView>,
+    txs: Mutex<HashMap<Hash32, TxStatusView>>,
+    /// Every `submit` call: the bytes and the correlation id.
+    submissions: Mutex<Vec<(Vec<u8>, Uuid)>>,
+    /// `SLOW` submissions wait for a permit here.
+    gate: Semaphore,
+    /// One message per `SLOW` submission that has started waiting.
+    entered: mpsc::UnboundedSender<()>,
+    /// The `limit` of the last `blocks` call.
+    last_blocks_limit: AtomicUsize,
+}
+
+fn alice() -> PublicKey {
+    Keypair::from_seed(&[7; 32]).public()
+}
+
+fn block(height: u64) -> BlockView {
+    BlockView {
+        height,
+        view: height + 1,
+        id: format!("{height:064x}"),
+        parent: format!("{:064x}", height - 1),
+        proposer: (height % 4) as u16,
+        timestamp_ms: 1_700_000_000_000 + height,
+        txs: vec![format!("{:064x}", height * 1000)],
+        signers: vec![0, 1, 2],
+        state_root: Some(format!("{:064x}", height + 7)),
+    }
+}
+
+impl TestNode {
+    fn new() -> (Arc<Self>, mpsc::UnboundedReceiver<()>) {
+        let (entered, entered_rx) = mpsc::unbounded_channel();
+        let mut accounts = BTreeMap::new();
+        accounts.insert(
+            alice(),
+            AccountView {
+                account: alice().to_hex(),
+                balance: 1_000,
+                nonce: 3,
+                pending_nonce: 5,
+            },
+        );
+        let node = TestNode {
+            ready: AtomicBool::new(true),
+            accounts,
+            blocks: (1..=BLOCK_COUNT).map(block).collect(),
+            txs: Mutex::new(HashMap::new()),
+            submissions: Mutex::new(Vec::new()),
+            gate: Semaphore::new(0),
+            entered,
+            last_blocks_limit: AtomicUsize::new(0),
+        };
+        (Arc::new(node), entered_rx)
+    }
+
+    fn release(&self, n: usize) {
+        self.gate.add_permits(n);
+    }
+
+    fn accept(&self, tx: &[u8]) -> SubmitTxResponse {
+        let h = hash(tx);
+        self.txs.lock().unwrap().insert(
+            h,
+            TxStatusView {
+                hash: h.to_hex(),
+                status: "pending".into(),
+                height: None,
+                index: None,
+                result: None,
+                received_ms: Some(1_700_000_000_123),
+                committed_ms: None,
+            },
+        );
+        SubmitTxResponse { hash: h.to_hex() }
+    }
+}
+
+impl NodeApi for TestNode {
+    fn status(&self) -> StatusView {
+        StatusView {
+            node_id: "val0".into(),
+            validator_index: 0,
+            chain_id: "bitcraps-test".into(),
+            version: "0.1.0".into(),
+            height: BLOCK_COUNT,
+            view: 151,
+            committed_id: "ab".repeat(32),
+            state_root: "cd".repeat(32),
+            catching_up: false,
+            sync_rate_blocks_per_s: 0.5,
+            peers_connected: 1,
+            peers_total: 3,
+            mempool_len: self.txs.lock().unwrap().len(),
+            committed_tx: 42,
+            signer: SignerView {
+                backend: "in-memory".into(),
+                healthy: true,
+            },
+            uptime_ms: 1234,
+            fatal: None,
+        }
+    }
+
+    fn readiness(&self) -> Result<(), String> {
+        if self.ready.load(Ordering::SeqCst) {
+            Ok(())
+        } else {
+            Err("catching up: height 3 of 10".into())
+        }
+    }
+
+    fn submit(&self, tx: Vec<u8>, correlation_id: Uuid) -> SubmitFuture<'_> {
+        Box::pin(async move {
+            self.submissions
+                .lock()
+                .unwrap()
+                .push((tx.clone(), correlation_id));
+            if tx.starts_with(OK) {
+                Ok(self.accept(&tx))
+            } else if tx.starts_with(SLOW) {
+                let _ = self.entered.send(());
+                let permit = self
+                    .gate
+                    .acquire()
+                    .await
+                    .map_err(|_| ApiError::Unavailable("gate closed".into()))?;
+                permit.forget();
+                Ok(self.accept(&tx))
+            } else if tx.starts_with(PANIC) {
+                panic!("test node asked to panic");
+            } else if tx.starts_with(FULL) {
+                Err(ApiError::Unavailable("mempool is full".into()))
+            } else if tx.starts_with(BROKEN) {
+                Err(ApiError::Internal("redb: /secret/node/data corrupt".into()))
+            } else {
+                Err(ApiError::Rejected {
+                    code: "bad_signature".into(),
+                    message: "signature does not verify".into(),
+                })
+            }
+        })
+    }
+
+    fn tx(&self, hash: &Hash32) -> Result<Option<TxStatusView>, ApiError> {
+        Ok(self.txs.lock().unwrap().get(hash).cloned())
+    }
+
+    fn block(&self, height: u64) -> Result<Option<BlockView>, ApiError> {
+        Ok(self.blocks.iter().find(|b| b.height == height).cloned())
+    }
+
+    fn blocks(&self, from: u64, limit: usize) -> Result<Vec<BlockView>, ApiError> {
+        self.last_blocks_limit.store(limit, Ordering::SeqCst);
+        Ok(self
+            .blocks
+            .iter()
+            .filter(|b| b.height >= from)
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    fn account(&self, key: &PublicKey) -> Result<AccountView, ApiError> {
+        Ok(self.accounts.get(key).cloned().unwrap_or(AccountView {
+            account: key.to_hex(),
+            balance: 0,
+            nonce: 0,
+            pending_nonce: 0,
+        }))
+    }
+
+    fn peers(&self) -> Vec<PeerView> {
+        vec![PeerView {
+            index: 1,
+            name: "val1".into(),
+            address: "127.0.0.1:9001".into(),
+            connected: true,
+            breaker: "closed".into(),
+            rtt_us: Some(250),
+            send_latency_p95_us: None,
+            bytes_in: 10,
+            bytes_out: 20,
+            messages_in: 1,
+            messages_out: 2,
+            reconnects: 0,
+            errors: 0,
+            dropped_queue_full: 0,
+            dropped_rate_limited: 0,
+            penalty_disconnects: 0,
+            last_error: None,
+        }]
+    }
+
+    fn metrics(&self) -> String {
+        let mut w = PromWriter::new();
+        w.counter(
+            "bitcraps_test_submissions_total",
+            "Transactions submitted.",
+            &[],
+            self.submissions.lock().unwrap().len() as u64,
+        );
+        w.gauge("bitcraps_height", "Committed height.", &[], 150.0);
+        w.finish()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Harness
+
+struct Server {
+    addr: SocketAddr,
+    client: reqwest::Client,
+    node: Arc<TestNode>,
+    entered: mpsc::UnboundedReceiver<()>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+/// Limits that tests not about limits never hit.
+fn roomy() -> HttpLimits {
+    HttpLimits {
+        max_body_bytes: MAX_BODY_BYTES,
+        requests_per_s: 100_000,
+        burst: 100_000,
+        max_clients: 64,
+        max_concurrent_requests: 64,
+        request_timeout_ms: 10_000,
+    }
+}
+
+async fn start(limits: HttpLimits) -> Server {
+    let (node, entered) = TestNode::new();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
+    let api: Arc<dyn NodeApi> = node.clone();
+    let task = tokio::spawn(http::serve(listener, api, limits, async move {
+        let _ = shutdown_rx.await;
+    }));
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(DEADLINE)
+        .build()
+        .unwrap();
+    Server {
+        addr,
+        client,
+        node,
+        entered,
+        shutdown: Some(shutdown_tx),
+        task,
+    }
+}
+
+impl Server {
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.unwrap()
+    }
+
+    async fn post_json(&self, path: &str, body: &str) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn submit(&self, tx: &[u8]) -> reqwest::Response {
+        self.post_json("/api/v1/tx", &json!({ "tx": hex::encode(tx) }).to_string())
+            .await
+    }
+
+    /// Waits until `n` `SLOW` submissions are blocked in the node.
+    async fn wait_entered(&mut self, n: usize) {
+        for _ in 0..n {
+            timeout(DEADLINE, self.entered.recv())
+                .await
+                .expect("submit never started")
+                .unwrap();
+        }
+    }
+}
+
+/// The response's correlation id; asserts it is there and a UUID.
+fn correlation(resp: &reqwest::Response) -> Uuid {
+    let value = resp
+        .headers()
+        .get("x-correlation-id")
+        .unwrap_or_else(|| panic!("no x-correlation-id on {}", resp.status()));
+    Uuid::parse_str(value.to_str().unwrap()).unwrap()
+}
+
+async fn ok_json(resp: reqwest::Response, status: u16) -> Value {
+    assert_eq!(resp.status().as_u16(), status);
+    correlation(&resp);
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    resp.json().await.unwrap()
+}
+
+/// Asserts an error response: status, JSON `ErrorBody` with `code`, and a
+/// correlation id. Returns the body.
+async fn error(resp: reqwest::Response, status: u16, code: &str) -> ErrorBody {
+    assert_eq!(resp.status().as_u16(), status, "for expected {code}");
+    correlation(&resp);
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    let body: ErrorBody = resp.json().await.unwrap();
+    assert_eq!(body.error, code, "{body:?}");
+    body
+}
+
+/// A raw HTTP/1.1 exchange: writes `request` (write errors are ignored: the
+/// server may answer and close before reading everything) and reads one
+/// response. Returns status, lowercase headers and body.
+async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> (u16, HashMap<String, String>, String) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let _ = stream.write_all(request).await;
+    let mut buf = Vec::new();
+    let read = async {
+        let mut chunk = [0u8; 4096];
+        loop {
+            if let Some(parsed) = parse_response(&buf) {
+                return parsed;
+            }
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => panic!(
+                    "connection ended before a full response: {:?}",
+                    String::from_utf8_lossy(&buf)
+                ),
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    };
+    timeout(DEADLINE, read).await.expect("no response in time")
+}
+
+fn parse_response(buf: &[u8]) -> Option<(u16, HashMap<String, String>, String)> {
+    let text = std::str::from_utf8(buf).ok()?;
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let headers: HashMap<String, String> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let length: usize = headers.get("content-length")?.parse().ok()?;
+    (body.len() >= length).then(|| (status, headers, body[..length].to_owned()))
+}
+
+// ---------------------------------------------------------------------------
+// Routes
+
+#[tokio::test]
+async fn livez_and_readyz() {
+    let s = start(roomy()).await;
+    let resp = s.get("/livez").await;
+    assert_eq!(resp.status(), 200);
+    correlation(&resp);
+    assert_eq!(resp.text().await.unwrap(), "ok");
+
+    assert_eq!(
+        ok_json(s.get("/readyz").await, 200).await,
+        json!({ "ready": true })
+    );
+}
+
+#[tokio::test]
+async fn readyz_is_503_with_the_reason_until_ready() {
+    let s = start(roomy()).await;
+    s.node.ready.store(false, Ordering::SeqCst);
+    let body = error(s.get("/readyz").await, 503, "not_ready").await;
+    assert_eq!(body.message, "catching up: height 3 of 10");
+    s.node.ready.store(true, Ordering::SeqCst);
+    assert_eq!(
+        ok_json(s.get("/readyz").await, 200).await,
+        json!({ "ready": true })
+    );
+}
+
+#[tokio::test]
+async fn status_exact_json() {
+    let s = start(roomy()).await;
+    assert_eq!(
+        ok_json(s.get("/status").await, 200).await,
+        json!({
+            "node_id": "val0",
+            "validator_index": 0,
+            "chain_id": "bitcraps-test",
+            "version": "0.1.0",
+            "height": 150,
+            "view": 151,
+            "committed_id": "ab".repeat(32),
+            "state_root": "cd".repeat(32),
+            "catching_up": false,
+            "sync_rate_blocks_per_s": 0.5,
+            "peers_connected": 1,
+            "peers_total": 3,
+            "mempool_len": 0,
+            "committed_tx": 42,
+            "signer": { "backend": "in-memory", "healthy": true },
+            "uptime_ms": 1234,
+            "fatal": null
+        })
+    );
+}
+
+#[tokio::test]
+async fn metrics_is_prometheus_text() {
+    let s = start(roomy()).await;
+    let resp = s.get("/metrics").await;
+    assert_eq!(resp.status(), 200);
+    correlation(&resp);
+    assert_eq!(
+        resp.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    assert_eq!(
+        resp.text().await.unwrap(),
+        "# HELP bitcraps_test_submissions_total Transactions submitted.\n\
+         # TYPE bitcraps_test_submissions_total counter\n\
+         bitcraps_test_submissions_total 0\n\
+         # HELP bitcraps_height Committed height.\n\
+         # TYPE bitcraps_height gauge\n\
+         bitcraps_height 150\n"
+    );
+}
+
+#[tokio::test]
+async fn peers_exact_json() {
+    let s = start(roomy()).await;
+    assert_eq!(
+        ok_json(s.get("/api/v1/peers").await, 200).await,
+        json!([{
+            "index": 1,
+            "name": "val1",
+            "address": "127.0.0.1:9001",
+            "connected": true,
+            "breaker": "closed",
+            "rtt_us": 250,
+            "send_latency_p95_us": null,
+            "bytes_in": 10,
+            "bytes_out": 20,
+            "messages_in": 1,
+            "messages_out": 2,
+            "reconnects": 0,
+            "errors": 0,
+            "dropped_queue_full": 0,
+            "dropped_rate_limited": 0,
+            "penalty_disconnects": 0,
+            "last_error": null
+        }])
+    );
+}
+
+#[tokio::test]
+async fn submit_then_look_up_the_transaction() {
+    let s = start(roomy()).await;
+    let tx = b"OK transfer 10 chips";
+    let expected_hash = hash(tx).to_hex();
+    let sent_id = Uuid::new_v4();
+    let resp = s
+        .client
+        .post(s.url("/api/v1/tx"))
+        .header("x-correlation-id", sent_id.to_string())
+        .json(&json!({ "tx": hex::encode(tx) }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(correlation(&resp), sent_id);
+    assert_eq!(
+        ok_json(resp, 202).await,
+        json!({ "hash": expected_hash.clone() })
+    );
+    // The node got the decoded bytes and the request's correlation id.
+    assert_eq!(
+        s.node.submissions.lock().unwrap().as_slice(),
+        &[(tx.to_vec(), sent_id)]
+    );
+
+    assert_eq!(
+        ok_json(s.get(&format!("/api/v1/tx/{expected_hash}")).await, 200).await,
+        json!({
+            "hash": expected_hash,
+            "status": "pending",
+            "height": null,
+            "index": null,
+            "result": null,
+            "received_ms": 1_700_000_000_123u64,
+            "committed_ms": null
+        })
+    );
+    // Uppercase hex names the same hash.
+    let upper = expected_hash.to_ascii_uppercase();
+    assert_eq!(s.get(&format!("/api/v1/tx/{upper}")).await.status(), 200);
+}
+
+#[tokio::test]
+async fn tx_lookup_errors() {
+    let s = start(roomy()).await;
+    let unknown = "00".repeat(32);
+    let body = error(
+        s.get(&format!("/api/v1/tx/{unknown}")).await,
+        404,
+        "not_found",
+    )
+    .await;
+    assert!(body.message.contains(&unknown), "{body:?}");
+    for bad in ["xyz", &"0".repeat(63), &"0".repeat(66), &"zz".repeat(32)] {
+        let body = error(
+            s.get(&format!("/api/v1/tx/{bad}")).await,
+            400,
+            "bad_request",
+        )
+        .await;
+        assert!(body.message.starts_with("hash must be 64 hex"), "{body:?}");
+    }
+}
+
+#[tokio::test]
+async fn submit_errors_map_to_statuses() {
+    let s = start(roomy()).await;
+    let body = error(
+        s.post_json("/api/v1/tx", r#"{"tx":"zz"}"#).await,
+        400,
+        "bad_request",
+    )
+    .await;
+    assert!(
+        body.message.starts_with("tx is not valid hex: "),
+        "{body:?}"
+    );
+    let body = error(
+        s.post_json("/api/v1/tx", r#"{"tx":"abc"}"#).await,
+        400,
+        "bad_request",
+    )
+    .await;
+    assert!(
+        body.message.starts_with("tx is not valid hex: "),
+        "{body:?}"
+    );
+
+    let body = error(s.submit(b"forged").await, 422, "bad_signature").await;
+    assert_eq!(body.message, "signature does not verify");
+    let body = error(s.submit(FULL).await, 503, "unavailable").await;
+    assert_eq!(body.message, "mempool is full");
+    let body = error(s.submit(BROKEN).await, 500, "internal").await;
+    assert!(!body.message.contains("secret"), "{body:?}");
+}
+
+#[tokio::test]
+async fn block_by_height() {
+    let s = start(roomy()).await;
+    assert_eq!(
+        ok_json(s.get("/api/v1/blocks/3").await, 200).await,
+        json!({
+            "height": 3,
+            "view": 4,
+            "id": format!("{:064x}", 3),
+            "parent": format!("{:064x}", 2),
+            "proposer": 3,
+            "timestamp_ms": 1_700_000_000_003u64,
+            "txs": [format!("{:064x}", 3000)],
+            "signers": [0, 1, 2],
+            "state_root": format!("{:064x}", 10)
+        })
+    );
+    error(s.get("/api/v1/blocks/999").await, 404, "not_found").await;
+    for bad in ["abc", "-1", "18446744073709551616"] {
+        error(
+            s.get(&format!("/api/v1/blocks/{bad}")).await,
+            400,
+            "bad_request",
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn block_ranges_default_and_cap_the_limit() {
+    let s = start(roomy()).await;
+    let heights = |v: &Value| -> Vec<u64> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["height"].as_u64().unwrap())
+            .collect()
+    };
+    let v = ok_json(s.get("/api/v1/blocks").await, 200).await;
+    assert_eq!(heights(&v), (1..=20).collect::<Vec<_>>());
+    assert_eq!(v[0], serde_json::to_value(block(1)).unwrap());
+
+    let v = ok_json(s.get("/api/v1/blocks?from=5&limit=3").await, 200).await;
+    assert_eq!(heights(&v), [5, 6, 7]);
+
+    let v = ok_json(s.get("/api/v1/blocks?from=2&limit=1000").await, 200).await;
+    assert_eq!(heights(&v), (2..=101).collect::<Vec<_>>());
+    assert_eq!(s.node.last_blocks_limit.load(Ordering::SeqCst), 100);
+
+    let v = ok_json(s.get("/api/v1/blocks?from=149").await, 200).await;
+    assert_eq!(heights(&v), [149, 150]);
+
+    for bad in ["limit=abc", "from=-1", "limit=-5"] {
+        error(
+            s.get(&format!("/api/v1/blocks?{bad}")).await,
+            400,
+            "bad_request",
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn accounts() {
+    let s = start(roomy()).await;
+    let key = alice().to_hex();
+    assert_eq!(
+        ok_json(s.get(&format!("/api/v1/accounts/{key}")).await, 200).await,
+        json!({ "account": key, "balance": 1000, "nonce": 3, "pending_nonce": 5 })
+    );
+    let bob = Keypair::from_seed(&[9; 32]).public().to_hex();
+    assert_eq!(
+        ok_json(s.get(&format!("/api/v1/accounts/{bob}")).await, 200).await,
+        json!({ "account": bob, "balance": 0, "nonce": 0, "pending_nonce": 0 })
+    );
+
+    // Not hex, wrong length, a small-order point, and a y with no curve point.
+    let identity = format!("01{}", "00".repeat(31));
+    let off_curve = (2u8..=255)
+        .map(|b| {
+            let mut bytes = [0u8; 32];
+            bytes[0] = b;
+            hex::encode(bytes)
+        })
+        .find(|h| PublicKey::from_hex(h).is_err() && h != &identity)
+        .unwrap();
+    assert!(PublicKey::from_hex(&identity).is_err());
+    for bad in ["nothex", &"ab".repeat(31), &identity, &off_curve] {
+        let body = error(
+            s.get(&format!("/api/v1/accounts/{bad}")).await,
+            400,
+            "bad_request",
+        )
+        .await;
+        assert!(body.message.starts_with("account must be"), "{body:?}");
+    }
+}
+
+#[tokio::test]
+async fn unknown_route_is_404_and_wrong_method_405_as_json() {
+    let s = start(roomy()).await;
+    for path in ["/nope", "/api/v1", "/api/v1/tx/", "/api/v2/peers"] {
+        error(s.get(path).await, 404, "not_found").await;
+    }
+    let resp = s.client.delete(s.url("/status")).send().await.unwrap();
+    assert_eq!(resp.headers()["allow"], "GET,HEAD");
+    error(resp, 405, "method_not_allowed").await;
+    let resp = s.client.get(s.url("/api/v1/tx")).send().await.unwrap();
+    assert_eq!(resp.headers()["allow"], "POST");
+    error(resp, 405, "method_not_allowed").await;
+}
+
+// ---------------------------------------------------------------------------
+// Correlation ids
+
+#[tokio::test]
+async fn correlation_id_kept_when_valid_else_generated_v7() {
+    let s = start(roomy()).await;
+
+    // Kept, on success and on every kind of error answer.
+    let sent = Uuid::new_v4();
+    let with_id = |req: reqwest::RequestBuilder| req.header("x-correlation-id", sent.to_string());
+    let responses = [
+        with_id(s.client.get(s.url("/status"))),
+        with_id(s.client.get(s.url("/nope"))),
+        with_id(s.client.delete(s.url("/status"))),
+        with_id(s.client.post(s.url("/api/v1/tx")))
+            .header("content-type", "application/json")
+            .body(vec![b' '; MAX_BODY_BYTES + 1]),
+        with_id(s.client.post(s.url("/api/v1/tx"))).json(&json!({ "tx": "00" })),
+        with_id(s.client.post(s.url("/api/v1/tx"))).body("x"),
+    ];
+    let mut statuses = Vec::new();
+    for req in responses {
+        let resp = req.send().await.unwrap();
+        statuses.push(resp.status().as_u16());
+        assert_eq!(correlation(&resp), sent, "status {}", resp.status());
+    }
+    assert_eq!(statuses, [200, 404, 405, 413, 422, 415]);
+
+    // A v7 from a client is kept too (any version is fine).
+    let v7 = Uuid::now_v7();
+    let resp = s
+        .client
+        .get(s.url("/livez"))
+        .header("x-correlation-id", v7.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(correlation(&resp), v7);
+
+    // Generated when missing or invalid: v7, fresh per request.
+    let mut seen = Vec::new();
+    for header in [None, Some("not-a-uuid"), Some(""), Some("1234")] {
+        let mut req = s.client.get(s.url("/status"));
+        if let Some(h) = header {
+            req = req.header("x-correlation-id", h);
+        }
+        let id = correlation(&req.send().await.unwrap());
+        assert_eq!(id.get_version_num(), 7, "for {header:?}");
+        assert!(!seen.contains(&id));
+        seen.push(id);
+    }
+}
+
+/// Log output captured in memory.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+// Current-thread runtime: the server's tasks run on this thread, under the
+// thread-local subscriber set here.
+#[tokio::test]
+async fn each_request_is_logged_in_a_span_with_the_matched_path() {
+    let logs = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer(logs.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let s = start(roomy()).await;
+
+    let block_id = Uuid::new_v4();
+    let resp = s
+        .client
+        .get(s.url("/api/v1/blocks/7"))
+        .header("x-correlation-id", block_id.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let unmatched_id = Uuid::new_v4();
+    let resp = s
+        .client
+        .get(s.url("/no/such/secret-path"))
+        .header("x-correlation-id", unmatched_id.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let line = |id: Uuid| {
+        text.lines()
+            .find(|l| l.contains("request done") && l.contains(&id.to_string()))
+            .unwrap_or_else(|| panic!("no log line for {id} in:\n{text}"))
+            .to_owned()
+    };
+    let block_line = line(block_id);
+    assert!(
+        block_line.contains(&format!(
+            "http_request{{method=GET path=/api/v1/blocks/{{height}} correlation_id={block_id}}}"
+        )),
+        "{block_line}"
+    );
+    assert!(
+        block_line.contains("status=200 latency_us="),
+        "{block_line}"
+    );
+    let unmatched_line = line(unmatched_id);
+    assert!(
+        unmatched_line.contains("path=<unmatched>"),
+        "{unmatched_line}"
+    );
+    assert!(unmatched_line.contains("status=404"), "{unmatched_line}");
+    assert!(!text.contains("secret-path"), "raw path logged:\n{text}");
+}
+
+// ---------------------------------------------------------------------------
+// Bodies
+
+#[tokio::test]
+async fn body_validation() {
+    let s = start(roomy()).await;
+    let body = error(
+        s.post_json("/api/v1/tx", r#"{"tx": "00""#).await,
+        400,
+        "bad_request",
+    )
+    .await;
+    assert!(body.message.starts_with("invalid JSON body: "), "{body:?}");
+
+    let body = error(
+        s.post_json("/api/v1/tx", r#"{"tx":"00","fee":1}"#).await,
+        400,
+        "bad_request",
+    )
+    .await;
+    assert!(body.message.contains("unknown field `fee`"), "{body:?}");
+
+    for wrong in [r#"{"tx":5}"#, "[]", "", r#"{}"#] {
+        error(s.post_json("/api/v1/tx", wrong).await, 400, "bad_request").await;
+    }
+
+    // Missing and wrong content types.
+    let resp = s
+        .client
+        .post(s.url("/api/v1/tx"))
+        .body(r#"{"tx":"00"}"#)
+        .send()
+        .await
+        .unwrap();
+    error(resp, 415, "unsupported_media_type").await;
+    for ct in [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "application/jsonp",
+    ] {
+        let resp = s
+            .client
+            .post(s.url("/api/v1/tx"))
+            .header("content-type", ct)
+            .body(r#"{"tx":"00"}"#)
+            .send()
+            .await
+            .unwrap();
+        error(resp, 415, "unsupported_media_type").await;
+    }
+    // Parameters are fine.
+    let resp = s
+        .client
+        .post(s.url("/api/v1/tx"))
+        .header("content-type", "application/json; charset=utf-8")
+        .body(format!(r#"{{"tx":"{}"}}"#, hex::encode(OK)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+}
+
+#[tokio::test]
+async fn oversize_body_with_content_length_is_413() {
+    let s = start(roomy()).await;
+    // Exactly at the limit is fine (it then fails as JSON, not as size).
+    let at_limit = format!(r#"{{"tx":"{}"}}"#, "0".repeat(MAX_BODY_BYTES - 9));
+    assert_eq!(at_limit.len(), MAX_BODY_BYTES);
+    error(
+        s.post_json("/api/v1/tx", &at_limit).await,
+        400,
+        "bad_request",
+    )
+    .await;
+
+    let over = format!(r#"{{"tx":"{}"}}"#, "0".repeat(MAX_BODY_BYTES - 8));
+    let body = error(
+        s.post_json("/api/v1/tx", &over).await,
+        413,
+        "payload_too_large",
+    )
+    .await;
+    assert_eq!(
+        body.message,
+        format!("request body exceeds {MAX_BODY_BYTES} bytes")
+    );
+    // The server still works.
+    assert_eq!(s.get("/status").await.status(), 200);
+}
+
+#[tokio::test]
+async fn oversize_chunked_body_is_413() {
+    let s = start(roomy()).await;
+    let mut request = b"POST /api/v1/tx HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\n\
+                        transfer-encoding: chunked\r\nx-correlation-id: 67e55044-10b1-426f-9247-bb680e5fe0c8\r\n\r\n"
+        .to_vec();
+    let chunk = vec![b' '; 512];
+    for _ in 0..4 {
+        request.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        request.extend_from_slice(&chunk);
+        request.extend_from_slice(b"\r\n");
+    }
+    request.extend_from_slice(b"0\r\n\r\n");
+    let (status, headers, body) = raw_exchange(s.addr, &request).await;
+    assert_eq!(status, 413);
+    assert_eq!(
+        headers["x-correlation-id"],
+        "67e55044-10b1-426f-9247-bb680e5fe0c8"
+    );
+    let body: ErrorBody = serde_json::from_str(&body).unwrap();
+    assert_eq!(body.error, "payload_too_large");
+
+    // A chunked body within the limit goes through.
+    let tx = json!({ "tx": hex::encode(OK) }).to_string();
+    let request = format!(
+        "POST /api/v1/tx HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\n\
+         transfer-encoding: chunked\r\n\r\n{:x}\r\n{tx}\r\n0\r\n\r\n",
+        tx.len()
+    );
+    let (status, _, _) = raw_exchange(s.addr, request.as_bytes()).await;
+    assert_eq!(status, 202);
+}
+
+#[tokio::test]
+async fn declared_oversize_body_is_refused_before_it_arrives() {
+    let s = start(roomy()).await;
+    // Claims a megabyte, sends ten bytes and waits: only a server that
+    // decides on the header answers before the deadline.
+    let request = b"POST /api/v1/tx HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\n\
+                    content-length: 1048576\r\n\r\n{\"tx\":\"00";
+    let (status, headers, body) = raw_exchange(s.addr, request).await;
+    assert_eq!(status, 413);
+    assert!(Uuid::parse_str(&headers["x-correlation-id"]).is_ok());
+    let body: ErrorBody = serde_json::from_str(&body).unwrap();
+    assert_eq!(body.error, "payload_too_large");
+}
+
+// ---------------------------------------------------------------------------
+// Rate limits, concurrency, timeouts, panics
+
+/// Requests `path` until one is refused with 429 and returns that response
+/// (checking it echoes our correlation id). At 1 token/s only a second spent
+/// between requests lets one through, so this normally takes one request; the
+/// bound allows for a very slow machine.
+async fn until_limited(s: &Server, path: &str) -> reqwest::Response {
+    for _ in 0..20 {
+        let sent = Uuid::new_v4();
+        let resp = s
+            .client
+            .get(s.url(path))
+            .header("x-correlation-id", sent.to_string())
+            .send()
+            .await
+            .unwrap();
+        if resp.status() == 429 {
+            assert_eq!(correlation(&resp), sent);
+            return resp;
+        }
+    }
+    panic!("{path} was never rate limited");
+}
+
+#[tokio::test]
+async fn rate_limit_429_after_burst_and_health_is_exempt() {
+    let burst = 5;
+    let s = start(HttpLimits {
+        requests_per_s: 1,
+        burst,
+        ..roomy()
+    })
+    .await;
+    // The bucket starts full: the burst always passes.
+    for _ in 0..burst {
+        assert_eq!(s.get("/status").await.status(), 200);
+    }
+    let resp = until_limited(&s, "/status").await;
+    assert_eq!(resp.headers()["retry-after"], "1");
+    error(resp, 429, "rate_limited").await;
+    // Unknown routes count too (scanners pay like everyone else).
+    error(until_limited(&s, "/nope").await, 429, "rate_limited").await;
+    // Health endpoints are not limited.
+    for _ in 0..3 * burst {
+        assert_eq!(s.get("/livez").await.status(), 200);
+        assert_eq!(s.get("/readyz").await.status(), 200);
+    }
+}
+
+#[tokio::test]
+async fn concurrency_limit_sheds_with_503_overloaded() {
+    let mut s = start(HttpLimits {
+        max_concurrent_requests: 2,
+        ..roomy()
+    })
+    .await;
+    let mut in_flight = Vec::new();
+    for i in 0..2u8 {
+        let client = s.client.clone();
+        let url = s.url("/api/v1/tx");
+        let tx = [SLOW, &[i]].concat();
+        in_flight.push(tokio::spawn(async move {
+            client
+                .post(url)
+                .json(&json!({ "tx": hex::encode(tx) }))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }));
+    }
+    s.wait_entered(2).await;
+
+    let resp = s.get("/status").await;
+    assert_eq!(resp.headers()["retry-after"], "1");
+    error(resp, 503, "overloaded").await;
+    // Health probes still answer a saturated node.
+    assert_eq!(s.get("/livez").await.status(), 200);
+    assert_eq!(s.get("/readyz").await.status(), 200);
+
+    s.node.release(2);
+    for task in in_flight {
+        assert_eq!(timeout(DEADLINE, task).await.unwrap().unwrap(), 202);
+    }
+    // Permits are back.
+    assert_eq!(s.get("/status").await.status(), 200);
+}
+
+#[tokio::test]
+async fn slow_request_times_out_with_503_and_frees_its_slot() {
+    let mut s = start(HttpLimits {
+        max_concurrent_requests: 1,
+        request_timeout_ms: 300,
+        ..roomy()
+    })
+    .await;
+    let body = error(s.submit(SLOW).await, 503, "timeout").await;
+    assert_eq!(body.message, "the request took longer than 300 ms");
+    s.wait_entered(1).await;
+    // The only slot was released when the handler was dropped.
+    assert_eq!(s.get("/status").await.status(), 200);
+}
+
+#[tokio::test]
+async fn a_panicking_node_call_is_a_500_and_the_server_survives() {
+    let s = start(roomy()).await;
+    let body = error(s.submit(PANIC).await, 500, "internal").await;
+    assert!(!body.message.contains("panic"), "{body:?}");
+    assert_eq!(s.get("/status").await.status(), 200);
+    assert_eq!(s.submit(OK).await.status(), 202);
+}
+
+// ---------------------------------------------------------------------------
+// Shutdown
+
+#[tokio::test]
+async fn graceful_shutdown_finishes_requests_in_flight() {
+    let mut s = start(roomy()).await;
+    let client = s.client.clone();
+    let url = s.url("/api/v1/tx");
+    let in_flight = tokio::spawn(async move {
+        client
+            .post(url)
+            .json(&json!({ "tx": hex::encode(SLOW) }))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
+    s.wait_entered(1).await;
+
+    s.shutdown.take().unwrap().send(()).unwrap();
+    // New connections are refused once the listener is closed.
+    timeout(DEADLINE, async {
+        while TcpStream::connect(s.addr).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("listener still accepting after shutdown");
+    assert!(!s.task.is_finished(), "returned with a request in flight");
+
+    s.node.release(1);
+    assert_eq!(timeout(DEADLINE, in_flight).await.unwrap().unwrap(), 202);
+    timeout(DEADLINE, s.task)
+        .await
+        .expect("serve did not return")
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn shutdown_does_not_wait_forever_for_a_stalled_client() {
+    let mut s = start(HttpLimits {
+        request_timeout_ms: 100,
+        ..roomy()
+    })
+    .await;
+    // Headers that never end, on a connection the server has accepted.
+    let mut stalled = TcpStream::connect(s.addr).await.unwrap();
+    stalled
+        .write_all(b"GET /status HTTP/1.1\r\nhost: test\r\n")
+        .await
+        .unwrap();
+    // A full exchange on another connection proves the server is accepting
+    // (and so has accepted the stalled one, which was first in the queue).
+    assert_eq!(s.get("/livez").await.status(), 200);
+
+    s.shutdown.take().unwrap().send(()).unwrap();
+    timeout(DEADLINE, s.task)
+        .await
+        .expect("serve did not return")
+        .unwrap()
+        .unwrap();
+    drop(stalled);
+}
