@@ -12,6 +12,10 @@ pub mod api;
 pub mod app;
 pub mod chainspec;
 #[cfg(feature = "server")]
+pub mod config;
+#[cfg(feature = "server")]
+pub mod home;
+#[cfg(feature = "server")]
 pub mod http;
 #[cfg(feature = "server")]
 pub mod validator;

@@ -1,37 +1,21 @@
-//! The `bitcraps` binary.
+//! The `bitcraps` binary: the operator's entry point (init, keys, config,
+//! testnet, start, status, version). The commands live in `cli/`, one module
+//! per verb; this file only hands over to them and turns the outcome into an
+//! exit code.
 #![forbid(unsafe_code)]
 
-use clap::{Parser, Subcommand};
+#[cfg(feature = "server")]
+mod cli;
 
-#[derive(Parser, Debug)]
-#[command(name = "bitcraps", version, about = "BitCraps validator node")]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
+#[cfg(feature = "server")]
+fn main() -> std::process::ExitCode {
+    cli::main()
 }
 
-#[derive(Subcommand, Debug)]
-enum Command {
-    /// Print the version.
-    Version {
-        /// Machine-readable output.
-        #[arg(long)]
-        json: bool,
-    },
-}
-
-fn main() {
-    let cli = Cli::parse();
-    match cli.command {
-        Command::Version { json } => {
-            if json {
-                println!(
-                    "{}",
-                    serde_json::json!({ "name": "bitcraps", "version": bitcraps_node::VERSION })
-                );
-            } else {
-                println!("bitcraps {}", bitcraps_node::VERSION);
-            }
-        }
-    }
+/// Without the `server` feature there is no node to run; say so instead of
+/// failing to build.
+#[cfg(not(feature = "server"))]
+fn main() -> std::process::ExitCode {
+    eprintln!("error: bitcraps was built without the `server` feature");
+    std::process::ExitCode::from(1)
 }
