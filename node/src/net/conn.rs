@@ -1,15 +1,18 @@
 //! Serving one established connection: a writer that drains the peer's queue
 //! into coalesced writes on our outbound stream, and a reader that turns the
-//! peer's stream into [`Incoming`] messages. Ends at the first of: the
-//! connection closing, a protocol violation, a penalty kick, shutdown, or a newer
-//! connection from the same peer replacing this one.
+//! peer's stream into [`Incoming`] messages (its own, and those it relays to
+//! us) and forwards relay frames it asks us to pass on (see `relay.rs`). Ends
+//! at the first of: the connection closing, a protocol violation, a penalty
+//! kick, shutdown, or a newer connection from the same peer replacing this one.
 
 use super::clock::now;
-use super::frame::{self, FrameError, FrameReader, ENVELOPE_HEADER_BYTES, LENGTH_PREFIX_BYTES};
-use super::peer::{Admit, Peer};
+use super::frame::{Frame, FrameError, FrameReader, RelayHeader};
+use super::peer::{lock, Admit, Peer};
+use super::relay::{self, RecentDigests, Route};
 use super::{Incoming, Limits, PenaltyReason};
-use bytes::BytesMut;
-use std::sync::Arc;
+use bytes::{Bytes, BytesMut};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, watch};
 
 /// QUIC application close codes we use.
@@ -25,9 +28,23 @@ pub(crate) mod code {
 /// What every connection task needs from the network.
 #[derive(Debug, Clone)]
 pub(crate) struct Ctx {
+    /// Our validator index.
+    pub(crate) me: u16,
     pub(crate) limits: Arc<Limits>,
     pub(crate) incoming: mpsc::Sender<Incoming>,
     pub(crate) shutdown: watch::Receiver<bool>,
+    /// Every other validator, to forward relay frames to.
+    pub(crate) peers: Arc<BTreeMap<u16, Arc<Peer>>>,
+    /// Relayed messages delivered recently (shared by all connections, since
+    /// the copies of one message arrive through different relays).
+    pub(crate) recent_relayed: Arc<Mutex<RecentDigests>>,
+}
+
+impl Ctx {
+    /// Whether `index` is in the validator set.
+    fn is_validator(&self, index: u16) -> bool {
+        index == self.me || self.peers.contains_key(&index)
+    }
 }
 
 /// Resolves once shutdown is requested (or the network handle is gone).
@@ -80,12 +97,12 @@ pub(crate) async fn serve(
     match outcome {
         Ok(Ended::Shutdown) => {
             conn.close(code::SHUTDOWN.into(), b"shutdown");
-            peer.on_disconnected(None);
+            peer.on_disconnected(None, now());
             Ended::Shutdown
         }
         Ok(ended) => {
             conn.close(code::REPLACED.into(), b"replaced");
-            peer.on_disconnected(None);
+            peer.on_disconnected(None, now());
             ended
         }
         Err((close_code, stop)) => {
@@ -96,7 +113,7 @@ pub(crate) async fn serve(
                 Stop::NodeGone => (b"shutdown", None),
             };
             conn.close(close_code.into(), reason);
-            peer.on_disconnected(error);
+            peer.on_disconnected(error, now());
             Ended::Lost
         }
     }
@@ -109,43 +126,94 @@ async fn read_loop(peer: &Arc<Peer>, ctx: &Ctx, conn: &quinn::Connection) -> (u3
     };
     let mut frames = FrameReader::new(recv, ctx.limits.max_frame_bytes);
     loop {
-        let payload = match frames.next().await {
-            Ok(Some(p)) => p,
+        let frame = match frames.next().await {
+            Ok(Some(f)) => f,
             Ok(None) => {
                 return (
                     code::PROTOCOL_VIOLATION,
                     Stop::Error("peer finished its stream".into()),
                 )
             }
-            Err(e) if e.is_protocol_violation() => {
-                let reason = match e {
-                    FrameError::Oversize { .. } => PenaltyReason::Oversize,
-                    _ => PenaltyReason::Protocol,
-                };
-                peer.penalize(reason, now());
-                return (code::PROTOCOL_VIOLATION, Stop::Violation(e));
-            }
+            Err(e) if e.is_protocol_violation() => return violation(peer, e),
             Err(e) => return (code::CLOSED, Stop::Error(e.to_string())),
         };
-        let wire_bytes = payload.len() + LENGTH_PREFIX_BYTES + ENVELOPE_HEADER_BYTES;
-        match peer.admit_inbound(wire_bytes, now()) {
+        // Every frame, relayed or not, is charged to the connection it came on.
+        match peer.admit_inbound(frame.wire_len(), now()) {
             Admit::Deliver => {}
             Admit::Drop => continue,
             Admit::Disconnect => return (code::PENALIZED, Stop::Penalized),
         }
-        // Back-pressure: once the node holds `inbound_queue_messages` of this
-        // peer's messages, stop reading from it until the node catches up.
+        let (from, relayed_by, bytes) = match frame {
+            Frame::Data(bytes) => (peer.index, None, bytes),
+            Frame::Relay { header, inner } => {
+                let route = relay::route(&header, ctx.me, peer.index, |i| ctx.is_validator(i));
+                let route = match route {
+                    Ok(r) => r,
+                    Err(why) => return violation(peer, FrameError::BadRelay(why)),
+                };
+                if !peer.admit_relay(header.origin, now()) {
+                    continue;
+                }
+                match route {
+                    Route::Forward => {
+                        forward(peer, ctx, header, inner);
+                        continue;
+                    }
+                    Route::Deliver => {
+                        let fresh = lock(&ctx.recent_relayed)
+                            .first_sighting(relay::digest(header.origin, &inner), now());
+                        if !fresh {
+                            peer.count_relay_duplicate();
+                            continue;
+                        }
+                        (header.origin, Some(peer.index), inner)
+                    }
+                }
+            }
+        };
+        // Back-pressure: once the node holds `inbound_queue_messages` of the
+        // messages that came on this connection (relayed ones included), stop
+        // reading from it until the node catches up.
         let Ok(permit) = peer.inbound_permits.clone().acquire_owned().await else {
             return (code::SHUTDOWN, Stop::NodeGone);
         };
         let msg = Incoming {
-            from: peer.index,
-            bytes: payload,
+            from,
+            relayed_by,
+            bytes,
             _permit: permit,
         };
         if ctx.incoming.send(msg).await.is_err() {
             return (code::SHUTDOWN, Stop::NodeGone);
         }
+    }
+}
+
+/// Penalizes a protocol violation and ends the connection.
+fn violation(peer: &Peer, e: FrameError) -> (u32, Stop) {
+    let reason = match e {
+        FrameError::Oversize { .. } => PenaltyReason::Oversize,
+        _ => PenaltyReason::Protocol,
+    };
+    peer.penalize(reason, now());
+    (code::PROTOCOL_VIOLATION, Stop::Violation(e))
+}
+
+/// Passes a relay frame from `from` on to its target, if we have a live
+/// connection to it. Messages for a target we cannot reach are dropped, not
+/// queued: holding other validators' traffic for a reconnect is the origin's
+/// job (it queues its own copy).
+fn forward(from: &Peer, ctx: &Ctx, header: RelayHeader, inner: Bytes) {
+    let at = now();
+    match ctx.peers.get(&header.target) {
+        Some(target) if target.is_live(at) => {
+            let header = RelayHeader {
+                hops_left: header.hops_left.saturating_sub(1),
+                ..header
+            };
+            target.enqueue_relay(header, inner, at);
+        }
+        _ => from.count_relay_dropped(),
     }
 }
 
@@ -162,7 +230,7 @@ async fn write_loop(peer: &Arc<Peer>, ctx: &Ctx, conn: &quinn::Connection) -> St
             continue;
         }
         for q in &batch {
-            frame::encode_into(&mut buf, &q.bytes);
+            q.frame.encode_into(&mut buf);
         }
         let chunk = buf.split().freeze();
         let wire_bytes = chunk.len();

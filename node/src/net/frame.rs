@@ -4,13 +4,24 @@
 //! Wire format of one frame:
 //!
 //! ```text
-//! u32 big-endian body length | envelope version (1) | kind (0 = data) | payload
+//! u32 big-endian body length | envelope version (1) | kind | payload
+//!
+//! kind 0 (data):  payload = the node's message
+//! kind 1 (relay): payload = origin: u16 BE | target: u16 BE | hops_left: u8 | inner message
 //! ```
 //!
 //! The length is checked against the limit *before* anything is allocated, so a
-//! peer cannot make us reserve memory by announcing a huge frame. The envelope
-//! version lets the transport evolve independently of the consensus codec (whose
-//! own version byte is inside the payload).
+//! peer cannot make us reserve memory by announcing a huge frame. The limit
+//! applies to the whole payload of every kind, so a relayed message can carry at
+//! most `limit - RELAY_HEADER_BYTES` bytes: never more than a direct one could.
+//! The envelope version lets the transport evolve independently of the consensus
+//! codec (whose own version byte is inside the payload); adding a kind does not
+//! need a new version because a node that does not know a kind refuses it.
+//!
+//! What a relay frame means (who may send which header to whom) is decided in
+//! `relay.rs`; this module only checks what can be checked without knowing the
+//! connection: the header is complete and `hops_left` is within
+//! [`MAX_RELAY_HOPS`].
 //!
 //! Why one stream per direction and coalesced writes: a QUIC stream per message
 //! costs a stream open and a frame header, and every separate `write` is a trip
@@ -24,6 +35,13 @@ use tokio::io::{AsyncRead, AsyncReadExt, BufReader};
 pub const ENVELOPE_VERSION: u8 = 1;
 /// Envelope kind: an opaque payload for the node (a consensus message).
 pub const KIND_DATA: u8 = 0;
+/// Envelope kind: a message relayed for a validator we may not reach directly.
+pub const KIND_RELAY: u8 = 1;
+/// Bytes of the relay header (origin, target, hops left) inside the payload.
+pub const RELAY_HEADER_BYTES: usize = 5;
+/// Largest `hops_left` a relay frame may carry: one intermediate validator (see
+/// `relay.rs` for why one hop is enough and more would amplify).
+pub const MAX_RELAY_HOPS: u8 = 1;
 /// Bytes of the length prefix.
 pub const LENGTH_PREFIX_BYTES: usize = 4;
 /// Bytes of the envelope header (version + kind).
@@ -44,6 +62,8 @@ pub enum FrameError {
     UnknownKind(u8),
     #[error("stream ended in the middle of a frame")]
     UnexpectedEof,
+    #[error("bad relay frame: {0}")]
+    BadRelay(&'static str),
     #[error("stream read failed: {0}")]
     Io(String),
 }
@@ -55,16 +75,99 @@ impl FrameError {
     }
 }
 
+/// The routing header of a relay frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RelayHeader {
+    /// The validator that wrote the message (claimed by the sender of the frame).
+    pub origin: u16,
+    /// The validator the message is for.
+    pub target: u16,
+    /// How many more times the message may be forwarded.
+    pub hops_left: u8,
+}
+
+/// One decoded frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    /// A message from the peer itself.
+    Data(Bytes),
+    /// A message relayed through the peer (or for the peer to forward).
+    Relay { header: RelayHeader, inner: Bytes },
+}
+
+impl Frame {
+    /// Bytes after the envelope header (what the frame limit applies to).
+    pub fn payload_len(&self) -> usize {
+        match self {
+            Frame::Data(b) => b.len(),
+            Frame::Relay { inner, .. } => RELAY_HEADER_BYTES + inner.len(),
+        }
+    }
+
+    /// Bytes on the wire, length prefix included.
+    pub fn wire_len(&self) -> usize {
+        LENGTH_PREFIX_BYTES + ENVELOPE_HEADER_BYTES + self.payload_len()
+    }
+
+    /// Appends the encoded frame to `buf`.
+    pub fn encode_into(&self, buf: &mut BytesMut) {
+        match self {
+            Frame::Data(b) => put_frame(buf, None, b),
+            Frame::Relay { header, inner } => put_frame(buf, Some(*header), inner),
+        }
+    }
+}
+
 /// Appends one data frame carrying `payload` to `buf`.
 pub fn encode_into(buf: &mut BytesMut, payload: &[u8]) {
-    let body_len = payload.len() + ENVELOPE_HEADER_BYTES;
+    put_frame(buf, None, payload);
+}
+
+/// Appends one relay frame carrying `header` and `inner` to `buf`.
+pub fn encode_relay_into(buf: &mut BytesMut, header: RelayHeader, inner: &[u8]) {
+    put_frame(buf, Some(header), inner);
+}
+
+/// A data frame without a relay header, a relay frame with one.
+fn put_frame(buf: &mut BytesMut, relay: Option<RelayHeader>, body: &[u8]) {
+    let (kind, header_bytes) = match relay {
+        None => (KIND_DATA, 0),
+        Some(_) => (KIND_RELAY, RELAY_HEADER_BYTES),
+    };
+    let body_len = ENVELOPE_HEADER_BYTES + header_bytes + body.len();
     buf.reserve(LENGTH_PREFIX_BYTES + body_len);
     // Payloads are limited to MAX_FRAME_BYTES (8 MiB) before they are queued, so
     // the body length always fits a u32; saturate rather than wrap if not.
     buf.put_u32(u32::try_from(body_len).unwrap_or(u32::MAX));
     buf.put_u8(ENVELOPE_VERSION);
-    buf.put_u8(KIND_DATA);
-    buf.put_slice(payload);
+    buf.put_u8(kind);
+    if let Some(h) = relay {
+        buf.put_u16(h.origin);
+        buf.put_u16(h.target);
+        buf.put_u8(h.hops_left);
+    }
+    buf.put_slice(body);
+}
+
+/// Splits a relay payload into its header and the inner message.
+fn decode_relay(payload: Bytes) -> Result<Frame, FrameError> {
+    let Some(&[o0, o1, t0, t1, hops_left]) = payload.get(..RELAY_HEADER_BYTES) else {
+        return Err(FrameError::BadRelay(
+            "payload shorter than the relay header",
+        ));
+    };
+    let header = RelayHeader {
+        origin: u16::from_be_bytes([o0, o1]),
+        target: u16::from_be_bytes([t0, t1]),
+        hops_left,
+    };
+    if header.hops_left > MAX_RELAY_HOPS {
+        return Err(FrameError::BadRelay("hops_left above MAX_RELAY_HOPS"));
+    }
+    Ok(Frame::Relay {
+        header,
+        inner: payload.slice(RELAY_HEADER_BYTES..),
+    })
 }
 
 /// Reads frames from a byte stream, buffering reads.
@@ -85,8 +188,8 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
     }
 
-    /// The next payload, `Ok(None)` when the stream ended cleanly between frames.
-    pub async fn next(&mut self) -> Result<Option<Bytes>, FrameError> {
+    /// The next frame, `Ok(None)` when the stream ended cleanly between frames.
+    pub async fn next(&mut self) -> Result<Option<Frame>, FrameError> {
         let mut prefix = [0u8; LENGTH_PREFIX_BYTES];
         // Read the first byte separately so a clean end of stream is told apart
         // from one that cuts a frame.
@@ -112,12 +215,17 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         if header[0] != ENVELOPE_VERSION {
             return Err(FrameError::BadVersion(header[0]));
         }
-        if header[1] != KIND_DATA {
-            return Err(FrameError::UnknownKind(header[1]));
+        let kind = header[1];
+        if kind != KIND_DATA && kind != KIND_RELAY {
+            return Err(FrameError::UnknownKind(kind));
         }
         let mut payload = vec![0u8; body_len - ENVELOPE_HEADER_BYTES];
         self.read_exact(&mut payload).await?;
-        Ok(Some(Bytes::from(payload)))
+        let payload = Bytes::from(payload);
+        if kind == KIND_RELAY {
+            return decode_relay(payload).map(Some);
+        }
+        Ok(Some(Frame::Data(payload)))
     }
 
     async fn read_exact(&mut self, buf: &mut [u8]) -> Result<(), FrameError> {
@@ -135,7 +243,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 mod tests {
     use super::*;
 
-    async fn read_all(bytes: &[u8], max: usize) -> Vec<Result<Option<Bytes>, FrameError>> {
+    async fn read_all(bytes: &[u8], max: usize) -> Vec<Result<Option<Frame>, FrameError>> {
         let mut r = FrameReader::new(bytes, max);
         let mut out = Vec::new();
         loop {
@@ -158,12 +266,68 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                Ok(Some(Bytes::from_static(b"a"))),
-                Ok(Some(Bytes::new())),
-                Ok(Some(Bytes::from_static(b"hello world"))),
+                Ok(Some(Frame::Data(Bytes::from_static(b"a")))),
+                Ok(Some(Frame::Data(Bytes::new()))),
+                Ok(Some(Frame::Data(Bytes::from_static(b"hello world")))),
                 Ok(None),
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn relay_frames_round_trip_and_share_the_limit() {
+        let header = RelayHeader {
+            origin: 0x0102,
+            target: 0x0304,
+            hops_left: 1,
+        };
+        let mut buf = BytesMut::new();
+        encode_relay_into(&mut buf, header, b"inner");
+        assert_eq!(
+            &buf[..11],
+            &[0, 0, 0, 12, ENVELOPE_VERSION, KIND_RELAY, 1, 2, 3, 4, 1]
+        );
+        let relayed = Frame::Relay {
+            header,
+            inner: Bytes::from_static(b"inner"),
+        };
+        assert_eq!(relayed.wire_len(), buf.len());
+        relayed.encode_into(&mut buf);
+        Frame::Data(Bytes::from_static(b"direct")).encode_into(&mut buf);
+        let got = read_all(&buf, 100).await;
+        assert_eq!(got[0], Ok(Some(relayed.clone())));
+        assert_eq!(got[1], Ok(Some(relayed)));
+        assert_eq!(got[2], Ok(Some(Frame::Data(Bytes::from_static(b"direct")))));
+        // The limit covers header and inner: 96 inner bytes fit 100, 97 do not.
+        let mut buf = BytesMut::new();
+        encode_relay_into(&mut buf, header, &[7; 95]);
+        encode_relay_into(&mut buf, header, &[7; 96]);
+        let got = read_all(&buf, 100).await;
+        assert!(matches!(got[0], Ok(Some(Frame::Relay { ref inner, .. })) if inner.len() == 95));
+        assert_eq!(got[1], Err(FrameError::Oversize { len: 101, max: 100 }));
+    }
+
+    #[tokio::test]
+    async fn broken_relay_headers_are_violations() {
+        for body in [&[][..], &[0, 1, 0, 2][..]] {
+            let mut buf = BytesMut::new();
+            let len = (ENVELOPE_HEADER_BYTES + body.len()) as u32;
+            buf.put_u32(len);
+            buf.put_slice(&[ENVELOPE_VERSION, KIND_RELAY]);
+            buf.put_slice(body);
+            let got = read_all(&buf, 100).await;
+            assert!(matches!(got[0], Err(FrameError::BadRelay(_))), "{got:?}");
+            assert!(got[0].as_ref().unwrap_err().is_protocol_violation());
+        }
+        let mut buf = BytesMut::new();
+        let hops = RelayHeader {
+            origin: 0,
+            target: 1,
+            hops_left: MAX_RELAY_HOPS + 1,
+        };
+        encode_relay_into(&mut buf, hops, b"x");
+        let got = read_all(&buf, 100).await;
+        assert!(matches!(got[0], Err(FrameError::BadRelay(_))));
     }
 
     #[tokio::test]
@@ -183,6 +347,10 @@ mod tests {
         assert_eq!(
             read_all(&[0, 0, 0, 2, 9, 0], 100).await[0],
             Err(FrameError::BadVersion(9))
+        );
+        assert_eq!(
+            read_all(&[0, 0, 0, 2, ENVELOPE_VERSION, 2], 100).await[0],
+            Err(FrameError::UnknownKind(2))
         );
         assert_eq!(
             read_all(&[0, 0, 0, 2, ENVELOPE_VERSION, 7], 100).await[0],

@@ -23,8 +23,14 @@
 //!   that sends oversize frames or broken envelopes, or that the node reports
 //!   through [`NetworkHandle::penalize`] (undecodable or badly signed
 //!   messages), is disconnected and refused for a cooldown. Others keep flowing.
+//! * **Relay** (`relay.rs`, read its docs): a message for a validator we have no
+//!   live connection to also goes, wrapped in a relay frame, through up to
+//!   [`Limits::relay_fanout`] validators we do reach, which forward it once. So
+//!   consensus keeps working across a partial partition (A and B cut apart, both
+//!   reaching C). The receiver sees `from` = the origin and `relayed_by` = the
+//!   relay; relayed traffic is rate-limited per relay and de-duplicated.
 //! * **Stats** ([`PeerStats`]): rtt, p95 send latency, bytes and messages, reconnects,
-//!   errors, breaker state and drop counters per peer.
+//!   errors, breaker state, drop counters and relay counters per peer.
 //!
 //! The module reads the clock in exactly one place (`clock.rs`).
 
@@ -35,6 +41,7 @@ pub mod frame;
 mod network;
 mod peer;
 mod ratelimit;
+mod relay;
 mod stats;
 mod task;
 pub mod tls;
@@ -48,14 +55,29 @@ use bytes::Bytes;
 use std::net::{SocketAddr, ToSocketAddrs};
 use tokio::sync::OwnedSemaphorePermit;
 
-/// One message received from a validator.
+/// One message received from a validator, directly or through a relay.
 ///
-/// Holding it counts against the sender's inbound queue limit
-/// ([`Limits::inbound_queue_messages`]); drop it once handled.
+/// Holding it counts against the inbound queue limit of the connection it
+/// arrived on ([`Limits::inbound_queue_messages`]; for a relayed message, the
+/// relay's); drop it once handled.
+///
+/// **Whom to penalize.** For a direct message `from` is the TLS-authenticated
+/// peer. For a relayed one it is only what the relay claims (an honest relay
+/// checks it, a byzantine one may lie), and `relayed_by` is the connection it
+/// came on. So report an undecodable or badly signed message with
+/// [`NetworkHandle::penalize_message`]`(from, relayed_by, reason)`, never with
+/// `penalize(from)`: for a relayed message that blocks only the (relay,
+/// origin) path, because blaming either one alone lets the other get an honest
+/// validator cut off (see `relay.rs`). Never trust `from` for content: consensus
+/// messages carry their own signatures.
 #[derive(Debug)]
 pub struct Incoming {
-    /// The sender's validator index, authenticated by TLS.
+    /// The validator that wrote the message: the TLS-authenticated peer when
+    /// `relayed_by` is `None`, the origin claimed by the relay otherwise.
     pub from: u16,
+    /// `None` for a direct message; `Some(relay)` when the message arrived
+    /// wrapped in a relay frame on `relay`'s connection.
+    pub relayed_by: Option<u16>,
     /// The payload (for consensus: an encoded `Message`).
     pub bytes: Bytes,
     _permit: OwnedSemaphorePermit,
@@ -172,7 +194,30 @@ pub struct Limits {
     pub keep_alive_ms: u64,
     /// A connection silent for this long is dead.
     pub idle_timeout_ms: u64,
+    /// Live peers a message for an unreachable peer is relayed through (0: we
+    /// never ask for relays; we still forward and accept them). At most
+    /// [`MAX_RELAY_FANOUT`].
+    pub relay_fanout: usize,
+    /// A peer must have been without a live connection this long before our
+    /// messages to it are also relayed (connection set-up and quick
+    /// reconnects are covered by its queue, without duplicates).
+    pub relay_after_ms: u64,
+    /// Relay token bucket: sustained relay frames per second accepted from one
+    /// peer (for us or to forward), on top of the inbound limits.
+    pub relay_messages_per_s: u64,
+    /// Relay token bucket: burst in relay frames.
+    pub relay_burst_messages: u64,
+    /// Digests of recently delivered relayed messages kept to drop duplicate
+    /// copies (0 disables the filter).
+    pub relay_dedup_entries: usize,
+    /// How long a delivered relayed message's digest is kept. Keep it below the
+    /// consensus retry interval so deliberate rebroadcasts are not dropped.
+    pub relay_dedup_window_ms: u64,
 }
+
+/// Upper bound on [`Limits::relay_fanout`]: every relay is one more copy of the
+/// message on the wire.
+pub const MAX_RELAY_FANOUT: usize = 8;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -196,6 +241,12 @@ impl Default for Limits {
             penalty_cooldown_ms: 60_000,
             keep_alive_ms: 1_000,
             idle_timeout_ms: 10_000,
+            relay_fanout: 2,
+            relay_after_ms: 1_000,
+            relay_messages_per_s: 10_000,
+            relay_burst_messages: 20_000,
+            relay_dedup_entries: 4096,
+            relay_dedup_window_ms: 250,
         }
     }
 }
@@ -224,6 +275,12 @@ impl Limits {
         }
         if self.penalty_threshold == 0 {
             return bad("penalty_threshold must be positive");
+        }
+        if self.relay_fanout > MAX_RELAY_FANOUT {
+            return bad("relay_fanout must be at most MAX_RELAY_FANOUT");
+        }
+        if self.relay_messages_per_s == 0 {
+            return bad("relay_messages_per_s must be positive");
         }
         Ok(())
     }
@@ -337,5 +394,10 @@ mod tests {
             ..Limits::default()
         };
         assert!(tiny_queue.validate().is_err());
+        let wide = Limits {
+            relay_fanout: MAX_RELAY_FANOUT + 1,
+            ..Limits::default()
+        };
+        assert!(wide.validate().is_err());
     }
 }

@@ -1,8 +1,11 @@
-//! Starting the transport, the accept loop, and the handle the node uses.
+//! Starting the transport, the accept loop, and the handle the node uses
+//! (including the sending half of relaying: see `relay.rs`).
 
 use super::clock::now;
 use super::conn::{code, shutdown_requested, Ctx};
+use super::frame::{RelayHeader, MAX_RELAY_HOPS, RELAY_HEADER_BYTES};
 use super::peer::{lock, Peer};
+use super::relay::{pick_relays, RecentDigests};
 use super::stats::PeerStats;
 use super::task::{run_acceptor, run_dialer};
 use super::tls::{self, AllowedKeys, TlsIdentity};
@@ -15,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::Instant;
 
 /// Handshakes in progress at once; more incoming connections are refused so a
 /// flood of handshakes cannot exhaust memory or CPU.
@@ -86,36 +90,49 @@ impl Network {
         let per_peer = limits.inbound_queue_messages;
         let (incoming_tx, incoming_rx) =
             mpsc::channel(per_peer.saturating_mul(infos.len().max(1)).max(1));
+        let started = now();
+        // Every peer exists before any task starts: a connection's reader may
+        // forward a relay frame to any other peer.
+        let mut peers = BTreeMap::new();
+        let mut handoffs = BTreeMap::new();
+        for info in infos.values() {
+            let (peer, handoff_rx) = Peer::new(me, info, Arc::clone(&limits), started);
+            peers.insert(info.index, peer);
+            handoffs.insert(info.index, handoff_rx);
+        }
+        let peers = Arc::new(peers);
         let ctx = Ctx {
+            me,
             limits: Arc::clone(&limits),
             incoming: incoming_tx,
             shutdown: shutdown_rx,
+            peers: Arc::clone(&peers),
+            recent_relayed: Arc::new(Mutex::new(RecentDigests::new(
+                limits.relay_dedup_entries,
+                Duration::from_millis(limits.relay_dedup_window_ms),
+            ))),
         };
-        let started = now();
-        let mut peers = BTreeMap::new();
         let mut tasks = Vec::new();
         let my_key = config.identity.public().to_bytes();
-        for info in infos.values() {
-            let (peer, handoff_rx) = Peer::new(me, info, Arc::clone(&limits), started);
+        for (info, peer) in infos.values().zip(peers.values()) {
             if peer.we_dial {
                 let client =
                     tls::client_config(&identity, info.identity_key, Arc::clone(&transport))?;
                 let seed = jitter_seed(&my_key, me, info.index);
                 tasks.push(tokio::spawn(run_dialer(
-                    Arc::clone(&peer),
+                    Arc::clone(peer),
                     ctx.clone(),
                     endpoint.clone(),
                     client,
                     seed,
                 )));
-            } else {
+            } else if let Some(handoff_rx) = handoffs.remove(&info.index) {
                 tasks.push(tokio::spawn(run_acceptor(
-                    Arc::clone(&peer),
+                    Arc::clone(peer),
                     ctx.clone(),
                     handoff_rx,
                 )));
             }
-            peers.insert(info.index, peer);
         }
         let shared = Arc::new(Shared {
             peers,
@@ -166,7 +183,7 @@ fn jitter_seed(my_key: &[u8; 32], me: u16, peer: u16) -> u64 {
 /// What the accept loop and the handle share.
 #[derive(Debug)]
 struct Shared {
-    peers: BTreeMap<u16, Arc<Peer>>,
+    peers: Arc<BTreeMap<u16, Arc<Peer>>>,
     allowed: AllowedKeys,
     limits: Arc<Limits>,
     refused: AtomicU64,
@@ -285,7 +302,10 @@ impl NetworkHandle {
 
     /// Queues `bytes` for validator `to`. Never blocks: if the peer's queue is
     /// full the oldest queued message is dropped (and counted in its stats).
-    /// Messages queued while disconnected go out after the reconnect.
+    /// Messages queued while disconnected go out after the reconnect; once `to`
+    /// has been without a live connection for [`super::Limits::relay_after_ms`],
+    /// a copy is also relayed through up to [`super::Limits::relay_fanout`] live
+    /// peers (see `relay.rs`).
     pub fn send(&self, to: u16, bytes: Bytes) -> Result<(), SendError> {
         self.check(bytes.len())?;
         let peer = self
@@ -294,7 +314,9 @@ impl NetworkHandle {
             .peers
             .get(&to)
             .ok_or(SendError::UnknownPeer(to))?;
-        peer.enqueue(bytes, now());
+        let at = now();
+        let mut live = None;
+        self.route(peer, bytes, at, &mut live);
         Ok(())
     }
 
@@ -302,18 +324,88 @@ impl NetworkHandle {
     pub fn broadcast(&self, bytes: Bytes) -> Result<(), SendError> {
         self.check(bytes.len())?;
         let at = now();
+        let mut live = None;
         for peer in self.inner.shared.peers.values() {
-            peer.enqueue(bytes.clone(), at);
+            self.route(peer, bytes.clone(), at, &mut live);
         }
         Ok(())
     }
 
-    /// Reports misbehaviour the node detected (undecodable payload, bad
-    /// signature). Returns true if the peer was disconnected for it.
+    /// Queues `bytes` for `target`, plus relay copies if it is not live.
+    /// `live` caches the live peers across the targets of one broadcast.
+    fn route(&self, target: &Peer, bytes: Bytes, at: Instant, live: &mut Option<Vec<u16>>) {
+        let shared = &self.inner.shared;
+        let fanout = shared.limits.relay_fanout;
+        let relayable = bytes.len() + RELAY_HEADER_BYTES <= shared.limits.max_frame_bytes;
+        let needs_relay = fanout > 0 && target.wants_relay(at);
+        if needs_relay && relayable {
+            let live = live.get_or_insert_with(|| {
+                shared
+                    .peers
+                    .values()
+                    .filter(|p| p.is_live(at))
+                    .map(|p| p.index)
+                    .collect()
+            });
+            let candidates: Vec<u16> = live
+                .iter()
+                .copied()
+                .filter(|&i| i != target.index)
+                .collect();
+            let header = RelayHeader {
+                origin: self.inner.me,
+                target: target.index,
+                hops_left: MAX_RELAY_HOPS,
+            };
+            let turn = target.next_relay_turn();
+            for relay in pick_relays(&candidates, target.index, fanout, turn) {
+                if let Some(r) = shared.peers.get(&relay) {
+                    r.enqueue_relay(header, bytes.clone(), at);
+                }
+            }
+        } else if needs_relay {
+            target.count_relay_dropped();
+        }
+        // The direct copy is queued either way: if the connection comes back
+        // first, or the relays cannot reach the target, it still arrives.
+        target.enqueue(bytes, at);
+    }
+
+    /// Reports misbehaviour the node detected on a *connection* (for messages,
+    /// prefer [`Self::penalize_message`]). Returns true if the peer was
+    /// disconnected for it.
     pub fn penalize(&self, peer: u16, reason: PenaltyReason) -> bool {
         match self.inner.shared.peers.get(&peer) {
             Some(p) => p.penalize(reason, now()),
             None => false,
+        }
+    }
+
+    /// Reports misbehaviour in a received message (undecodable payload, bad
+    /// signature), given its [`Incoming::from`] and [`Incoming::relayed_by`].
+    ///
+    /// A direct message penalizes its sender like [`Self::penalize`]. A
+    /// relayed one blocks relayed messages claiming `from` through
+    /// `relayed_by` for the penalty cooldown and disconnects nobody: the
+    /// origin is only the relay's claim, so blaming either one alone would let
+    /// the other get an honest validator cut off (see `relay.rs`). Returns true
+    /// if a peer was disconnected or a relay path blocked.
+    pub fn penalize_message(
+        &self,
+        from: u16,
+        relayed_by: Option<u16>,
+        reason: PenaltyReason,
+    ) -> bool {
+        let Some(relay) = relayed_by else {
+            return self.penalize(from, reason);
+        };
+        let peers = &self.inner.shared.peers;
+        match peers.get(&relay) {
+            Some(r) if from != self.inner.me && peers.contains_key(&from) => {
+                r.block_relayed_origin(from, now());
+                true
+            }
+            _ => false,
         }
     }
 

@@ -1,18 +1,21 @@
 //! Everything we keep about one peer across connections: its outbound queue,
-//! counters, rate limiters, penalty score and circuit breaker.
+//! counters, rate limiters (relay included), penalty score, circuit breaker and
+//! the origins whose relayed messages through it are blocked.
 //!
 //! The node's handle and the peer's connection tasks share it. Critical sections
 //! are a few counter updates, so plain mutexes are enough; no lock is held across
 //! an `.await`.
 
-use super::backoff::Breaker;
+use super::backoff::{Breaker, BreakerState};
+use super::frame::{Frame, RelayHeader};
 use super::ratelimit::TokenBucket;
 use super::stats::{LatencyWindow, PeerStats};
 use super::{Limits, PeerInfo, PenaltyReason};
 use bitcraps_crypto::PublicKey;
 use bytes::Bytes;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch, Notify, Semaphore};
@@ -24,10 +27,10 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// A message waiting to be written, with when it was queued (for latency).
+/// A frame waiting to be written, with when it was queued (for latency).
 #[derive(Debug)]
 pub(crate) struct Queued {
-    pub(crate) bytes: Bytes,
+    pub(crate) frame: Frame,
     pub(crate) queued_at: Instant,
 }
 
@@ -48,6 +51,8 @@ pub(crate) enum Admit {
 #[derive(Debug)]
 struct PeerState {
     conn: Option<quinn::Connection>,
+    /// Since when we have had no connection (from start until the first one).
+    down_since: Option<Instant>,
     breaker: Breaker,
     penalty_score: f64,
     penalty_at: Instant,
@@ -64,6 +69,15 @@ struct PeerState {
     dropped_rate_limited: u64,
     penalty_disconnects: u64,
     last_error: Option<String>,
+    relay_bucket: TokenBucket,
+    relayed_in: u64,
+    relayed_out: u64,
+    relay_dropped: u64,
+    relay_duplicates: u64,
+    relay_blocks: u64,
+    /// Origins whose relayed messages through this peer we drop, and until when
+    /// (at most one entry per validator).
+    relay_blocked: BTreeMap<u16, Instant>,
 }
 
 /// Shared per-peer state.
@@ -85,6 +99,8 @@ pub(crate) struct Peer {
     pub(crate) inbound_permits: Arc<Semaphore>,
     /// Accepted connections are handed to the peer's task here.
     pub(crate) handoff: mpsc::Sender<quinn::Connection>,
+    /// Messages relayed *to* this peer so far; rotates the choice of relays.
+    relay_turn: AtomicU64,
 }
 
 impl Peer {
@@ -97,6 +113,7 @@ impl Peer {
         let (handoff, handoff_rx) = mpsc::channel(2);
         let state = PeerState {
             conn: None,
+            down_since: Some(now),
             breaker: Breaker::new(
                 limits.breaker_failure_threshold,
                 Duration::from_millis(limits.breaker_cooldown_ms),
@@ -124,6 +141,17 @@ impl Peer {
             dropped_rate_limited: 0,
             penalty_disconnects: 0,
             last_error: None,
+            relay_bucket: TokenBucket::new(
+                limits.relay_messages_per_s,
+                limits.relay_burst_messages,
+                now,
+            ),
+            relayed_in: 0,
+            relayed_out: 0,
+            relay_dropped: 0,
+            relay_duplicates: 0,
+            relay_blocks: 0,
+            relay_blocked: BTreeMap::new(),
         };
         let peer = Peer {
             index: info.index,
@@ -140,6 +168,7 @@ impl Peer {
             state: Mutex::new(state),
             kick: watch::Sender::new(0),
             handoff,
+            relay_turn: AtomicU64::new(0),
         };
         (Arc::new(peer), handoff_rx)
     }
@@ -147,21 +176,32 @@ impl Peer {
     /// Queues a message, dropping the oldest ones if the queue is full. Newer
     /// consensus messages (higher views) matter more than older ones.
     pub(crate) fn enqueue(&self, bytes: Bytes, now: Instant) {
+        self.enqueue_frame(Frame::Data(bytes), now);
+    }
+
+    /// Queues a relay frame for this peer (to forward, or for it as the target).
+    pub(crate) fn enqueue_relay(&self, header: RelayHeader, inner: Bytes, now: Instant) {
+        lock(&self.state).relayed_out += 1;
+        self.enqueue_frame(Frame::Relay { header, inner }, now);
+    }
+
+    fn enqueue_frame(&self, frame: Frame, now: Instant) {
+        let len = frame.payload_len();
         let mut dropped = 0u64;
         {
             let mut q = lock(&self.queue);
             while !q.items.is_empty()
                 && (q.items.len() >= self.limits.outbound_queue_messages
-                    || q.bytes + bytes.len() > self.limits.outbound_queue_bytes)
+                    || q.bytes + len > self.limits.outbound_queue_bytes)
             {
                 if let Some(old) = q.items.pop_front() {
-                    q.bytes -= old.bytes.len();
+                    q.bytes -= old.frame.payload_len();
                     dropped += 1;
                 }
             }
-            q.bytes += bytes.len();
+            q.bytes += len;
             q.items.push_back(Queued {
-                bytes,
+                frame,
                 queued_at: now,
             });
         }
@@ -177,14 +217,15 @@ impl Peer {
         let mut out = Vec::new();
         let mut taken = 0usize;
         while let Some(front) = q.items.front() {
-            if !out.is_empty() && taken + front.bytes.len() > max_bytes {
+            let len = front.frame.payload_len();
+            if !out.is_empty() && taken + len > max_bytes {
                 break;
             }
             let Some(item) = q.items.pop_front() else {
                 break;
             };
-            taken += item.bytes.len();
-            q.bytes -= item.bytes.len();
+            taken += len;
+            q.bytes -= len;
             out.push(item);
         }
         out
@@ -220,6 +261,79 @@ impl Peer {
         } else {
             Admit::Drop
         }
+    }
+
+    /// Whether messages for this peer can go over a connection right now: one
+    /// is established and not closing, and the breaker is not open (it opens
+    /// when we penalize the peer, just before the connection is kicked).
+    pub(crate) fn is_live(&self, now: Instant) -> bool {
+        Self::live(&lock(&self.state), now)
+    }
+
+    fn live(st: &PeerState, now: Instant) -> bool {
+        st.conn.as_ref().is_some_and(|c| c.close_reason().is_none())
+            && st.breaker.state(now) != BreakerState::Open
+    }
+
+    /// Whether messages for this peer should also be relayed: it is not live
+    /// and has had no connection for at least `relay_after_ms`. The grace
+    /// keeps connection set-up and quick reconnects (which the queue covers)
+    /// from producing relayed duplicates.
+    pub(crate) fn wants_relay(&self, now: Instant) -> bool {
+        let st = lock(&self.state);
+        let grace = Duration::from_millis(self.limits.relay_after_ms);
+        !Self::live(&st, now)
+            && st
+                .down_since
+                .is_some_and(|t| now.saturating_duration_since(t) >= grace)
+    }
+
+    /// The next turn of the relay rotation for messages to this peer.
+    pub(crate) fn next_relay_turn(&self) -> u64 {
+        self.relay_turn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Accounts a well-formed relay frame from this peer claiming `origin`, and
+    /// says whether to act on it: not if that origin is blocked through this
+    /// peer, nor above the relay rate limit (dropped and counted, not
+    /// penalized: an honest relay may burst during a partition).
+    pub(crate) fn admit_relay(&self, origin: u16, now: Instant) -> bool {
+        let mut st = lock(&self.state);
+        st.relayed_in += 1;
+        let blocked = st
+            .relay_blocked
+            .get(&origin)
+            .is_some_and(|&until| now < until);
+        if blocked || !st.relay_bucket.has(1, now) {
+            st.relay_dropped += 1;
+            return false;
+        }
+        st.relay_bucket.take(1);
+        true
+    }
+
+    /// A relayed message from this peer that we could not deliver or forward,
+    /// or a message for this peer that could not be relayed.
+    pub(crate) fn count_relay_dropped(&self) {
+        lock(&self.state).relay_dropped += 1;
+    }
+
+    /// A relayed message from this peer that we had just delivered already.
+    pub(crate) fn count_relay_duplicate(&self) {
+        lock(&self.state).relay_duplicates += 1;
+    }
+
+    /// Drops relayed messages from this peer that claim `origin`, for the
+    /// penalty cooldown (the node found one of them undecodable or badly
+    /// signed). Neither this peer nor the origin is disconnected: see the
+    /// blame discussion in `relay.rs`.
+    pub(crate) fn block_relayed_origin(&self, origin: u16, now: Instant) {
+        let until = now + Duration::from_millis(self.limits.penalty_cooldown_ms);
+        let mut st = lock(&self.state);
+        st.relay_blocked.retain(|_, &mut u| now < u);
+        st.relay_blocked.insert(origin, until);
+        st.relay_blocks += 1;
+        st.last_error = Some(format!("relayed messages from {origin} blocked"));
     }
 
     /// Adds a penalty; at the threshold, opens the breaker for the penalty
@@ -262,11 +376,13 @@ impl Peer {
         st.breaker.on_success();
         st.connects += 1;
         st.conn = Some(conn.clone());
+        st.down_since = None;
     }
 
-    pub(crate) fn on_disconnected(&self, error: Option<String>) {
+    pub(crate) fn on_disconnected(&self, error: Option<String>, now: Instant) {
         let mut st = lock(&self.state);
         st.conn = None;
+        st.down_since = Some(now);
         if let Some(e) = error {
             st.errors += 1;
             st.last_error = Some(e);
@@ -311,6 +427,11 @@ impl Peer {
             penalty_score: decayed.min(f64::from(u32::MAX)) as u32,
             queued_messages,
             last_error: st.last_error.clone(),
+            relayed_in: st.relayed_in,
+            relayed_out: st.relayed_out,
+            relay_dropped: st.relay_dropped,
+            relay_duplicates: st.relay_duplicates,
+            relay_blocks: st.relay_blocks,
         }
     }
 
@@ -349,7 +470,7 @@ mod tests {
         let batch = p.drain(1);
         // At least one message per drain, oldest surviving first.
         assert_eq!(batch.len(), 1);
-        assert_eq!(batch[0].bytes[..], [2]);
+        assert_eq!(batch[0].frame, Frame::Data(Bytes::from_static(&[2])));
         let rest = p.drain(usize::MAX);
         assert_eq!(rest.len(), 2);
     }
@@ -381,5 +502,48 @@ mod tests {
         let s = p.stats(t1);
         assert_eq!((s.dropped_rate_limited, s.penalty_disconnects), (4, 1));
         assert!(p.penalize(PenaltyReason::Garbage, t1));
+    }
+
+    #[tokio::test]
+    async fn relay_bucket_and_blocked_origins() {
+        let p = peer(Limits {
+            relay_messages_per_s: 1,
+            relay_burst_messages: 2,
+            penalty_cooldown_ms: 1_000,
+            ..Limits::default()
+        });
+        let t0 = Instant::now();
+        assert!(p.admit_relay(3, t0));
+        assert!(p.admit_relay(3, t0));
+        assert!(!p.admit_relay(3, t0));
+        let t1 = t0 + Duration::from_secs(1);
+        assert!(p.admit_relay(3, t1));
+        p.block_relayed_origin(4, t1);
+        let t2 = t1 + Duration::from_secs(5);
+        assert!(!p.admit_relay(4, t1 + Duration::from_millis(999)));
+        assert!(p.admit_relay(3, t2), "only the blocked origin is dropped");
+        assert!(p.admit_relay(4, t2), "the block ends with the cooldown");
+        p.count_relay_duplicate();
+        let s = p.stats(t2);
+        assert_eq!(
+            (
+                s.relayed_in,
+                s.relay_dropped,
+                s.relay_duplicates,
+                s.relay_blocks
+            ),
+            (7, 2, 1, 1)
+        );
+        // Relay frames count against the outbound queue like any other.
+        let header = RelayHeader {
+            origin: 0,
+            target: 1,
+            hops_left: 0,
+        };
+        p.enqueue_relay(header, Bytes::from_static(b"x"), t2);
+        let s = p.stats(t2);
+        assert_eq!((s.relayed_out, s.queued_messages), (1, 1));
+        assert!(!p.is_live(t2));
+        assert!(p.wants_relay(t2), "never connected, grace long over");
     }
 }

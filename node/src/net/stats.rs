@@ -41,6 +41,22 @@ pub struct PeerStats {
     pub queued_messages: usize,
     /// The last error, for operators (never contains key material).
     pub last_error: Option<String>,
+    /// Well-formed relay frames received from this peer (relayed to us, or for
+    /// us to forward), whatever became of them. Also counted in `messages_in`.
+    pub relayed_in: u64,
+    /// Relay frames queued to this peer: our messages for a validator we do not
+    /// reach, or messages we forward to this peer for another validator.
+    pub relayed_out: u64,
+    /// Relay frames from this peer that we dropped (relay rate limit, blocked
+    /// origin, no live connection to the target), plus messages for this peer
+    /// too large to be relayed (those still go out directly on reconnect).
+    pub relay_dropped: u64,
+    /// Relay frames from this peer carrying a message we had just delivered
+    /// through another relay (dropped before the node sees them).
+    pub relay_duplicates: u64,
+    /// Times the node blocked an origin's relayed messages through this peer
+    /// (see `NetworkHandle::penalize_message`).
+    pub relay_blocks: u64,
 }
 
 /// The most recent send latencies, for percentiles.
