@@ -1,0 +1,746 @@
+//! Account state, deterministic block execution and the state root.
+//!
+//! # Execution rules
+//!
+//! [`AppState::execute_block`] runs a committed block's payload. Every honest
+//! node applies exactly these rules, in this order, so the same blocks give
+//! the same accounts, receipts and root everywhere:
+//!
+//! 1. `height` must be `height() + 1`; anything else is a caller bug and is
+//!    refused ([`ExecError`]) without touching the state.
+//! 2. If the payload framing is invalid ([`split_payload`]) the block executes
+//!    no transactions; it still advances the height and writes its root.
+//! 3. Signatures: every entry that decodes and whose id is not in the
+//!    [`VerifiedCache`] is verified up front, all in one exact batch
+//!    ([`verify_txs`]); good verdicts are added to the cache (with the decoded
+//!    transaction, which a cached id also saves decoding). The verdict never
+//!    depends on the cache's contents, only its cost does.
+//! 4. Then each entry, in payload order, gets one [`Receipt`]:
+//!    * does not decode: `malformed`, id = [`tx_hash`] of the raw entry;
+//!    * signature invalid: `bad_signature`;
+//!    * `nonce != account nonce`: `bad_nonce`, nothing changes;
+//!    * amount 0: `zero_amount`, the nonce is consumed;
+//!    * balance < amount: `insufficient_funds`, the nonce is consumed, no chips move;
+//!    * otherwise the chips move (sending to yourself is allowed and moves
+//!      nothing) and the nonce is consumed.
+//!
+//!    Consuming a nonce creates the sender's account if it did not exist
+//!    (balance 0); a transfer creates the recipient's. Accounts are never deleted.
+//! 5. Chips are conserved: only transfers move them and the total is fixed at
+//!    genesis. All arithmetic is checked; an overflow is unreachable from a
+//!    genesis whose total fits in u64 (see [`AppState::genesis`]).
+//!
+//! # State root
+//!
+//! A binary Merkle tree over all accounts: a crit-bit (compressed binary
+//! radix) tree on the 256 bits of the account key, most significant bit of
+//! byte 0 first, so leaves sit in key order from left to right. Its shape
+//! depends only on the set of keys:
+//!
+//! ```text
+//! root(no accounts)  = 32 zero bytes
+//! root({one leaf})   = leaf
+//! leaf               = blake3(0x00 || key[32] || u64le(balance) || u64le(nonce))
+//! node(S), |S| >= 2  = blake3(0x01 || u8(b) || root(S0) || root(S1))
+//!     where b is the first bit position at which the keys of S differ and
+//!     S0/S1 are the keys with bit b = 0/1
+//! ```
+//!
+//! The one-byte tags and the fixed input lengths (49 vs 66 bytes) keep leaves
+//! and nodes apart; putting `b` in the node binds the tree shape, so an
+//! inclusion proof (the sibling hashes and bit positions along a path) is
+//! unambiguous. The tree is kept in memory with cached hashes; a block rehashes
+//! the changed leaves and the nodes on their paths only, about
+//! `changed * log2(accounts)` hashes.
+//!
+//! # Persistence
+//!
+//! Everything the node must store comes back as [`StateWrite`]s, meant to be
+//! committed atomically with the block:
+//!
+//! | key | value |
+//! | --- | --- |
+//! | `a/` + 32-byte account key | `u64le(balance) \|\| u64le(nonce)` |
+//! | `r/` + 32-byte tx id | `0x01 \|\| postcard(Receipt)` |
+//! | `h/` + `u64be(height)` | 32-byte state root after that height (big-endian so heights sort) |
+//! | `m/format` | `0x01` |
+//! | `m/height` | `u64le` last executed height |
+//! | `m/committed_tx` | `u64le` entries executed since genesis |
+//!
+//! A receipt is **not** persisted when its transaction's nonce was already
+//! used (`bad_nonce` with `got < expected`), nor twice within one block: the
+//! same bytes may have been committed earlier, and a replay (a block that
+//! repeats a transaction, which happens honestly when two leaders both had it)
+//! must not overwrite the receipt that says what it did. Those receipts are
+//! still in [`BlockResult::receipts`], one per payload entry.
+
+use super::genesis::AppGenesis;
+use super::payload::{split_payload, PayloadError, MAX_TXS_PER_BLOCK};
+use super::tx::{tx_hash, Action, SignedTx, Transaction};
+use super::verify::{verify_txs, VerifiedCache};
+use bitcraps_crypto::{hash, Hash32, PublicKey};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::fmt;
+
+/// One key-value write (`None` deletes), identical to the storage layer's
+/// `AppWrite`, defined here so the application does not need the server feature.
+pub type StateWrite = (Vec<u8>, Option<Vec<u8>>);
+
+/// Most writes one block can produce: a receipt and two accounts per entry,
+/// plus the root and meta keys. The store's per-commit write limit must be at
+/// least this, or a block full of tiny distinct entries could never be stored.
+pub const MAX_STATE_WRITES_PER_BLOCK: usize = 3 * MAX_TXS_PER_BLOCK + 8;
+
+const ACCOUNT_PREFIX: &[u8] = b"a/";
+const RECEIPT_PREFIX: &[u8] = b"r/";
+const ROOT_PREFIX: &[u8] = b"h/";
+const META_FORMAT: &[u8] = b"m/format";
+const META_HEIGHT: &[u8] = b"m/height";
+const META_COMMITTED_TX: &[u8] = b"m/committed_tx";
+const STATE_FORMAT: u8 = 1;
+const RECEIPT_FORMAT: u8 = 1;
+const ACCOUNT_VALUE_BYTES: usize = 16;
+
+/// A player's chips and the nonce their next transaction must carry.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    pub balance: u64,
+    pub nonce: u64,
+}
+
+/// Why an executed transaction had no effect (or only consumed its nonce).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(rename_all = "snake_case")]
+pub enum Rejection {
+    #[error("the payload entry is not a valid transaction")]
+    Malformed,
+    #[error("the signature does not verify")]
+    BadSignature,
+    #[error("bad nonce: the account expects {expected}, the transaction has {got}")]
+    BadNonce { expected: u64, got: u64 },
+    #[error("insufficient funds: balance {balance}, needed {needed}")]
+    InsufficientFunds { balance: u64, needed: u64 },
+    #[error("a transfer must move at least one chip")]
+    ZeroAmount,
+}
+
+impl Rejection {
+    /// Stable machine-readable code (API, metrics).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Rejection::Malformed => "malformed",
+            Rejection::BadSignature => "bad_signature",
+            Rejection::BadNonce { .. } => "bad_nonce",
+            Rejection::InsufficientFunds { .. } => "insufficient_funds",
+            Rejection::ZeroAmount => "zero_amount",
+        }
+    }
+}
+
+/// What happened to one payload entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Receipt {
+    /// Transaction id ([`tx_hash`] of the entry's bytes).
+    pub hash: Hash32,
+    pub height: u64,
+    /// Position in the block's payload.
+    pub index: u32,
+    pub result: Result<(), Rejection>,
+}
+
+/// The outcome of executing one block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockResult {
+    /// One per payload entry, in order.
+    pub receipts: Vec<Receipt>,
+    /// To persist atomically with the block (see the module doc for the keys).
+    pub writes: Vec<StateWrite>,
+    pub state_root: Hash32,
+    pub accepted: u32,
+    pub rejected: u32,
+    /// Set when the payload framing was invalid (the block executed nothing).
+    pub payload_error: Option<PayloadError>,
+}
+
+/// Refusal to execute a block at all (a caller bug, not a property of the block).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExecError {
+    #[error("block height {got} does not follow the executed height (expected {expected})")]
+    WrongHeight { expected: u64, got: u64 },
+}
+
+/// The application state: every account, plus the Merkle tree over them.
+#[derive(Clone)]
+pub struct AppState {
+    accounts: BTreeMap<PublicKey, Account>,
+    tree: Tree,
+    /// `tree.root()`, kept current after every change so reads need no `&mut`.
+    root: Hash32,
+    height: u64,
+    committed_tx: u64,
+}
+
+impl fmt::Debug for AppState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never dump 100k accounts into a log line.
+        f.debug_struct("AppState")
+            .field("height", &self.height)
+            .field("accounts", &self.accounts.len())
+            .field("committed_tx", &self.committed_tx)
+            .finish()
+    }
+}
+
+impl AppState {
+    /// The state at height 0.
+    ///
+    /// `g` should have passed [`AppGenesis::validate`]. For an invalid one the
+    /// result is still deterministic: duplicate accounts are merged, and
+    /// balances are clamped so the total supply fits in u64 (which is what makes
+    /// overflow during execution impossible).
+    pub fn genesis(g: &AppGenesis) -> AppState {
+        let mut accounts: BTreeMap<PublicKey, Account> = BTreeMap::new();
+        let mut total: u64 = 0;
+        for a in &g.allocations {
+            let grant = a.balance.min(u64::MAX - total);
+            total += grant;
+            accounts.entry(a.account).or_default().balance += grant;
+        }
+        AppState::build(accounts, 0, 0)
+    }
+
+    /// Everything to persist for the genesis state.
+    pub fn genesis_writes(&self) -> Vec<StateWrite> {
+        let mut w: Vec<StateWrite> = self
+            .accounts
+            .iter()
+            .map(|(k, a)| (account_key(k), Some(encode_account(a))))
+            .collect();
+        w.push((META_FORMAT.to_vec(), Some(vec![STATE_FORMAT])));
+        self.push_height_writes(&mut w);
+        w
+    }
+
+    /// Rebuilds the state from persisted entries (any order).
+    ///
+    /// Needs every account entry, the meta keys and the root of the current
+    /// height, which it checks against the rebuilt tree. Receipts and older
+    /// roots may be included or left out; their keys are checked for shape but
+    /// their values are not decoded (there may be millions). Unknown keys,
+    /// malformed values and a root mismatch are errors.
+    pub fn load(entries: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>) -> Result<AppState, String> {
+        let mut accounts = BTreeMap::new();
+        let mut roots: BTreeMap<u64, Hash32> = BTreeMap::new();
+        let (mut format, mut height, mut committed_tx) = (None, None, None);
+        for (k, v) in entries {
+            if let Some(rest) = k.strip_prefix(ACCOUNT_PREFIX) {
+                let key = <[u8; 32]>::try_from(rest)
+                    .ok()
+                    .and_then(|b| PublicKey::from_bytes(&b).ok())
+                    .ok_or_else(|| format!("bad account key {}", hex::encode(&k)))?;
+                let acct = decode_account(&v)?;
+                if accounts.insert(key, acct).is_some() {
+                    return Err(format!("account {key} appears twice"));
+                }
+            } else if let Some(rest) = k.strip_prefix(RECEIPT_PREFIX) {
+                if rest.len() != 32 {
+                    return Err(format!("bad receipt key {}", hex::encode(&k)));
+                }
+            } else if let Some(rest) = k.strip_prefix(ROOT_PREFIX) {
+                let h = <[u8; 8]>::try_from(rest)
+                    .map(u64::from_be_bytes)
+                    .map_err(|_| format!("bad root key {}", hex::encode(&k)))?;
+                let r = <[u8; 32]>::try_from(v.as_slice())
+                    .map_err(|_| format!("root at height {h} is not 32 bytes"))?;
+                roots.insert(h, Hash32(r));
+            } else if k == META_FORMAT {
+                format = Some(v);
+            } else if k == META_HEIGHT {
+                height = Some(decode_u64(&v).ok_or("m/height is not a u64")?);
+            } else if k == META_COMMITTED_TX {
+                committed_tx = Some(decode_u64(&v).ok_or("m/committed_tx is not a u64")?);
+            } else {
+                return Err(format!("unexpected state key {}", hex::encode(&k)));
+            }
+        }
+        if format.as_deref() != Some(&[STATE_FORMAT][..]) {
+            return Err(format!(
+                "state format is {format:?}, expected [{STATE_FORMAT}]"
+            ));
+        }
+        let height = height.ok_or("m/height missing")?;
+        let committed_tx = committed_tx.ok_or("m/committed_tx missing")?;
+        if let Some((h, _)) = roots.range(height.saturating_add(1)..).next() {
+            return Err(format!(
+                "root stored for height {h}, beyond the executed height {height}"
+            ));
+        }
+        let stored_root = *roots
+            .get(&height)
+            .ok_or_else(|| format!("no state root stored for height {height}"))?;
+        let state = AppState::build(accounts, height, committed_tx);
+        let root = state.state_root();
+        if root != stored_root {
+            return Err(format!(
+                "rebuilt state root {root} differs from the stored root {stored_root} at height {height}"
+            ));
+        }
+        Ok(state)
+    }
+
+    fn build(accounts: BTreeMap<PublicKey, Account>, height: u64, committed_tx: u64) -> AppState {
+        let mut tree = Tree::default();
+        for (k, a) in &accounts {
+            tree.upsert(k.as_bytes(), leaf_hash(k, a));
+        }
+        let root = tree.root();
+        AppState {
+            accounts,
+            tree,
+            root,
+            height,
+            committed_tx,
+        }
+    }
+
+    /// Last executed height (0 = genesis).
+    pub fn height(&self) -> u64 {
+        self.height
+    }
+
+    pub fn state_root(&self) -> Hash32 {
+        self.root
+    }
+
+    /// Payload entries executed since genesis (accepted and rejected).
+    pub fn committed_tx(&self) -> u64 {
+        self.committed_tx
+    }
+
+    /// The account, or the default (empty) account if it does not exist.
+    pub fn account(&self, key: &PublicKey) -> Account {
+        self.accounts.get(key).copied().unwrap_or_default()
+    }
+
+    /// Number of accounts that exist.
+    pub fn account_count(&self) -> usize {
+        self.accounts.len()
+    }
+
+    /// Executes the block at `height` (must be `height() + 1`); see the module
+    /// doc for the rules. On error nothing changed.
+    pub fn execute_block(
+        &mut self,
+        chain_id: &str,
+        height: u64,
+        payload: &[u8],
+        cache: &mut VerifiedCache,
+    ) -> Result<BlockResult, ExecError> {
+        let expected = self.height.saturating_add(1);
+        if height != expected || self.height == u64::MAX {
+            return Err(ExecError::WrongHeight {
+                expected,
+                got: height,
+            });
+        }
+        let (entries, payload_error) = match split_payload(payload) {
+            Ok(e) => (e, None),
+            Err(e) => (Vec::new(), Some(e)),
+        };
+        // A cached decoded transaction stands for the same bytes (same id)
+        // and has a good signature: reuse it instead of decoding again.
+        let decoded: Vec<(Hash32, Option<SignedTx>)> = entries
+            .iter()
+            .map(|raw| {
+                let id = tx_hash(raw);
+                let tx = match cache.get(&id) {
+                    Some(tx) => Some(*tx),
+                    None => SignedTx::decode(raw).ok(),
+                };
+                (id, tx)
+            })
+            .collect();
+        let verdicts = self.check_signatures(chain_id, &decoded, cache);
+
+        let mut changed: BTreeSet<PublicKey> = BTreeSet::new();
+        let mut receipts = Vec::with_capacity(decoded.len());
+        let (mut accepted, mut rejected) = (0u32, 0u32);
+        for (index, (id, tx)) in decoded.iter().enumerate() {
+            let result = match tx {
+                None => Err(Rejection::Malformed),
+                Some(_) if !verdicts.get(id).copied().unwrap_or(false) => {
+                    Err(Rejection::BadSignature)
+                }
+                Some(t) => self.apply(&t.tx, &mut changed),
+            };
+            if result.is_ok() {
+                accepted += 1;
+            } else {
+                rejected += 1;
+            }
+            receipts.push(Receipt {
+                hash: *id,
+                height,
+                // index < MAX_TXS_PER_BLOCK, which fits in u32.
+                index: u32::try_from(index).unwrap_or(u32::MAX),
+                result,
+            });
+        }
+
+        for key in &changed {
+            let acct = self.account(key);
+            self.tree.upsert(key.as_bytes(), leaf_hash(key, &acct));
+        }
+        self.root = self.tree.root();
+        self.height = height;
+        self.committed_tx = self.committed_tx.saturating_add(decoded.len() as u64);
+        let state_root = self.root;
+
+        let mut writes: Vec<StateWrite> = Vec::with_capacity(changed.len() + receipts.len() + 3);
+        for key in &changed {
+            writes.push((account_key(key), Some(encode_account(&self.account(key)))));
+        }
+        let mut written: HashSet<Hash32> = HashSet::with_capacity(receipts.len());
+        for r in &receipts {
+            let replay =
+                matches!(r.result, Err(Rejection::BadNonce { expected, got }) if got < expected);
+            if !replay && written.insert(r.hash) {
+                writes.push((receipt_key(&r.hash), Some(encode_receipt(r))));
+            }
+        }
+        self.push_height_writes(&mut writes);
+        Ok(BlockResult {
+            receipts,
+            writes,
+            state_root,
+            accepted,
+            rejected,
+            payload_error,
+        })
+    }
+
+    /// Signature verdict per distinct id: cached ids are good, the rest are
+    /// batch-verified once each (a block may repeat an entry).
+    fn check_signatures(
+        &self,
+        chain_id: &str,
+        decoded: &[(Hash32, Option<SignedTx>)],
+        cache: &mut VerifiedCache,
+    ) -> HashMap<Hash32, bool> {
+        let mut verdicts: HashMap<Hash32, bool> = HashMap::with_capacity(decoded.len());
+        let mut pending: Vec<(Hash32, &SignedTx)> = Vec::new();
+        for (id, tx) in decoded {
+            let Some(tx) = tx else { continue };
+            if verdicts.contains_key(id) {
+                continue;
+            }
+            if cache.contains(id) {
+                verdicts.insert(*id, true);
+            } else {
+                verdicts.insert(*id, false);
+                pending.push((*id, tx));
+            }
+        }
+        let refs: Vec<&SignedTx> = pending.iter().map(|(_, t)| *t).collect();
+        for ((id, tx), ok) in pending.iter().zip(verify_txs(chain_id, &refs)) {
+            if ok {
+                verdicts.insert(*id, true);
+                cache.insert_tx(*id, **tx);
+            }
+        }
+        verdicts
+    }
+
+    /// Applies one transaction whose signature is valid.
+    fn apply(
+        &mut self,
+        tx: &Transaction,
+        changed: &mut BTreeSet<PublicKey>,
+    ) -> Result<(), Rejection> {
+        let mut sender = self.account(&tx.from);
+        if tx.nonce != sender.nonce {
+            return Err(Rejection::BadNonce {
+                expected: sender.nonce,
+                got: tx.nonce,
+            });
+        }
+        // 2^64 transactions from one account cannot happen; saturating keeps
+        // this total rather than panicking.
+        sender.nonce = sender.nonce.saturating_add(1);
+        let result = match tx.action {
+            Action::Transfer { to, amount } => {
+                if amount == 0 {
+                    Err(Rejection::ZeroAmount)
+                } else if sender.balance < amount {
+                    Err(Rejection::InsufficientFunds {
+                        balance: sender.balance,
+                        needed: amount,
+                    })
+                } else if to == tx.from {
+                    Ok(())
+                } else {
+                    let mut recipient = self.account(&to);
+                    match recipient.balance.checked_add(amount) {
+                        // Unreachable: balances sum to at most u64::MAX.
+                        None => Err(Rejection::InsufficientFunds {
+                            balance: sender.balance,
+                            needed: amount,
+                        }),
+                        Some(b) => {
+                            recipient.balance = b;
+                            sender.balance -= amount;
+                            self.accounts.insert(to, recipient);
+                            changed.insert(to);
+                            Ok(())
+                        }
+                    }
+                }
+            }
+        };
+        self.accounts.insert(tx.from, sender);
+        changed.insert(tx.from);
+        result
+    }
+
+    fn push_height_writes(&self, w: &mut Vec<StateWrite>) {
+        w.push((root_key(self.height), Some(self.state_root().0.to_vec())));
+        w.push((
+            META_HEIGHT.to_vec(),
+            Some(self.height.to_le_bytes().to_vec()),
+        ));
+        w.push((
+            META_COMMITTED_TX.to_vec(),
+            Some(self.committed_tx.to_le_bytes().to_vec()),
+        ));
+    }
+
+    /// Number of tree hashes computed since this state was built (tests and
+    /// benchmarks check that roots are incremental).
+    pub fn tree_hashes_computed(&self) -> u64 {
+        self.tree.hashes
+    }
+}
+
+/// Store key of an account.
+pub fn account_key(k: &PublicKey) -> Vec<u8> {
+    [ACCOUNT_PREFIX, k.as_bytes()].concat()
+}
+
+fn encode_account(a: &Account) -> Vec<u8> {
+    let mut v = Vec::with_capacity(ACCOUNT_VALUE_BYTES);
+    v.extend_from_slice(&a.balance.to_le_bytes());
+    v.extend_from_slice(&a.nonce.to_le_bytes());
+    v
+}
+
+/// Decodes an account value (exactly 16 bytes).
+pub fn decode_account(v: &[u8]) -> Result<Account, String> {
+    if v.len() != ACCOUNT_VALUE_BYTES {
+        return Err(format!(
+            "account value is {} bytes, expected {ACCOUNT_VALUE_BYTES}",
+            v.len()
+        ));
+    }
+    let (b, n) = v.split_at(8);
+    Ok(Account {
+        balance: decode_u64(b).ok_or("bad balance")?,
+        nonce: decode_u64(n).ok_or("bad nonce")?,
+    })
+}
+
+/// Store key of a receipt.
+pub fn receipt_key(h: &Hash32) -> Vec<u8> {
+    [RECEIPT_PREFIX, h.as_bytes()].concat()
+}
+
+fn encode_receipt(r: &Receipt) -> Vec<u8> {
+    let mut v = vec![RECEIPT_FORMAT];
+    // Cannot fail for this plain struct; an empty body would fail to decode.
+    if let Ok(body) = postcard::to_stdvec(r) {
+        v.extend_from_slice(&body);
+    }
+    v
+}
+
+/// Decodes a receipt value (strict: version byte, no trailing bytes).
+pub fn decode_receipt(v: &[u8]) -> Result<Receipt, String> {
+    let (&version, body) = v.split_first().ok_or("empty receipt")?;
+    if version != RECEIPT_FORMAT {
+        return Err(format!("unknown receipt format {version}"));
+    }
+    let (r, rest) =
+        postcard::take_from_bytes::<Receipt>(body).map_err(|e| format!("bad receipt: {e}"))?;
+    if !rest.is_empty() {
+        return Err(format!("{} trailing bytes after a receipt", rest.len()));
+    }
+    Ok(r)
+}
+
+/// Store key of the state root after executing `height`.
+pub fn root_key(height: u64) -> Vec<u8> {
+    [ROOT_PREFIX, &height.to_be_bytes()].concat()
+}
+
+fn decode_u64(v: &[u8]) -> Option<u64> {
+    <[u8; 8]>::try_from(v).ok().map(u64::from_le_bytes)
+}
+
+/// Leaf hash of an account (see the module doc).
+pub fn leaf_hash(key: &PublicKey, a: &Account) -> Hash32 {
+    let mut buf = [0u8; 49];
+    buf[1..33].copy_from_slice(key.as_bytes());
+    buf[33..41].copy_from_slice(&a.balance.to_le_bytes());
+    buf[41..49].copy_from_slice(&a.nonce.to_le_bytes());
+    hash(&buf)
+}
+
+fn node_hash(bit: u8, left: &Hash32, right: &Hash32) -> Hash32 {
+    let mut buf = [0u8; 66];
+    buf[0] = 0x01;
+    buf[1] = bit;
+    buf[2..34].copy_from_slice(left.as_bytes());
+    buf[34..66].copy_from_slice(right.as_bytes());
+    hash(&buf)
+}
+
+/// Bit `i` of `key`, most significant bit of byte 0 first (so bit order is
+/// byte-string order).
+fn bit(key: &[u8; 32], i: u8) -> usize {
+    usize::from((key[usize::from(i / 8)] >> (7 - i % 8)) & 1)
+}
+
+/// First bit position at which `a` and `b` differ.
+fn first_difference(a: &[u8; 32], b: &[u8; 32]) -> Option<u8> {
+    let (i, (x, y)) = a.iter().zip(b).enumerate().find(|(_, (x, y))| x != y)?;
+    // i < 32 and leading_zeros < 8, so this is < 256.
+    u8::try_from(i * 8 + (x ^ y).leading_zeros() as usize).ok()
+}
+
+#[derive(Debug, Clone)]
+enum Node {
+    Leaf {
+        key: [u8; 32],
+        hash: Hash32,
+    },
+    /// `hash: None` means a leaf below changed and the hash must be recomputed.
+    Branch {
+        bit: u8,
+        children: [usize; 2],
+        hash: Option<Hash32>,
+    },
+}
+
+/// The crit-bit Merkle tree, in an arena. Accounts are never deleted, so the
+/// tree only grows: insertion and update, no removal.
+#[derive(Debug, Clone, Default)]
+struct Tree {
+    nodes: Vec<Node>,
+    root: Option<usize>,
+    /// Hashes computed for branches (instrumentation).
+    hashes: u64,
+}
+
+impl Tree {
+    /// Inserts or updates the leaf for `key`, marking the path to it dirty.
+    fn upsert(&mut self, key: &[u8; 32], leaf: Hash32) {
+        let Some(root) = self.root else {
+            self.nodes.push(Node::Leaf {
+                key: *key,
+                hash: leaf,
+            });
+            self.root = Some(self.nodes.len() - 1);
+            return;
+        };
+        // The leaf the search for `key` ends at shares the longest prefix with
+        // `key` among all leaves (crit-bit property).
+        let mut i = root;
+        while let Node::Branch {
+            bit: b, children, ..
+        } = &self.nodes[i]
+        {
+            i = children[bit(key, *b)];
+        }
+        let closest = match &self.nodes[i] {
+            Node::Leaf { key: k, .. } => *k,
+            Node::Branch { .. } => return, // unreachable: the loop stops at a leaf
+        };
+        let split = first_difference(key, &closest);
+        // Walk again, invalidating hashes, down to where `key` belongs: the
+        // leaf itself (update) or the first node whose bit is beyond `split`.
+        let mut parent: Option<(usize, usize)> = None;
+        let mut i = root;
+        loop {
+            match &mut self.nodes[i] {
+                Node::Branch {
+                    bit: b,
+                    children,
+                    hash,
+                } if split.is_none_or(|d| *b < d) => {
+                    *hash = None;
+                    let side = bit(key, *b);
+                    parent = Some((i, side));
+                    i = children[side];
+                }
+                Node::Leaf { hash, .. } if split.is_none() => {
+                    *hash = leaf;
+                    return;
+                }
+                _ => break,
+            }
+        }
+        let Some(d) = split else { return };
+        self.nodes.push(Node::Leaf {
+            key: *key,
+            hash: leaf,
+        });
+        let new_leaf = self.nodes.len() - 1;
+        let children = if bit(key, d) == 0 {
+            [new_leaf, i]
+        } else {
+            [i, new_leaf]
+        };
+        self.nodes.push(Node::Branch {
+            bit: d,
+            children,
+            hash: None,
+        });
+        let branch = self.nodes.len() - 1;
+        match parent {
+            Some((p, side)) => {
+                if let Node::Branch { children, .. } = &mut self.nodes[p] {
+                    children[side] = branch;
+                }
+            }
+            None => self.root = Some(branch),
+        }
+    }
+
+    /// The root hash, recomputing dirty nodes.
+    fn root(&mut self) -> Hash32 {
+        match self.root {
+            None => Hash32::ZERO,
+            Some(r) => self.hash_of(r),
+        }
+    }
+
+    /// Depth is at most 257 (bits strictly increase along a path), so the
+    /// recursion is bounded.
+    fn hash_of(&mut self, i: usize) -> Hash32 {
+        let (b, [l, r]) = match &self.nodes[i] {
+            Node::Leaf { hash, .. } => return *hash,
+            Node::Branch { hash: Some(h), .. } => return *h,
+            Node::Branch { bit, children, .. } => (*bit, *children),
+        };
+        let h = node_hash(b, &self.hash_of(l), &self.hash_of(r));
+        self.hashes += 1;
+        if let Node::Branch { hash, .. } = &mut self.nodes[i] {
+            *hash = Some(h);
+        }
+        h
+    }
+}
+
+#[cfg(test)]
+#[path = "tests/state.rs"]
+mod tests;
