@@ -9,6 +9,9 @@
 
 use bitcraps_consensus::{Genesis, Params};
 use bitcraps_crypto::Keypair;
+use bitcraps_node::app::state::{account_key, decode_account, root_key};
+use bitcraps_node::app::tx::{Action, Transaction};
+use bitcraps_node::app::{Allocation, AppGenesis};
 use bitcraps_node::engine::{Engine, EngineConfig, EngineHandle, EngineStatus, Listen};
 use bitcraps_node::net::Limits;
 use bitcraps_node::storage::Store;
@@ -31,6 +34,28 @@ fn identity_key(i: u16) -> Keypair {
     let mut seed = [0x1d; 32];
     seed[..2].copy_from_slice(&i.to_be_bytes());
     Keypair::from_seed(&seed)
+}
+
+/// Players funded at genesis; player `i` submits through engine `i`.
+fn player(i: u16) -> Keypair {
+    let mut seed = [0x9a; 32];
+    seed[..2].copy_from_slice(&i.to_be_bytes());
+    Keypair::from_seed(&seed)
+}
+
+const FUNDS: u64 = 1_000;
+const TRANSFERS: u64 = 8;
+
+fn app_genesis() -> AppGenesis {
+    AppGenesis {
+        allocations: (0..N)
+            .map(|i| Allocation {
+                account: player(i).public(),
+                balance: FUNDS,
+            })
+            .collect(),
+        faucet: None,
+    }
 }
 
 fn limits() -> Limits {
@@ -74,7 +99,7 @@ fn start(g: &Genesis, me: u16, dir: &Path, listen: Listen) -> EngineHandle {
         listen,
     );
     config.limits = limits();
-    config.mempool_capacity = 64;
+    config.app = app_genesis();
     Engine::start(config).unwrap()
 }
 
@@ -117,16 +142,49 @@ async fn four_engines_commit_agree_and_survive_a_restart() {
         .map(|(i, s)| start(&g, i as u16, dirs[i].path(), Listen::Socket(s)))
         .collect();
 
-    // Transactions ride along in the leaders' payloads.
+    // Signed transfers ride along in the leaders' payloads: player i sends
+    // 1 chip to player i+1, TRANSFERS times, through engine i.
     for (i, e) in engines.iter().enumerate() {
-        for t in 0..8u8 {
-            e.submit(vec![i as u8, t]).unwrap();
+        let from = player(i as u16);
+        let to = player((i as u16 + 1) % N).public();
+        for nonce in 0..TRANSFERS {
+            let tx = Transaction {
+                from: from.public(),
+                nonce,
+                action: Action::Transfer { to, amount: 1 },
+            }
+            .sign(&g.chain_id, &from);
+            e.submit(tx.encode()).await.unwrap();
         }
+        // A replay and a forged signature are refused at admission.
+        let replay = Transaction {
+            from: from.public(),
+            nonce: 0,
+            action: Action::Transfer { to, amount: 1 },
+        }
+        .sign(&g.chain_id, &from);
+        assert!(
+            e.submit(replay.encode()).await.is_err(),
+            "replayed nonce admitted"
+        );
+        let forged = Transaction {
+            from: from.public(),
+            nonce: TRANSFERS,
+            action: Action::Transfer { to, amount: 1 },
+        }
+        .sign(&g.chain_id, &player(99));
+        let err = e.submit(forged.encode()).await.unwrap_err();
+        assert_eq!(err.code(), "bad_signature");
     }
 
     {
         let all: Vec<&EngineHandle> = engines.iter().collect();
         wait_until(&all, "height 5 everywhere", |_, s| s.height >= 5).await;
+        let expected = u64::from(N) * TRANSFERS;
+        wait_until(&all, "every transfer committed", |_, s| {
+            s.committed_tx >= expected
+        })
+        .await;
         wait_until(&all, "full connectivity", |_, s| {
             s.peers_connected == usize::from(N) - 1
         })
@@ -186,6 +244,33 @@ async fn four_engines_commit_agree_and_survive_a_restart() {
             assert_eq!(b.block.id(), id, "validators disagree at height {h}");
         }
         payload_bytes += blocks[0].block.payload.len();
+        let roots: Vec<_> = stores
+            .iter()
+            .map(|s| {
+                s.reader()
+                    .app_get(&root_key(h))
+                    .unwrap()
+                    .expect("root stored")
+            })
+            .collect();
+        assert!(
+            roots.iter().all(|r| *r == roots[0]),
+            "state roots differ at {h}"
+        );
     }
     assert!(payload_bytes > 0, "submitted transactions were proposed");
+    // Every transfer executed exactly once on every validator: each player sent
+    // TRANSFERS chips and received as many, so balances are back to FUNDS and
+    // nonces at TRANSFERS.
+    for s in &stores {
+        for i in 0..N {
+            let raw = s
+                .reader()
+                .app_get(&account_key(&player(i).public()))
+                .unwrap()
+                .unwrap();
+            let account = decode_account(&raw).unwrap();
+            assert_eq!((account.balance, account.nonce), (FUNDS, TRANSFERS));
+        }
+    }
 }

@@ -16,8 +16,14 @@
 //!   slow remote signer never stalls the loop),
 //! * shutdown.
 //!
-//! Payload requests are answered immediately from the bounded [`mempool`] fed by
-//! [`EngineHandle::submit`]; an empty payload is fine.
+//! * verified transactions from [`admission`] (signatures are checked in
+//!   batches on a verifier thread; the engine checks nonces and fills the
+//!   mempool).
+//!
+//! Payload requests are answered immediately from the bounded
+//! [`Mempool`](crate::app::mempool::Mempool); an empty payload is fine.
+//! Committed blocks are executed by [`execute`] and stored together with their
+//! state changes.
 //!
 //! Storage calls are synchronous redb transactions made inline on the engine
 //! task. That blocks one runtime worker for the length of an fsync, which is
@@ -30,25 +36,31 @@
 //! `guard_state` (the signing guard's double-sign protection, kept apart from the
 //! database on purpose; see `storage` module docs).
 
+pub mod admission;
 pub mod clock;
-pub mod mempool;
+mod execute;
+pub mod progress;
 mod runner;
 pub mod timers;
+pub mod txlog;
 
+pub use admission::SubmitError;
 pub use clock::{Clock, SystemClock};
+pub use execute::VERIFIED_CACHE_ENTRIES;
 
-use crate::net::{Limits, NetError, NetworkHandle};
-use crate::storage::StorageError;
+use crate::app::mempool::{Mempool, MempoolConfig};
+use crate::app::AppGenesis;
+use crate::net::{Limits, NetError, NetworkHandle, PeerStats};
+use crate::storage::{Reader, StorageError};
+use admission::Admission;
 use bitcraps_consensus::{Genesis, Height, View};
-use bitcraps_crypto::{Hash32, Keypair};
+use bitcraps_crypto::{Hash32, Keypair, PublicKey};
 use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
-use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot, watch};
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
-
-/// Default number of submitted transactions waiting for a block.
-pub const DEFAULT_MEMPOOL_CAPACITY: usize = 10_000;
+use txlog::{TxLog, TxTimes};
 
 /// Where the engine's QUIC endpoint listens.
 #[derive(Debug)]
@@ -75,8 +87,9 @@ pub struct EngineConfig {
     pub listen: Listen,
     pub limits: Limits,
     pub clock: Arc<dyn Clock>,
-    /// Bounded queue behind [`EngineHandle::submit`].
-    pub mempool_capacity: usize,
+    /// Initial application state (used when the database is empty).
+    pub app: AppGenesis,
+    pub mempool: MempoolConfig,
 }
 
 impl EngineConfig {
@@ -98,7 +111,8 @@ impl EngineConfig {
             listen,
             limits: Limits::default(),
             clock: Arc::new(SystemClock::new()),
-            mempool_capacity: DEFAULT_MEMPOOL_CAPACITY,
+            app: AppGenesis::default(),
+            mempool: MempoolConfig::default(),
         }
     }
 }
@@ -114,6 +128,20 @@ pub struct EngineStatus {
     pub committed_id: Hash32,
     /// Peers with a live connection.
     pub peers_connected: usize,
+    /// View of the block at `height`.
+    pub committed_view: View,
+    /// Application state root after executing `height`.
+    pub state_root: Hash32,
+    /// Transactions executed since genesis (accepted and rejected).
+    pub committed_tx: u64,
+    /// Far behind the views heard from peers (see [`progress`]).
+    pub catching_up: bool,
+    /// Blocks committed per second over the last window, in thousandths (an
+    /// integer so the status stays `Eq`).
+    pub commit_rate_milli: u64,
+    /// The validator has heard from the network since it started (entered a
+    /// later view or committed a block); until then its state may be stale.
+    pub live: bool,
     /// Evidence of double signing seen so far.
     pub evidence: u64,
     /// Set when the engine stopped on an error (storage failure, ...).
@@ -141,10 +169,19 @@ pub enum EngineError {
     Task(String),
 }
 
-/// [`EngineHandle::submit`] refused: the mempool is full (or the engine stopped).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("the mempool is full")]
-pub struct Full(pub Vec<u8>);
+/// State the engine task shares with readers (HTTP): locked briefly by both.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub mempool: Mutex<Mempool>,
+    pub txlog: Mutex<TxLog>,
+}
+
+/// Locks `m`, ignoring poisoning: the data behind these locks stays
+/// consistent between statements, and a panicked reader must not stop the
+/// validator.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 /// Starts engines.
 #[derive(Debug)]
@@ -155,14 +192,19 @@ impl Engine {
     /// the network and spawns the engine task. Must run inside a (multi-thread)
     /// tokio runtime.
     pub fn start(config: EngineConfig) -> Result<EngineHandle, EngineError> {
-        let (mempool_tx, mempool_rx) = mpsc::channel(config.mempool_capacity.max(1));
+        let (admission, admitted) = Admission::start(config.genesis.chain_id.clone())
+            .map_err(|e| EngineError::Task(format!("starting the verifier thread: {e}")))?;
         let (shutdown_tx, shutdown_rx) = oneshot::channel();
-        let (runner, status_rx, network) = runner::Runner::open(config, mempool_rx)?;
-        let task = tokio::spawn(runner.run(shutdown_rx));
+        let opened = runner::Runner::open(config, admitted)?;
+        let task = tokio::spawn(opened.runner.run(shutdown_rx));
         Ok(EngineHandle {
-            status: status_rx,
-            network,
-            mempool: mempool_tx,
+            client: EngineClient {
+                status: opened.status,
+                network: opened.network,
+                reader: opened.reader,
+                shared: opened.shared,
+                admission,
+            },
             shutdown: Some(shutdown_tx),
             task: Some(task),
         })
@@ -170,17 +212,55 @@ impl Engine {
 }
 
 /// Controls a running engine. Dropping it without [`Self::shutdown`] stops the
-/// engine task at its next wake-up.
+/// engine task at its next wake-up. Dereferences to an [`EngineClient`].
 #[derive(Debug)]
 pub struct EngineHandle {
-    status: watch::Receiver<EngineStatus>,
-    network: NetworkHandle,
-    mempool: mpsc::Sender<Vec<u8>>,
+    client: EngineClient,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), EngineError>>>,
 }
 
+impl std::ops::Deref for EngineHandle {
+    type Target = EngineClient;
+    fn deref(&self) -> &EngineClient {
+        &self.client
+    }
+}
+
+/// Reads status and submits transactions; cheap to clone, usable from any
+/// task (the HTTP API holds one). Stops working, without panicking, once the
+/// engine has shut down.
+#[derive(Debug, Clone)]
+pub struct EngineClient {
+    status: watch::Receiver<EngineStatus>,
+    network: NetworkHandle,
+    reader: Reader,
+    shared: Arc<Shared>,
+    admission: Admission,
+}
+
 impl EngineHandle {
+    /// A clonable client of this engine.
+    pub fn client(&self) -> EngineClient {
+        self.client.clone()
+    }
+
+    /// Stops the engine: closes the network, waits for in-flight signatures,
+    /// and closes the database and the guard file, so the same `data_dir` can be
+    /// reopened. Returns the error the engine stopped on, if any.
+    pub async fn shutdown(mut self) -> Result<(), EngineError> {
+        if let Some(tx) = self.shutdown.take() {
+            // The task may already have stopped on an error; that is reported below.
+            let _ = tx.send(());
+        }
+        match self.task.take() {
+            Some(task) => task.await.map_err(|e| EngineError::Task(e.to_string()))?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl EngineClient {
     /// The latest progress, with the current number of connected peers.
     pub fn status(&self) -> EngineStatus {
         let mut s = self.status.borrow().clone();
@@ -198,24 +278,40 @@ impl EngineHandle {
         self.network.local_addr()
     }
 
-    /// Queues a transaction for a future block proposed by this validator.
-    pub fn submit(&self, tx: Vec<u8>) -> Result<(), Full> {
-        self.mempool.try_send(tx).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(tx) | mpsc::error::TrySendError::Closed(tx) => Full(tx),
-        })
+    /// Admits an encoded signed transaction into the mempool: decodes it,
+    /// verifies its signature (batched with other submissions), checks its
+    /// nonce against the committed state. Returns its hash.
+    pub async fn submit(&self, tx: Vec<u8>) -> Result<Hash32, SubmitError> {
+        self.admission.submit(tx).await
     }
 
-    /// Stops the engine: closes the network, waits for in-flight signatures,
-    /// and closes the database and the guard file, so the same `data_dir` can be
-    /// reopened. Returns the error the engine stopped on, if any.
-    pub async fn shutdown(mut self) -> Result<(), EngineError> {
-        if let Some(tx) = self.shutdown.take() {
-            // The task may already have stopped on an error; that is reported below.
-            let _ = tx.send(());
-        }
-        match self.task.take() {
-            Some(task) => task.await.map_err(|e| EngineError::Task(e.to_string()))?,
-            None => Ok(()),
-        }
+    /// Read access to the committed blocks and application state.
+    pub fn reader(&self) -> &Reader {
+        &self.reader
+    }
+
+    /// Per-peer transport statistics.
+    pub fn peers(&self) -> Vec<PeerStats> {
+        self.network.stats()
+    }
+
+    /// Verified transactions waiting for a block.
+    pub fn mempool_len(&self) -> usize {
+        lock(&self.shared.mempool).len()
+    }
+
+    /// Whether `hash` is waiting in this node's mempool.
+    pub fn is_pending(&self, hash: &Hash32) -> bool {
+        lock(&self.shared.mempool).contains(hash)
+    }
+
+    /// The next nonce for `account` counting its pending transactions here.
+    pub fn pending_nonce(&self, account: &PublicKey, committed_nonce: u64) -> u64 {
+        lock(&self.shared.mempool).pending_nonce(account, committed_nonce)
+    }
+
+    /// When this node admitted and executed `hash`, if it still remembers.
+    pub fn tx_times(&self, hash: &Hash32) -> Option<TxTimes> {
+        lock(&self.shared.txlog).get(hash)
     }
 }

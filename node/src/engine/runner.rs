@@ -2,12 +2,18 @@
 //! core's effects in order, exactly as the simulator does (`chaos/src/sim.rs`,
 //! `Sim::apply`), but against the real network, disk and clock.
 
-use super::mempool::Mempool;
+use super::admission::Pending;
+use super::execute::Executor;
+use super::progress::{catching_up, Progress};
 use super::timers::Timers;
-use super::{Clock, EngineConfig, EngineError, EngineStatus, Listen};
+use super::txlog::{TxLog, DEFAULT_TX_LOG_ENTRIES};
+use super::{lock, Clock, EngineConfig, EngineError, EngineStatus, Listen, Shared};
+use crate::app::mempool::Mempool;
+use crate::app::payload::split_payload;
+use crate::app::tx::tx_hash;
 use crate::net::{Incoming, NetConfig, Network, NetworkHandle, PenaltyReason};
-use crate::storage::Store;
-use bitcraps_consensus::{Core, Effect, Input, Message, VoteBody};
+use crate::storage::{Reader, Store};
+use bitcraps_consensus::{CommittedBlock, Core, Effect, Input, Message, VoteBody};
 use bitcraps_crypto::guard::{FileGuardStore, SigningGuard};
 use bitcraps_crypto::signer::InMemorySigner;
 use bitcraps_crypto::Signature;
@@ -21,6 +27,19 @@ use tokio::task::JoinSet;
 type Guard = SigningGuard<InMemorySigner, FileGuardStore>;
 type Signed = (VoteBody, Result<Signature, String>);
 
+/// Verified transactions admitted per wake-up before the loop looks at
+/// consensus inputs again (admission must not starve consensus).
+const ADMIT_PER_WAKE: usize = 1_024;
+
+/// What [`Runner::open`] hands back to [`super::Engine::start`].
+pub(super) struct Opened {
+    pub runner: Runner,
+    pub status: watch::Receiver<EngineStatus>,
+    pub network: NetworkHandle,
+    pub reader: Reader,
+    pub shared: Arc<Shared>,
+}
+
 pub(super) struct Runner {
     core: Core,
     store: Store,
@@ -29,7 +48,12 @@ pub(super) struct Runner {
     incoming: mpsc::Receiver<Incoming>,
     signing: JoinSet<Signed>,
     timers: Timers,
-    mempool: Mempool,
+    admitted: mpsc::Receiver<Pending>,
+    executor: Executor,
+    shared: Arc<Shared>,
+    progress: Progress,
+    /// The view restored at start; entering a later one means we are live.
+    start_view: bitcraps_consensus::View,
     max_payload_bytes: usize,
     clock: Arc<dyn Clock>,
     status: EngineStatus,
@@ -43,8 +67,8 @@ impl Runner {
     /// the caller gets the error.
     pub(super) fn open(
         config: EngineConfig,
-        mempool_rx: mpsc::Receiver<Vec<u8>>,
-    ) -> Result<(Runner, watch::Receiver<EngineStatus>, NetworkHandle), EngineError> {
+        admitted: mpsc::Receiver<Pending>,
+    ) -> Result<Opened, EngineError> {
         let EngineConfig {
             genesis,
             me,
@@ -54,7 +78,8 @@ impl Runner {
             listen,
             limits,
             clock,
-            mempool_capacity: _,
+            app,
+            mempool,
         } = config;
         genesis.validate().map_err(EngineError::Config)?;
         let validator = genesis
@@ -77,6 +102,7 @@ impl Runner {
         })?;
 
         let store = Store::open(data_dir.join("db"))?;
+        let executor = Executor::open(&store.reader(), &app, &genesis.chain_id)?;
         let core = Core::restore(&genesis, Some(me), store.wal()?).map_err(EngineError::Config)?;
         let guard_store = FileGuardStore::open(data_dir.join("guard_state"))
             .map_err(|e| EngineError::Guard(e.to_string()))?;
@@ -94,6 +120,9 @@ impl Runner {
             height: tip.height,
             view: core.view(),
             committed_id: tip.id,
+            committed_view: tip.view,
+            state_root: executor.state.state_root(),
+            committed_tx: executor.state.committed_tx(),
             ..EngineStatus::default()
         };
         let stored = store.committed_height()?;
@@ -101,6 +130,7 @@ impl Runner {
             if let Some(cb) = store.block_by_height(stored)? {
                 status.height = stored;
                 status.committed_id = cb.block.id();
+                status.committed_view = cb.block.header.view;
             }
         }
 
@@ -119,6 +149,12 @@ impl Runner {
         };
 
         let (status_tx, status_rx) = watch::channel(status.clone());
+        let shared = Arc::new(Shared {
+            mempool: std::sync::Mutex::new(Mempool::new(mempool)),
+            txlog: std::sync::Mutex::new(TxLog::new(DEFAULT_TX_LOG_ENTRIES)),
+        });
+        let reader = store.reader();
+        let start_view = core.view();
         let runner = Runner {
             core,
             store,
@@ -127,7 +163,11 @@ impl Runner {
             incoming,
             signing: JoinSet::new(),
             timers: Timers::default(),
-            mempool: Mempool::new(mempool_rx),
+            admitted,
+            executor,
+            shared: Arc::clone(&shared),
+            progress: Progress::new(),
+            start_view,
             max_payload_bytes: usize::try_from(genesis.params.max_payload_bytes)
                 .unwrap_or(usize::MAX),
             clock,
@@ -135,7 +175,13 @@ impl Runner {
             status_tx,
             send_errors: 0,
         };
-        Ok((runner, status_rx, network))
+        Ok(Opened {
+            runner,
+            status: status_rx,
+            network,
+            reader,
+            shared,
+        })
     }
 
     /// Runs until shutdown (or a fatal error), then releases the network, the
@@ -190,6 +236,16 @@ impl Runner {
                         self.step(Input::Timeout { view, kind })?;
                     }
                 }
+                Some(pending) = self.admitted.recv() => {
+                    self.admit(pending);
+                    for _ in 1..ADMIT_PER_WAKE {
+                        match self.admitted.try_recv() {
+                            Ok(pending) => self.admit(pending),
+                            Err(_) => break,
+                        }
+                    }
+                    self.publish();
+                }
                 Some(joined) = self.signing.join_next() => {
                     let (vote, result) = joined.map_err(|e| EngineError::Task(format!("signing task: {e}")))?;
                     let input = match result {
@@ -203,14 +259,17 @@ impl Runner {
     }
 
     fn on_frame(&mut self, incoming: Incoming) -> Result<(), EngineError> {
-        let from = incoming.from;
+        let (from, relayed_by) = (incoming.from, incoming.relayed_by);
         let decoded = Message::decode(&incoming.bytes);
         // Release the sender's inbound queue slot as soon as the bytes are decoded.
         drop(incoming);
         match decoded {
             Ok(message) => self.step(Input::Message { from, message }),
             Err(_) => {
-                self.network.penalize(from, PenaltyReason::Garbage);
+                // For a relayed message the origin is only claimed by the relay:
+                // block that (relay, origin) path rather than blaming either.
+                self.network
+                    .penalize_message(from, relayed_by, PenaltyReason::Garbage);
                 Ok(())
             }
         }
@@ -228,12 +287,86 @@ impl Runner {
             }
         }
         self.status.view = self.core.view();
+        self.publish();
+        Ok(())
+    }
+
+    /// Admits one verified transaction: the nonce check needs the committed
+    /// state, which only this task holds.
+    fn admit(&mut self, pending: Pending) {
+        let Pending {
+            tx,
+            encoded,
+            hash,
+            reply,
+        } = pending;
+        let committed_nonce = self.executor.state.account(&tx.tx.from).nonce;
+        // The decoded transaction goes in the verdict cache too: executing its
+        // block then skips both the signature check and the decoding.
+        let result = lock(&self.shared.mempool).insert(tx, encoded, hash, committed_nonce);
+        let result = match result {
+            Ok(()) => {
+                self.executor.cache.insert_tx(hash, tx);
+                lock(&self.shared.txlog).received(hash, self.clock.now_ms());
+                Ok(hash)
+            }
+            Err(e) => Err(e.into()),
+        };
+        // The submitter may have gone away (HTTP client disconnected).
+        let _ = reply.send(result);
+    }
+
+    /// Publishes the status to watchers if anything changed.
+    fn publish(&mut self) {
+        let now_ms = self.clock.now_ms();
+        let s = &mut self.status;
+        s.catching_up = catching_up(s.view, s.committed_view);
+        s.commit_rate_milli = (self.progress.rate_blocks_per_s(now_ms) * 1_000.0) as u64;
+        s.live = s.live || s.view > self.start_view;
         let status = self.status.clone();
         self.status_tx.send_if_modified(|s| {
             let changed = *s != status;
             *s = status;
             changed
         });
+    }
+
+    /// Executes and stores a committed block, then lets the mempool drop what
+    /// it committed (and re-offer what a dead proposal of ours carried).
+    fn commit(&mut self, cb: &CommittedBlock) -> Result<(), EngineError> {
+        let header = &cb.block.header;
+        let Some(result) = self.executor.commit(&mut self.store, cb)? else {
+            return Ok(());
+        };
+        let now_ms = self.clock.now_ms();
+        let hashes: Vec<_> = match split_payload(&cb.block.payload) {
+            Ok(txs) => txs.iter().map(|raw| tx_hash(raw)).collect(),
+            Err(_) => Vec::new(),
+        };
+        let state = &self.executor.state;
+        lock(&self.shared.mempool).on_commit(header.view, &hashes, |k| state.account(k).nonce);
+        {
+            let mut log = lock(&self.shared.txlog);
+            for h in &hashes {
+                log.committed(*h, now_ms);
+            }
+        }
+        self.progress.committed(now_ms, header.height);
+        let s = &mut self.status;
+        s.height = header.height;
+        s.committed_id = cb.block.id();
+        s.committed_view = header.view;
+        s.state_root = result.state_root;
+        s.committed_tx = state.committed_tx();
+        s.live = true;
+        tracing::debug!(
+            height = header.height,
+            view = header.view,
+            txs = hashes.len(),
+            accepted = result.accepted,
+            rejected = result.rejected,
+            "committed"
+        );
         Ok(())
     }
 
@@ -257,21 +390,17 @@ impl Runner {
                 });
             }
             Effect::RequestPayload { view, .. } => {
-                let payload = self.mempool.take_payload(self.max_payload_bytes);
+                let state = &self.executor.state;
+                let (payload, _) =
+                    lock(&self.shared.mempool)
+                        .take_payload(view, self.max_payload_bytes, |k| state.account(k).nonce);
                 pending.push_back(Input::PayloadReady { view, payload });
             }
             Effect::ScheduleTimeout { view, kind, at_ms } => {
                 self.timers.schedule(at_ms, view, kind);
             }
-            Effect::Commit(cb) => {
-                // Re-delivered heights after a restart return false and change nothing.
-                self.store.commit(&cb)?;
-                let height = cb.block.header.height;
-                if height > self.status.height {
-                    self.status.height = height;
-                    self.status.committed_id = cb.block.id();
-                }
-            }
+            // Re-delivered heights after a restart are recognised and skipped.
+            Effect::Commit(cb) => self.commit(&cb)?,
             Effect::Prune { below_view } => self.store.prune(below_view)?,
             Effect::ServeBlocks {
                 to,

@@ -72,7 +72,7 @@ pub const MAX_APP_KEY_BYTES: usize = 1024;
 pub const MAX_APP_VALUE_BYTES: usize = 1024 * 1024;
 
 /// Most application writes in one [`Store::commit_with_state`] batch.
-pub const MAX_APP_WRITES_PER_COMMIT: usize = 65_536;
+pub const MAX_APP_WRITES_PER_COMMIT: usize = 262_144;
 
 /// Most blocks one [`Reader::range`] call returns (callers page on).
 pub const MAX_RANGE_BLOCKS: usize = 1024;

@@ -1,0 +1,99 @@
+//! When this node admitted and executed recent transactions, for
+//! `GET /api/v1/tx/{hash}` timings. Bounded: the oldest entries are forgotten
+//! (committed transactions stay findable through their stored receipts).
+
+use bitcraps_crypto::Hash32;
+use std::collections::{HashMap, VecDeque};
+
+/// Entries kept by default.
+pub const DEFAULT_TX_LOG_ENTRIES: usize = 200_000;
+
+/// Wall-clock times (ms since the Unix epoch) seen for one transaction.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TxTimes {
+    /// Admitted to this node's mempool.
+    pub received_ms: Option<u64>,
+    /// The block that contains it was executed here.
+    pub committed_ms: Option<u64>,
+}
+
+/// A bounded map from transaction hash to [`TxTimes`], oldest evicted first.
+#[derive(Debug)]
+pub struct TxLog {
+    times: HashMap<Hash32, TxTimes>,
+    order: VecDeque<Hash32>,
+    capacity: usize,
+}
+
+impl TxLog {
+    pub fn new(capacity: usize) -> Self {
+        TxLog {
+            times: HashMap::new(),
+            order: VecDeque::new(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    pub fn received(&mut self, hash: Hash32, at_ms: u64) {
+        self.entry(hash).received_ms = Some(at_ms);
+    }
+
+    pub fn committed(&mut self, hash: Hash32, at_ms: u64) {
+        self.entry(hash).committed_ms = Some(at_ms);
+    }
+
+    pub fn get(&self, hash: &Hash32) -> Option<TxTimes> {
+        self.times.get(hash).copied()
+    }
+
+    pub fn len(&self) -> usize {
+        self.times.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.times.is_empty()
+    }
+
+    fn entry(&mut self, hash: Hash32) -> &mut TxTimes {
+        if !self.times.contains_key(&hash) {
+            while self.times.len() >= self.capacity {
+                match self.order.pop_front() {
+                    Some(old) => {
+                        self.times.remove(&old);
+                    }
+                    None => break,
+                }
+            }
+            self.order.push_back(hash);
+        }
+        self.times.entry(hash).or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(i: u8) -> Hash32 {
+        Hash32([i; 32])
+    }
+
+    #[test]
+    fn keeps_both_times_and_evicts_oldest() {
+        let mut log = TxLog::new(2);
+        log.received(h(1), 10);
+        log.committed(h(1), 20);
+        assert_eq!(
+            log.get(&h(1)),
+            Some(TxTimes {
+                received_ms: Some(10),
+                committed_ms: Some(20)
+            })
+        );
+        log.received(h(2), 11);
+        log.committed(h(3), 30);
+        assert_eq!(log.len(), 2);
+        assert_eq!(log.get(&h(1)), None);
+        assert!(log.get(&h(2)).is_some() && log.get(&h(3)).is_some());
+    }
+}

@@ -1,0 +1,168 @@
+//! A running validator: the engine, the application, the mempool and the HTTP
+//! API wired together ([`NodeService`] implements the API over the engine). `bitcraps start` builds a [`ValidatorSetup`] from the
+//! node's home directory and calls [`run`].
+
+mod metrics;
+mod service;
+
+pub use service::NodeService;
+
+use crate::app::mempool::MempoolConfig;
+use crate::chainspec::ChainSpec;
+use crate::engine::{Clock, Engine, EngineConfig, EngineError, Listen, SystemClock};
+use crate::http::{HttpLimits, NodeApi};
+use crate::net::Limits;
+use bitcraps_crypto::Keypair;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Mempool bounds (`config.toml` `[mempool]`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MempoolLimits {
+    /// Verified transactions waiting for a block, all accounts together.
+    pub capacity: usize,
+    /// Pending transactions per sending account.
+    pub per_account: usize,
+}
+
+impl Default for MempoolLimits {
+    fn default() -> Self {
+        MempoolLimits {
+            capacity: 50_000,
+            per_account: 256,
+        }
+    }
+}
+
+/// Everything needed to run one validator.
+#[derive(Debug)]
+pub struct ValidatorSetup {
+    pub spec: ChainSpec,
+    /// Our index in `spec.consensus.validators`.
+    pub me: u16,
+    /// QUIC identity key (genesis `identity_key`).
+    pub identity: Keypair,
+    /// Consensus key (genesis `consensus_key`); used only through the guard.
+    pub consensus_key: Keypair,
+    /// Database and signing-guard state.
+    pub data_dir: PathBuf,
+    /// UDP address of the QUIC endpoint.
+    pub p2p_listen: SocketAddr,
+    /// TCP address of the HTTP API.
+    pub http_listen: SocketAddr,
+    pub net_limits: Limits,
+    pub mempool: MempoolLimits,
+    pub http: HttpLimits,
+}
+
+/// Why a validator could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ValidatorError {
+    #[error("invalid setup: {0}")]
+    Setup(String),
+    #[error(transparent)]
+    Engine(#[from] crate::engine::EngineError),
+    #[error("HTTP API on {addr}: {source}")]
+    Http {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Runs the validator until `shutdown` resolves (Ctrl-C / SIGTERM in
+/// `bitcraps start`), then stops the HTTP server and the engine cleanly.
+///
+/// A fatal engine error (a storage failure) also stops the validator, with
+/// that error: the WAL and the block store replay to a consistent state on the
+/// next start, so exiting and being restarted by a supervisor is the recovery.
+pub async fn run(
+    setup: ValidatorSetup,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), ValidatorError> {
+    setup.spec.validate().map_err(ValidatorError::Setup)?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
+    let listener = tokio::net::TcpListener::bind(setup.http_listen)
+        .await
+        .map_err(|source| ValidatorError::Http {
+            addr: setup.http_listen,
+            source,
+        })?;
+    let http_addr = listener.local_addr().unwrap_or(setup.http_listen);
+    let spec = Arc::new(setup.spec);
+    let mut config = EngineConfig::new(
+        spec.consensus.clone(),
+        setup.me,
+        setup.identity,
+        setup.consensus_key,
+        setup.data_dir,
+        Listen::Addr(setup.p2p_listen),
+    );
+    config.limits = setup.net_limits;
+    config.clock = Arc::clone(&clock);
+    config.app = spec.app.clone();
+    config.mempool = MempoolConfig {
+        capacity: setup.mempool.capacity,
+        per_account: setup.mempool.per_account,
+        ..MempoolConfig::default()
+    };
+    let engine = Engine::start(config)?;
+    let service = Arc::new(NodeService::new(
+        engine.client(),
+        Arc::clone(&spec),
+        setup.me,
+        clock,
+    ));
+    let name = service.status().node_id;
+    tracing::info!(
+        node = %name,
+        chain_id = %spec.consensus.chain_id,
+        p2p = %engine.local_addr(),
+        http = %http_addr,
+        height = engine.status().height,
+        "validator started"
+    );
+
+    let (stop_http, stop_http_rx) = tokio::sync::oneshot::channel::<()>();
+    let api: Arc<dyn NodeApi> = service.clone();
+    let http = tokio::spawn(crate::http::serve(listener, api, setup.http, async move {
+        // Either a send or the sender being dropped stops the server.
+        let _ = stop_http_rx.await;
+    }));
+
+    let mut watch = engine.watch();
+    let fatal = async move {
+        loop {
+            if let Some(f) = watch.borrow_and_update().fatal.clone() {
+                return f;
+            }
+            if watch.changed().await.is_err() {
+                return "the engine task ended".to_owned();
+            }
+        }
+    };
+    let fatal = tokio::select! {
+        () = shutdown => None,
+        f = fatal => Some(f),
+    };
+    match &fatal {
+        None => tracing::info!(node = %name, "shutting down"),
+        Some(f) => tracing::error!(node = %name, "engine stopped: {f}; shutting down"),
+    }
+    let _ = stop_http.send(());
+    match http.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!("HTTP server: {e}"),
+        Err(e) => tracing::warn!("HTTP server task: {e}"),
+    }
+    drop(service);
+    let stopped = engine.shutdown().await;
+    tracing::info!(node = %name, "stopped");
+    match (stopped, fatal) {
+        (Err(e), _) => Err(e.into()),
+        (Ok(()), Some(f)) => Err(ValidatorError::Engine(EngineError::Task(f))),
+        (Ok(()), None) => Ok(()),
+    }
+}

@@ -1,0 +1,303 @@
+//! [`NodeService`]: the running validator as the HTTP layer sees it
+//! ([`NodeApi`]). Reads come from the engine's status, its mempool and the
+//! store; submissions go through the engine's admission path.
+
+use super::metrics;
+use crate::api::{
+    AccountView, BlockView, PeerView, SignerView, StatusView, SubmitTxResponse, TxStatusView,
+};
+use crate::app::payload::split_payload;
+use crate::app::state::{account_key, decode_account, decode_receipt, receipt_key, root_key};
+use crate::app::tx::tx_hash;
+use crate::chainspec::ChainSpec;
+use crate::engine::{Clock, EngineClient, SubmitError};
+use crate::http::{ApiError, NodeApi, SubmitFuture};
+use crate::net::{BreakerState, PeerStats};
+use crate::storage::StorageError;
+use bitcraps_consensus::CommittedBlock;
+use bitcraps_crypto::{Hash32, PublicKey};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+/// The validator behind the HTTP API.
+#[derive(Debug)]
+pub struct NodeService {
+    engine: EngineClient,
+    spec: Arc<ChainSpec>,
+    me: u16,
+    clock: Arc<dyn Clock>,
+    started_ms: u64,
+    /// Submissions refused, by reason code (for `/metrics`).
+    rejected: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+impl NodeService {
+    pub fn new(engine: EngineClient, spec: Arc<ChainSpec>, me: u16, clock: Arc<dyn Clock>) -> Self {
+        let started_ms = clock.now_ms();
+        NodeService {
+            engine,
+            spec,
+            me,
+            clock,
+            started_ms,
+            rejected: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    pub(super) fn engine(&self) -> &EngineClient {
+        &self.engine
+    }
+
+    pub(super) fn rejected_by_reason(&self) -> BTreeMap<&'static str, u64> {
+        crate::engine::lock(&self.rejected).clone()
+    }
+
+    fn count_rejection(&self, code: &'static str) {
+        *crate::engine::lock(&self.rejected).entry(code).or_default() += 1;
+    }
+
+    fn name_of(&self, index: u16) -> String {
+        self.spec
+            .consensus
+            .validators
+            .get(usize::from(index))
+            .map_or_else(|| format!("#{index}"), |v| v.name.clone())
+    }
+
+    fn block_view(&self, cb: &CommittedBlock) -> Result<BlockView, ApiError> {
+        let h = &cb.block.header;
+        let txs = split_payload(&cb.block.payload)
+            .map(|txs| txs.iter().map(|raw| tx_hash(raw).to_hex()).collect())
+            .unwrap_or_default();
+        let state_root = self
+            .engine
+            .reader()
+            .app_get(&root_key(h.height))
+            .map_err(internal)?
+            .and_then(|v| <[u8; 32]>::try_from(v.as_slice()).ok())
+            .map(|r| Hash32(r).to_hex());
+        Ok(BlockView {
+            height: h.height,
+            view: h.view,
+            id: cb.block.id().to_hex(),
+            parent: h.parent.to_hex(),
+            proposer: h.proposer,
+            timestamp_ms: h.timestamp_ms,
+            txs,
+            signers: cb.finalization.signatures.iter().map(|(i, _)| *i).collect(),
+            state_root,
+        })
+    }
+}
+
+fn internal(e: StorageError) -> ApiError {
+    ApiError::Internal(e.to_string())
+}
+
+fn submit_error(e: SubmitError) -> ApiError {
+    match e {
+        SubmitError::Malformed(m) => ApiError::BadRequest(m),
+        e @ (SubmitError::BadSignature { .. } | SubmitError::Rejected(_)) => ApiError::Rejected {
+            code: e.code().to_owned(),
+            message: e.to_string(),
+        },
+        e @ (SubmitError::Busy(_) | SubmitError::Stopped) => ApiError::Unavailable(e.to_string()),
+    }
+}
+
+fn breaker_name(b: BreakerState) -> &'static str {
+    match b {
+        BreakerState::Closed => "closed",
+        BreakerState::Open => "open",
+        BreakerState::HalfOpen => "half_open",
+    }
+}
+
+impl NodeApi for NodeService {
+    fn status(&self) -> StatusView {
+        let s = self.engine.status();
+        StatusView {
+            node_id: self.name_of(self.me),
+            validator_index: self.me,
+            chain_id: self.spec.consensus.chain_id.clone(),
+            version: crate::VERSION.to_owned(),
+            height: s.height,
+            view: s.view,
+            committed_id: s.committed_id.to_hex(),
+            state_root: s.state_root.to_hex(),
+            catching_up: s.catching_up,
+            sync_rate_blocks_per_s: s.commit_rate_milli as f64 / 1_000.0,
+            peers_connected: s.peers_connected,
+            peers_total: self.spec.consensus.validators.len().saturating_sub(1),
+            mempool_len: self.engine.mempool_len(),
+            committed_tx: s.committed_tx,
+            signer: SignerView {
+                backend: "in-memory".into(),
+                healthy: s.fatal.is_none(),
+            },
+            uptime_ms: self.clock.now_ms().saturating_sub(self.started_ms),
+            fatal: s.fatal,
+        }
+    }
+
+    fn readiness(&self) -> Result<(), String> {
+        let s = self.engine.status();
+        if let Some(fatal) = s.fatal {
+            return Err(format!("the engine stopped: {fatal}"));
+        }
+        let n = self.spec.consensus.validators.len();
+        let quorum = n - (n - 1) / 3;
+        let need = quorum.saturating_sub(1);
+        if s.peers_connected < need {
+            return Err(format!(
+                "connected to {} of {} peers; a quorum needs {need}",
+                s.peers_connected,
+                n - 1
+            ));
+        }
+        if !s.live {
+            return Err(format!(
+                "waiting to hear from the network (view {}, height {})",
+                s.view, s.height
+            ));
+        }
+        if s.catching_up {
+            return Err(format!(
+                "catching up: committed view {} while the network is at view {} (height {})",
+                s.committed_view, s.view, s.height
+            ));
+        }
+        Ok(())
+    }
+
+    fn submit(&self, tx: Vec<u8>, correlation_id: uuid::Uuid) -> SubmitFuture<'_> {
+        Box::pin(async move {
+            let len = tx.len();
+            match self.engine.submit(tx).await {
+                Ok(hash) => {
+                    tracing::debug!(%correlation_id, hash = %hash.short(), len, "tx admitted");
+                    Ok(SubmitTxResponse {
+                        hash: hash.to_hex(),
+                    })
+                }
+                Err(e) => {
+                    self.count_rejection(e.code());
+                    tracing::debug!(%correlation_id, code = e.code(), len, "tx refused: {e}");
+                    Err(submit_error(e))
+                }
+            }
+        })
+    }
+
+    fn tx(&self, hash: &Hash32) -> Result<Option<TxStatusView>, ApiError> {
+        let times = self.engine.tx_times(hash).unwrap_or_default();
+        let receipt = self
+            .engine
+            .reader()
+            .app_get(&receipt_key(hash))
+            .map_err(internal)?
+            .map(|v| decode_receipt(&v).map_err(ApiError::Internal))
+            .transpose()?;
+        let mut view = TxStatusView {
+            hash: hash.to_hex(),
+            status: String::new(),
+            height: None,
+            index: None,
+            result: None,
+            received_ms: times.received_ms,
+            committed_ms: times.committed_ms,
+        };
+        if let Some(r) = receipt {
+            view.status = "committed".into();
+            view.height = Some(r.height);
+            view.index = Some(r.index);
+            view.result = Some(match r.result {
+                Ok(()) => "ok".into(),
+                Err(e) => e.code().into(),
+            });
+        } else if self.engine.is_pending(hash) {
+            view.status = "pending".into();
+        } else {
+            return Ok(None);
+        }
+        Ok(Some(view))
+    }
+
+    fn block(&self, height: u64) -> Result<Option<BlockView>, ApiError> {
+        match self
+            .engine
+            .reader()
+            .block_by_height(height)
+            .map_err(internal)?
+        {
+            Some(cb) => self.block_view(&cb).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn blocks(&self, from: u64, limit: usize) -> Result<Vec<BlockView>, ApiError> {
+        let reader = self.engine.reader();
+        let top = reader.committed_height().map_err(internal)?;
+        let from = from.max(1);
+        if from > top || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let to = top.min(from.saturating_add(limit as u64 - 1));
+        reader
+            .range(from, to)
+            .map_err(internal)?
+            .iter()
+            .map(|cb| self.block_view(cb))
+            .collect()
+    }
+
+    fn account(&self, key: &PublicKey) -> Result<AccountView, ApiError> {
+        let account = self
+            .engine
+            .reader()
+            .app_get(&account_key(key))
+            .map_err(internal)?
+            .map(|v| decode_account(&v).map_err(ApiError::Internal))
+            .transpose()?
+            .unwrap_or_default();
+        Ok(AccountView {
+            account: key.to_hex(),
+            balance: account.balance,
+            nonce: account.nonce,
+            pending_nonce: self.engine.pending_nonce(key, account.nonce),
+        })
+    }
+
+    fn peers(&self) -> Vec<PeerView> {
+        self.engine
+            .peers()
+            .into_iter()
+            .map(|p: PeerStats| {
+                let v = self.spec.consensus.validators.get(usize::from(p.peer));
+                PeerView {
+                    index: p.peer,
+                    name: self.name_of(p.peer),
+                    address: v.map(|v| v.address.clone()).unwrap_or_default(),
+                    connected: p.connected,
+                    breaker: breaker_name(p.breaker).into(),
+                    rtt_us: p.rtt_us,
+                    send_latency_p95_us: p.send_latency_p95_us,
+                    bytes_in: p.bytes_in,
+                    bytes_out: p.bytes_out,
+                    messages_in: p.messages_in,
+                    messages_out: p.messages_out,
+                    reconnects: p.reconnects,
+                    errors: p.errors,
+                    dropped_queue_full: p.dropped_queue_full,
+                    dropped_rate_limited: p.dropped_rate_limited,
+                    penalty_disconnects: p.penalty_disconnects,
+                    last_error: p.last_error,
+                }
+            })
+            .collect()
+    }
+
+    fn metrics(&self) -> String {
+        metrics::render(self)
+    }
+}
