@@ -62,6 +62,10 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use txlog::{TxLog, TxTimes};
 
+/// Default for [`EngineConfig::empty_block_delay_ms`]: an idle chain commits
+/// at most ~20 empty blocks per second instead of hundreds.
+pub const DEFAULT_EMPTY_BLOCK_DELAY_MS: u64 = 50;
+
 /// Where the engine's QUIC endpoint listens.
 #[derive(Debug)]
 pub enum Listen {
@@ -90,6 +94,9 @@ pub struct EngineConfig {
     /// Initial application state (used when the database is empty).
     pub app: AppGenesis,
     pub mempool: MempoolConfig,
+    /// When our mempool is empty, wait this long for transactions before
+    /// proposing an empty block (capped at a quarter of the view timeout).
+    pub empty_block_delay_ms: u64,
 }
 
 impl EngineConfig {
@@ -113,6 +120,7 @@ impl EngineConfig {
             clock: Arc::new(SystemClock::new()),
             app: AppGenesis::default(),
             mempool: MempoolConfig::default(),
+            empty_block_delay_ms: DEFAULT_EMPTY_BLOCK_DELAY_MS,
         }
     }
 }

@@ -55,6 +55,10 @@ pub(super) struct Runner {
     /// The view restored at start; entering a later one means we are live.
     start_view: bitcraps_consensus::View,
     max_payload_bytes: usize,
+    /// A proposal we owe the core but delayed because the mempool was empty:
+    /// (view, answer by this time in ms).
+    payload_wanted: Option<(bitcraps_consensus::View, u64)>,
+    empty_block_delay_ms: u64,
     clock: Arc<dyn Clock>,
     status: EngineStatus,
     status_tx: watch::Sender<EngineStatus>,
@@ -80,6 +84,7 @@ impl Runner {
             clock,
             app,
             mempool,
+            empty_block_delay_ms,
         } = config;
         genesis.validate().map_err(EngineError::Config)?;
         let validator = genesis
@@ -168,6 +173,9 @@ impl Runner {
             shared: Arc::clone(&shared),
             progress: Progress::new(),
             start_view,
+            payload_wanted: None,
+            // Never so long that the other validators time the view out.
+            empty_block_delay_ms: empty_block_delay_ms.min(genesis.params.view_timeout_ms / 4),
             max_payload_bytes: usize::try_from(genesis.params.max_payload_bytes)
                 .unwrap_or(usize::MAX),
             clock,
@@ -214,10 +222,12 @@ impl Runner {
     async fn main_loop(&mut self, shutdown: &mut oneshot::Receiver<()>) -> Result<(), EngineError> {
         self.step(Input::Start)?;
         loop {
-            let wait_ms = self
-                .timers
-                .next_deadline()
-                .map(|at| at.saturating_sub(self.clock.now_ms()));
+            let payload_at = self.payload_wanted.map(|(_, at)| at);
+            let wait_ms = match (self.timers.next_deadline(), payload_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
+            .map(|at| at.saturating_sub(self.clock.now_ms()));
             let timer = async move {
                 match wait_ms {
                     Some(ms) => tokio::time::sleep(Duration::from_millis(ms)).await,
@@ -232,6 +242,7 @@ impl Runner {
                     None => return Err(EngineError::Task("the network stopped".into())),
                 },
                 () = timer => {
+                    self.answer_payload(false)?;
                     for (view, kind) in self.timers.pop_due(self.clock.now_ms()) {
                         self.step(Input::Timeout { view, kind })?;
                     }
@@ -244,6 +255,7 @@ impl Runner {
                             Err(_) => break,
                         }
                     }
+                    self.answer_payload(true)?;
                     self.publish();
                 }
                 Some(joined) = self.signing.join_next() => {
@@ -289,6 +301,30 @@ impl Runner {
         self.status.view = self.core.view();
         self.publish();
         Ok(())
+    }
+
+    /// Answers a delayed payload request: at once when `only_if_nonempty` is
+    /// false and the delay is over, or as soon as there is something to propose.
+    fn answer_payload(&mut self, only_if_nonempty: bool) -> Result<(), EngineError> {
+        let Some((view, at_ms)) = self.payload_wanted else {
+            return Ok(());
+        };
+        if !only_if_nonempty && at_ms > self.clock.now_ms() {
+            return Ok(());
+        }
+        let payload = self.take_payload(view);
+        if only_if_nonempty && payload.is_empty() {
+            return Ok(());
+        }
+        self.payload_wanted = None;
+        self.step(Input::PayloadReady { view, payload })
+    }
+
+    fn take_payload(&mut self, view: bitcraps_consensus::View) -> Vec<u8> {
+        let state = &self.executor.state;
+        lock(&self.shared.mempool)
+            .take_payload(view, self.max_payload_bytes, |k| state.account(k).nonce)
+            .0
     }
 
     /// Admits one verified transaction: the nonce check needs the committed
@@ -390,11 +426,17 @@ impl Runner {
                 });
             }
             Effect::RequestPayload { view, .. } => {
-                let state = &self.executor.state;
-                let (payload, _) =
-                    lock(&self.shared.mempool)
-                        .take_payload(view, self.max_payload_bytes, |k| state.account(k).nonce);
-                pending.push_back(Input::PayloadReady { view, payload });
+                let payload = self.take_payload(view);
+                if payload.is_empty() && self.empty_block_delay_ms > 0 {
+                    // Wait briefly for transactions instead of committing a
+                    // stream of empty blocks (each one an fsync on every
+                    // validator) while the chain is idle.
+                    let at_ms = self.clock.now_ms() + self.empty_block_delay_ms;
+                    self.payload_wanted = Some((view, at_ms));
+                } else {
+                    self.payload_wanted = None;
+                    pending.push_back(Input::PayloadReady { view, payload });
+                }
             }
             Effect::ScheduleTimeout { view, kind, at_ms } => {
                 self.timers.schedule(at_ms, view, kind);
