@@ -18,6 +18,8 @@ pub mod home;
 #[cfg(feature = "server")]
 pub mod http;
 #[cfg(feature = "server")]
+pub mod localnet;
+#[cfg(feature = "server")]
 pub mod validator;
 
 #[cfg(feature = "server")]

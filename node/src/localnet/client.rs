@@ -1,0 +1,231 @@
+//! A small typed HTTP client for one node's API, used by the localnet
+//! players, the commit watcher and [`super::cluster::Cluster`].
+//!
+//! Every call has a timeout (set on the shared `reqwest::Client`), so a hung
+//! node can slow the localnet down but never wedge it.
+
+use crate::api::{AccountView, BlockView, ErrorBody, StatusView, SubmitTx, SubmitTxResponse};
+use reqwest::StatusCode;
+
+/// Timeout of one HTTP request to a node. Loopback answers take
+/// milliseconds; a second means the node is overloaded or stuck.
+pub const REQUEST_TIMEOUT_MS: u64 = 5_000;
+/// Timeout for establishing the TCP connection.
+pub const CONNECT_TIMEOUT_MS: u64 = 1_000;
+/// Most blocks the API returns per `GET /api/v1/blocks` page.
+pub const MAX_BLOCKS_PER_PAGE: usize = 100;
+
+/// Why an HTTP call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClientError {
+    /// Could not connect, timed out, or the connection broke.
+    #[error("{url}: {reason}")]
+    Transport { url: String, reason: String },
+    /// The node answered with an error status.
+    #[error("{url}: HTTP {status} {code}: {message}")]
+    Status {
+        url: String,
+        status: u16,
+        code: String,
+        message: String,
+    },
+    /// The node answered 2xx with a body we could not parse.
+    #[error("{url}: unexpected response body: {reason}")]
+    Decode { url: String, reason: String },
+}
+
+/// What happened to a submitted transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubmitOutcome {
+    /// 202: in the node's mempool; `hash` as the node computed it.
+    Accepted { hash: String },
+    /// The node refused it. `status` 422 means the transaction itself was
+    /// refused (`code` says why: `stale_nonce`, ...); 429/503 mean "not now".
+    Refused {
+        status: u16,
+        code: String,
+        message: String,
+    },
+}
+
+/// Builds the HTTP client shared by all node clients of a run (one
+/// connection pool; plain HTTP, no TLS: nodes serve loopback only).
+pub fn http_client() -> Result<reqwest::Client, ClientError> {
+    reqwest::Client::builder()
+        .timeout(std::time::Duration::from_millis(REQUEST_TIMEOUT_MS))
+        .connect_timeout(std::time::Duration::from_millis(CONNECT_TIMEOUT_MS))
+        .build()
+        .map_err(|e| ClientError::Transport {
+            url: String::new(),
+            reason: format!("building the HTTP client: {e}"),
+        })
+}
+
+/// The API of one node at `base` (`http://127.0.0.1:PORT`).
+#[derive(Debug, Clone)]
+pub struct NodeClient {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl NodeClient {
+    pub fn new(base: impl Into<String>, http: reqwest::Client) -> Self {
+        let mut base = base.into();
+        while base.ends_with('/') {
+            base.pop();
+        }
+        NodeClient { base, http }
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    /// `GET /readyz`: `Ok` on 200, otherwise the node's reason.
+    pub async fn readyz(&self) -> Result<(), ClientError> {
+        let url = format!("{}/readyz", self.base);
+        let resp = self.send(self.http.get(&url), &url).await?;
+        if resp.status().is_success() {
+            return Ok(());
+        }
+        Err(error_from(resp, url).await)
+    }
+
+    /// `GET /status`.
+    pub async fn status(&self) -> Result<StatusView, ClientError> {
+        self.get_json(format!("{}/status", self.base)).await
+    }
+
+    /// `GET /api/v1/accounts/{key}`.
+    pub async fn account(&self, key_hex: &str) -> Result<AccountView, ClientError> {
+        self.get_json(format!("{}/api/v1/accounts/{key_hex}", self.base))
+            .await
+    }
+
+    /// `GET /api/v1/blocks?from=&limit=` (limit capped at
+    /// [`MAX_BLOCKS_PER_PAGE`]).
+    pub async fn blocks(&self, from: u64, limit: usize) -> Result<Vec<BlockView>, ClientError> {
+        let limit = limit.clamp(1, MAX_BLOCKS_PER_PAGE);
+        self.get_json(format!(
+            "{}/api/v1/blocks?from={from}&limit={limit}",
+            self.base
+        ))
+        .await
+    }
+
+    /// `GET /api/v1/blocks/{height}`; `None` on 404.
+    pub async fn block(&self, height: u64) -> Result<Option<BlockView>, ClientError> {
+        let url = format!("{}/api/v1/blocks/{height}", self.base);
+        let resp = self.send(self.http.get(&url), &url).await?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !resp.status().is_success() {
+            return Err(error_from(resp, url).await);
+        }
+        decode(resp, url).await.map(Some)
+    }
+
+    /// `POST /api/v1/tx` with the hex of an encoded signed transaction.
+    /// A node's refusal is an [`SubmitOutcome::Refused`], not an error; only
+    /// transport and decoding problems are errors.
+    pub async fn submit(&self, tx_hex: String) -> Result<SubmitOutcome, ClientError> {
+        let url = format!("{}/api/v1/tx", self.base);
+        let body = SubmitTx { tx: tx_hex };
+        let resp = self.send(self.http.post(&url).json(&body), &url).await?;
+        if resp.status().is_success() {
+            let ok: SubmitTxResponse = decode(resp, url).await?;
+            return Ok(SubmitOutcome::Accepted { hash: ok.hash });
+        }
+        match error_from(resp, url).await {
+            ClientError::Status {
+                status,
+                code,
+                message,
+                ..
+            } => Ok(SubmitOutcome::Refused {
+                status,
+                code,
+                message,
+            }),
+            other => Err(other),
+        }
+    }
+
+    async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        url: String,
+    ) -> Result<T, ClientError> {
+        let resp = self.send(self.http.get(&url), &url).await?;
+        if !resp.status().is_success() {
+            return Err(error_from(resp, url).await);
+        }
+        decode(resp, url).await
+    }
+
+    async fn send(
+        &self,
+        req: reqwest::RequestBuilder,
+        url: &str,
+    ) -> Result<reqwest::Response, ClientError> {
+        req.send().await.map_err(|e| ClientError::Transport {
+            url: url.to_string(),
+            reason: transport_reason(&e),
+        })
+    }
+}
+
+/// A short reason for a reqwest failure (its Display alone says only
+/// "error sending request").
+fn transport_reason(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        return "timed out".into();
+    }
+    if e.is_connect() {
+        return "connection refused or unreachable".into();
+    }
+    let mut reason = e.to_string();
+    let mut source = std::error::Error::source(e);
+    // Error chains are short; bound the walk anyway.
+    for _ in 0..4 {
+        let Some(s) = source else { break };
+        reason.push_str(": ");
+        reason.push_str(&s.to_string());
+        source = s.source();
+    }
+    reason
+}
+
+async fn decode<T: serde::de::DeserializeOwned>(
+    resp: reqwest::Response,
+    url: String,
+) -> Result<T, ClientError> {
+    let bytes = resp.bytes().await.map_err(|e| ClientError::Transport {
+        url: url.clone(),
+        reason: transport_reason(&e),
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
+        url,
+        reason: e.to_string(),
+    })
+}
+
+/// Turns an error response into [`ClientError::Status`], reading the
+/// [`ErrorBody`] when there is one.
+async fn error_from(resp: reqwest::Response, url: String) -> ClientError {
+    let status = resp.status().as_u16();
+    let bytes = resp.bytes().await.unwrap_or_default();
+    let (code, message) = match serde_json::from_slice::<ErrorBody>(&bytes) {
+        Ok(body) => (body.error, body.message),
+        Err(_) => (
+            "http_error".to_string(),
+            String::from_utf8_lossy(&bytes).chars().take(200).collect(),
+        ),
+    };
+    ClientError::Status {
+        url,
+        status,
+        code,
+        message,
+    }
+}

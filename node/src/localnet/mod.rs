@@ -1,0 +1,752 @@
+//! `bitcraps localnet`: the one command a newcomer runs. It initialises a
+//! testnet under `--dir`, starts every validator as its own `bitcraps start`
+//! process on 127.0.0.1 (real QUIC, real redb), drives simulated players
+//! through the HTTP API, shows live progress, and ends with a summary that
+//! checks every node reached the same state root at the same height.
+//!
+//! Pieces, each reusable on its own:
+//! * [`cluster`]: the process controller ([`Cluster`]), also used by
+//!   process-level tests (kill -9, restart, late joiners).
+//! * [`client`]: a typed client for one node's HTTP API.
+//! * [`players`]: funding, the open-loop load and the commit watcher;
+//!   [`load`] holds their pure bookkeeping (schedule, nonces, windows).
+//! * [`stats`], [`report`]: percentiles, tables, progress line, JSON summary.
+//!
+//! Time: the run reads the wall clock only through [`RunClock`], which wraps
+//! the engine's [`SystemClock`] (the one place the node reads the clock).
+
+pub mod args;
+pub mod client;
+pub mod cluster;
+pub mod error;
+pub mod load;
+pub mod players;
+pub mod report;
+pub mod stats;
+
+pub use args::{parse_duration_ms, LocalnetArgs};
+pub use client::{NodeClient, SubmitOutcome};
+pub use cluster::{Cluster, NodeSpec};
+pub use error::LocalnetError;
+pub use report::{LocalnetSummary, NodeSummary};
+
+use crate::engine::{Clock, SystemClock};
+use cluster::join_all;
+use load::Schedule;
+use players::{Counters, LoadCtx, Watcher};
+use report::{ms_to_s, Progress, Table};
+use serde::{Deserialize, Serialize};
+use stats::{per_second, RateWindow};
+use std::io::{IsTerminal as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// How long every validator gets to answer `/readyz` after start.
+pub const READY_TIMEOUT_MS: u64 = 30_000;
+/// How long the end of the run waits for every node to reach the final height.
+pub const CONVERGE_TIMEOUT_MS: u64 = 10_000;
+/// Lines of a failing node's log printed to the terminal.
+pub const LOG_TAIL_LINES: usize = 20;
+/// Progress refresh when stdout is a terminal (rewritten in place with `\r`).
+const PROGRESS_TTY_MS: u64 = 1_000;
+/// Progress interval when stdout is a file or pipe (one line each).
+const PROGRESS_PLAIN_MS: u64 = 5_000;
+/// Poll interval while waiting for nodes to converge.
+const CONVERGE_POLL_MS: u64 = 200;
+/// The file in `--dir` that records the localnet (for `--keep`), and marks
+/// the directory as ours.
+pub const MANIFEST_FILE: &str = "localnet.json";
+
+/// Milliseconds since the run started, from the engine's clock (wall clock,
+/// clamped so it never goes back).
+#[derive(Debug, Clone)]
+pub struct RunClock {
+    clock: Arc<dyn Clock>,
+    start_ms: u64,
+}
+
+impl RunClock {
+    pub fn new(clock: Arc<dyn Clock>) -> RunClock {
+        let start_ms = clock.now_ms();
+        RunClock { clock, start_ms }
+    }
+
+    /// Milliseconds since [`RunClock::new`].
+    pub fn elapsed_ms(&self) -> u64 {
+        self.clock.now_ms().saturating_sub(self.start_ms)
+    }
+}
+
+/// What `--keep` needs to find the localnet again: written next to the
+/// genesis. Paths are rebuilt from `--dir`, so the directory can be moved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Manifest {
+    chain_id: String,
+    /// Node names (their homes are `<dir>/<name>`) and addresses.
+    nodes: Vec<ManifestNode>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct ManifestNode {
+    name: String,
+    p2p_addr: std::net::SocketAddr,
+    http_addr: std::net::SocketAddr,
+}
+
+/// The localnet on disk.
+#[derive(Debug, Clone)]
+struct Layout {
+    genesis_path: PathBuf,
+    faucet_key_path: PathBuf,
+    nodes: Vec<NodeSpec>,
+}
+
+fn layout_from_manifest(dir: &Path, m: &Manifest) -> Layout {
+    Layout {
+        genesis_path: dir.join("genesis.json"),
+        faucet_key_path: dir.join("faucet.key"),
+        nodes: m
+            .nodes
+            .iter()
+            .map(|n| NodeSpec {
+                name: n.name.clone(),
+                home: dir.join(&n.name),
+                p2p_addr: n.p2p_addr,
+                http_addr: n.http_addr,
+            })
+            .collect(),
+    }
+}
+
+fn read_manifest(dir: &Path) -> Result<Option<Manifest>, LocalnetError> {
+    let path = dir.join(MANIFEST_FILE);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(LocalnetError::io(format!("reading {}", path.display()), e)),
+    };
+    serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+        LocalnetError::Args(format!(
+            "{} is not a localnet manifest ({e}); drop --keep to start afresh",
+            path.display()
+        ))
+    })
+}
+
+/// Initialises a fresh localnet in `args.dir`, or with `--keep` reuses the
+/// one there. `testnet init --force` removes only what it wrote before
+/// (genesis, faucet key, `valN/`), so other files in the directory survive.
+fn prepare(args: &LocalnetArgs) -> Result<Layout, LocalnetError> {
+    let dir = &args.dir;
+    if args.keep {
+        if let Some(m) = read_manifest(dir)? {
+            if m.nodes.len() != usize::from(args.validators) {
+                return Err(LocalnetError::Args(format!(
+                    "--keep: the localnet in {} has {} validators, not {}; pass --validators {} or drop --keep",
+                    dir.display(),
+                    m.nodes.len(),
+                    args.validators,
+                    m.nodes.len()
+                )));
+            }
+            return Ok(layout_from_manifest(dir, &m));
+        }
+    }
+    let opts = crate::home::TestnetOptions {
+        validators: usize::from(args.validators),
+        out_dir: dir.clone(),
+        force: true,
+        ..crate::home::TestnetOptions::default()
+    };
+    let testnet =
+        crate::home::testnet_init(&opts).map_err(|e| LocalnetError::Testnet(e.to_string()))?;
+    let manifest = Manifest {
+        chain_id: opts.chain_id.clone(),
+        nodes: testnet
+            .nodes
+            .iter()
+            .map(|n| ManifestNode {
+                name: n.name.clone(),
+                p2p_addr: n.p2p_addr,
+                http_addr: n.http_addr,
+            })
+            .collect(),
+    };
+    let path = dir.join(MANIFEST_FILE);
+    let json = serde_json::to_string_pretty(&manifest).unwrap_or_default();
+    std::fs::write(&path, json)
+        .map_err(|e| LocalnetError::io(format!("writing {}", path.display()), e))?;
+    Ok(Layout {
+        genesis_path: testnet.genesis_path.clone(),
+        faucet_key_path: testnet.faucet_key_path.clone(),
+        nodes: testnet.nodes.iter().map(NodeSpec::from).collect(),
+    })
+}
+
+/// Ctrl-C and SIGTERM, turned into a `watch` flag every phase can select on.
+struct Shutdown {
+    rx: watch::Receiver<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Shutdown {
+    fn install() -> Result<Shutdown, LocalnetError> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (tx, rx) = watch::channel(false);
+        // Registered here, synchronously, before any validator is spawned: a
+        // Ctrl-C from then on is ours to handle (and never kills the
+        // controller while its children keep running).
+        let mut int = signal(SignalKind::interrupt())
+            .map_err(|e| LocalnetError::io("installing the SIGINT handler", e))?;
+        let mut term = signal(SignalKind::terminate())
+            .map_err(|e| LocalnetError::io("installing the SIGTERM handler", e))?;
+        let task = tokio::spawn(async move {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            let _ = tx.send(true);
+        });
+        Ok(Shutdown { rx, task })
+    }
+}
+
+impl Drop for Shutdown {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Runs a localnet as `args` says. Returns the summary when every node
+/// reached the same state root and transactions were committed; otherwise
+/// an error saying why (the summary is printed, and written with `--json`,
+/// either way).
+pub async fn run(args: LocalnetArgs) -> Result<LocalnetSummary, LocalnetError> {
+    if args.validators == 0 || args.validators > args::MAX_VALIDATORS {
+        return Err(LocalnetError::Args(format!(
+            "--validators must be 1..={}",
+            args::MAX_VALIDATORS
+        )));
+    }
+    if args.players == 0 || args.players > args::MAX_PLAYERS {
+        return Err(LocalnetError::Args(format!(
+            "--players must be 1..={}",
+            args::MAX_PLAYERS
+        )));
+    }
+    let bin =
+        std::env::current_exe().map_err(|e| LocalnetError::io("finding the bitcraps binary", e))?;
+    let shutdown = Shutdown::install()?;
+    let layout = prepare(&args)?;
+    print_validators(&args, &layout);
+
+    let mut cluster = Cluster::from_nodes(&bin, layout.nodes.clone(), &[])?;
+    let outcome = match cluster.start_all() {
+        Ok(()) => drive(&args, &layout, &cluster, shutdown.rx.clone()).await,
+        Err(e) => Err(e),
+    };
+    println!("stopping {} ...", plural(cluster.node_count(), "validator"));
+    let exits = cluster.stop_all();
+    for (i, exit) in exits.iter().enumerate() {
+        if let Some(status) = exit {
+            if !status.success() {
+                println!(
+                    "  {} exited with {status}; see {}",
+                    cluster.name(i),
+                    cluster.log_path(i).display()
+                );
+            }
+        }
+    }
+    drop(shutdown);
+    let summary = outcome?;
+    match summary.failure_reason() {
+        None => {
+            println!("localnet OK");
+            Ok(summary)
+        }
+        Some(reason) => Err(LocalnetError::Unhealthy(reason)),
+    }
+}
+
+fn print_validators(args: &LocalnetArgs, layout: &Layout) {
+    println!(
+        "localnet: {}, {}, {} in {}",
+        plural(layout.nodes.len(), "validator"),
+        plural(
+            usize::try_from(args.players).unwrap_or(usize::MAX),
+            "player"
+        ),
+        if args.duration == 0 {
+            "until Ctrl-C".to_string()
+        } else {
+            format!("for {}", args::format_duration_ms(args.duration))
+        },
+        args.dir.display()
+    );
+    let mut t = Table::new(["validator", "QUIC address", "HTTP", "log"]);
+    for n in &layout.nodes {
+        t.row([
+            n.name.clone(),
+            n.p2p_addr.to_string(),
+            format!("http://{}", n.http_addr),
+            n.home.join(cluster::LOG_FILE).display().to_string(),
+        ]);
+    }
+    print!("{}", t.render());
+}
+
+/// Everything between "processes started" and "stop them": readiness,
+/// funding, load, convergence and the summary.
+async fn drive(
+    args: &LocalnetArgs,
+    layout: &Layout,
+    cluster: &Cluster,
+    mut stop: watch::Receiver<bool>,
+) -> Result<LocalnetSummary, LocalnetError> {
+    println!(
+        "waiting for {} to be ready ...",
+        plural(cluster.node_count(), "validator")
+    );
+    let ready = tokio::select! {
+        r = cluster.wait_all_ready(READY_TIMEOUT_MS) => r,
+        _ = stop.changed() => return Err(LocalnetError::Interrupted),
+    };
+    if let Err((i, e)) = ready {
+        eprintln!(
+            "{} is not ready: {e}\nlast {LOG_TAIL_LINES} lines of {}:\n{}",
+            cluster.name(i),
+            cluster.log_path(i).display(),
+            cluster.log_tail(i, LOG_TAIL_LINES)
+        );
+        return Err(e);
+    }
+    println!("all validators ready");
+
+    let spec = crate::chainspec::ChainSpec::load(&layout.genesis_path)
+        .map_err(|e| LocalnetError::Genesis(e.to_string()))?;
+    let faucet = crate::home::read_key_file(&layout.faucet_key_path)
+        .map_err(|e| LocalnetError::Key(e.to_string()))?;
+    let mut keys = Vec::with_capacity(usize::try_from(args.players).unwrap_or(0));
+    for _ in 0..args.players {
+        keys.push(
+            bitcraps_crypto::Keypair::generate()
+                .map_err(|e| LocalnetError::Key(format!("generating a player key: {e}")))?,
+        );
+    }
+    let clients: Vec<NodeClient> = (0..cluster.node_count())
+        .map(|i| cluster.client(i))
+        .collect();
+    let clock = RunClock::new(Arc::new(SystemClock::new()));
+    let ctx = Arc::new(LoadCtx::new(
+        clock,
+        spec.consensus.chain_id.clone(),
+        keys,
+        clients,
+        faucet.public(),
+    ));
+    let start_height = cluster.status(0).await?.height;
+
+    // The watcher and the progress line run from funding to the end.
+    let (bg_stop_tx, bg_stop_rx) = watch::channel(false);
+    let watcher =
+        tokio::spawn(Watcher::new(Arc::clone(&ctx), start_height + 1).run(bg_stop_rx.clone()));
+
+    println!(
+        "funding {} from the faucet ...",
+        plural(ctx.player_count(), "player")
+    );
+    let funded = match ctx.clients().first() {
+        Some(c) => players::fund_players(&ctx, &faucet, c, &mut stop).await,
+        None => Err(LocalnetError::NoSuchNode(0)),
+    };
+    if let Err(e) = funded {
+        let _ = bg_stop_tx.send(true);
+        let _ = watcher.await;
+        return Err(e);
+    }
+    let load_start_ms = ctx.clock.elapsed_ms();
+    println!(
+        "players funded in {:.1} s; sending {} (Ctrl-C ends the run)",
+        ms_to_s(load_start_ms),
+        if args.rate == 0 {
+            "as fast as the in-flight windows allow".to_string()
+        } else {
+            format!("{} tx/s", args.rate)
+        }
+    );
+    let progress = tokio::spawn(progress_loop(Arc::clone(&ctx), load_start_ms, bg_stop_rx));
+    players::drive_load(
+        Arc::clone(&ctx),
+        Schedule::new(args.rate),
+        args.duration,
+        stop.clone(),
+    )
+    .await;
+    let load_end_ms = ctx.clock.elapsed_ms();
+    let _ = bg_stop_tx.send(true);
+    let _ = progress.await;
+    println!(
+        "\nload stopped after {:.1} s; checking that all nodes agree ...",
+        ms_to_s(load_end_ms.saturating_sub(load_start_ms))
+    );
+
+    let convergence = converge(cluster).await;
+    let mut watcher = watcher
+        .await
+        .map_err(|e| LocalnetError::Funding(format!("commit watcher failed: {e}")))?;
+    if !watcher
+        .catch_up(convergence.height, CONVERGE_TIMEOUT_MS)
+        .await
+    {
+        println!(
+            "  (commit watcher stopped at height {} of {})",
+            watcher.next_height().saturating_sub(1),
+            convergence.height
+        );
+    }
+    let summary = summarize(args, &ctx, convergence, load_end_ms);
+    print!("\n{}", summary.render());
+    let codes = ctx
+        .reject_codes
+        .lock()
+        .map(|c| c.clone())
+        .unwrap_or_default();
+    if !codes.is_empty() {
+        let list: Vec<String> = codes.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        println!("rejections  {}", list.join(", "));
+    }
+    if let Some(path) = &args.json {
+        std::fs::write(path, summary.to_json() + "\n")
+            .map_err(|e| LocalnetError::io(format!("writing {}", path.display()), e))?;
+        println!("summary written to {}", path.display());
+    }
+    Ok(summary)
+}
+
+/// The state of every node at the end of the run.
+#[derive(Debug)]
+struct Convergence {
+    /// The compared height: the highest any node reported when the load
+    /// stopped.
+    height: u64,
+    nodes: Vec<NodeSummary>,
+    equal: bool,
+}
+
+/// Waits (bounded) for every node to reach the highest height any node
+/// reported, then compares their state roots at that height.
+async fn converge(cluster: &Cluster) -> Convergence {
+    let n = cluster.node_count();
+    let statuses = join_all((0..n).map(|i| cluster.status(i))).await;
+    let height = statuses
+        .iter()
+        .filter_map(|s| s.as_ref().ok().map(|s| s.height))
+        .max()
+        .unwrap_or(0);
+    let wait_all = async {
+        loop {
+            let s = join_all((0..n).map(|i| cluster.status(i))).await;
+            if s.iter()
+                .all(|s| s.as_ref().is_ok_and(|s| s.height >= height))
+            {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(CONVERGE_POLL_MS)).await;
+        }
+    };
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_millis(CONVERGE_TIMEOUT_MS),
+        wait_all,
+    )
+    .await;
+
+    let finals = join_all((0..n).map(|i| async move {
+        let client = cluster.client(i);
+        (client.status().await, client.block(height).await)
+    }))
+    .await;
+    let mut nodes = Vec::with_capacity(n);
+    for (i, (status, block)) in finals.into_iter().enumerate() {
+        let mut node = NodeSummary {
+            name: cluster.name(i).to_string(),
+            height: 0,
+            state_root: None,
+            peers_connected: 0,
+            committed_tx: 0,
+            error: None,
+        };
+        match status {
+            Ok(s) => {
+                node.height = s.height;
+                node.peers_connected = s.peers_connected;
+                node.committed_tx = s.committed_tx;
+            }
+            Err(e) => node.error = Some(format!("no status: {e}")),
+        }
+        match block {
+            Ok(Some(b)) => {
+                node.state_root = b.state_root;
+                if node.state_root.is_none() {
+                    node.error = Some(format!("block {height} has no state root"));
+                }
+            }
+            Ok(None) => {
+                node.error = Some(format!("stuck below height {height} (at {})", node.height));
+            }
+            Err(e) => {
+                if node.error.is_none() {
+                    node.error = Some(format!("block {height}: {e}"));
+                }
+            }
+        }
+        nodes.push(node);
+    }
+    let first = nodes.first().and_then(|n| n.state_root.clone());
+    let equal = first.is_some()
+        && nodes
+            .iter()
+            .all(|n| n.state_root == first && n.error.is_none());
+    Convergence {
+        height,
+        nodes,
+        equal,
+    }
+}
+
+fn summarize(
+    args: &LocalnetArgs,
+    ctx: &LoadCtx,
+    convergence: Convergence,
+    load_end_ms: u64,
+) -> LocalnetSummary {
+    let c = &ctx.counters;
+    let committed_tx = Counters::get(&c.committed_tx);
+    let (p50, p99, samples) = match ctx.latency.lock() {
+        Ok(l) => {
+            let ps = l.percentiles(&[50.0, 99.0]);
+            (
+                ps.first().copied().flatten(),
+                ps.get(1).copied().flatten(),
+                l.count(),
+            )
+        }
+        Err(_) => (None, None, 0),
+    };
+    LocalnetSummary {
+        committed_tx,
+        committed_blocks: Counters::get(&c.committed_blocks),
+        tps: round1(per_second(committed_tx, load_end_ms)),
+        latency_ms_p50: p50,
+        latency_ms_p99: p99,
+        state_roots_equal: convergence.equal,
+        validators: convergence.nodes.len(),
+        players: ctx.player_count(),
+        duration_s: round1(ms_to_s(load_end_ms)),
+        offered_tx: Counters::get(&c.offered),
+        rejected_tx: Counters::get(&c.rejected),
+        throttled_tx: if args.rate == 0 {
+            0
+        } else {
+            Counters::get(&c.throttled)
+        },
+        lost_tx: Counters::get(&c.lost),
+        latency_samples: samples,
+        compared_height: convergence.height,
+        nodes: convergence.nodes,
+    }
+}
+
+/// `1 validator`, `4 validators`.
+fn plural(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
+fn round1(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
+/// Polls every node's `/status` and prints the progress line until `stop`.
+async fn progress_loop(ctx: Arc<LoadCtx>, load_start_ms: u64, mut stop: watch::Receiver<bool>) {
+    let tty = std::io::stdout().is_terminal();
+    let every_ms = if tty {
+        PROGRESS_TTY_MS
+    } else {
+        PROGRESS_PLAIN_MS
+    };
+    let mut rate = RateWindow::default();
+    let mut since_print_ms = 0;
+    // Bounded by `stop`, which the run sends when the load ends.
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(std::time::Duration::from_millis(PROGRESS_TTY_MS)) => {}
+            _ = stop.changed() => break,
+        }
+        let statuses = join_all(
+            ctx.clients()
+                .iter()
+                .map(|c| async move { c.status().await.ok() }),
+        )
+        .await;
+        if let Ok(mut s) = ctx.statuses.lock() {
+            s.clone_from(&statuses);
+        }
+        since_print_ms += PROGRESS_TTY_MS;
+        if since_print_ms < every_ms {
+            continue;
+        }
+        since_print_ms = 0;
+        let line = progress_of(&ctx, &statuses, load_start_ms, &mut rate).render();
+        let mut out = std::io::stdout().lock();
+        if tty {
+            // \x1b[K clears what a longer previous line left behind.
+            let _ = write!(out, "\r{line}\x1b[K");
+        } else {
+            let _ = writeln!(out, "{line}");
+        }
+        let _ = out.flush();
+    }
+}
+
+fn progress_of(
+    ctx: &LoadCtx,
+    statuses: &[Option<crate::api::StatusView>],
+    load_start_ms: u64,
+    rate: &mut RateWindow,
+) -> Progress {
+    let now_ms = ctx.clock.elapsed_ms();
+    let committed_tx = Counters::get(&ctx.counters.committed_tx);
+    let live: Vec<&crate::api::StatusView> = statuses.iter().flatten().collect();
+    let height = live
+        .iter()
+        .map(|s| s.height)
+        .max()
+        .unwrap_or(0)
+        .max(Counters::get(&ctx.counters.height));
+    let latency_p50_ms = {
+        let window = ctx.window_latency.lock().ok().and_then(|mut w| {
+            let p = w.percentile(50.0);
+            w.clear();
+            p
+        });
+        window.or_else(|| ctx.latency.lock().ok().and_then(|l| l.percentile(50.0)))
+    };
+    Progress {
+        elapsed_ms: now_ms.saturating_sub(load_start_ms),
+        height,
+        committed_tx,
+        tps: rate.rate(committed_tx, now_ms, load_start_ms),
+        latency_p50_ms,
+        // A node that did not answer counts as having no peers.
+        peers_min: if live.is_empty() {
+            None
+        } else if live.len() < statuses.len() {
+            Some(0)
+        } else {
+            live.iter().map(|s| s.peers_connected).min()
+        },
+        peers_total: live.iter().map(|s| s.peers_total).max().unwrap_or(0),
+        mempool: live.iter().map(|s| s.mempool_len).sum(),
+        rejected_tx: Counters::get(&ctx.counters.rejected),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifest_rebuilds_paths_from_dir() {
+        let m = Manifest {
+            chain_id: "c".into(),
+            nodes: vec![ManifestNode {
+                name: "val0".into(),
+                p2p_addr: "127.0.0.1:9000".parse().unwrap(),
+                http_addr: "127.0.0.1:9001".parse().unwrap(),
+            }],
+        };
+        let l = layout_from_manifest(Path::new("/x/ln"), &m);
+        assert_eq!(l.genesis_path, Path::new("/x/ln/genesis.json"));
+        assert_eq!(l.faucet_key_path, Path::new("/x/ln/faucet.key"));
+        assert_eq!(l.nodes[0].home, Path::new("/x/ln/val0"));
+        assert_eq!(l.nodes[0].http_addr.port(), 9001);
+    }
+
+    #[test]
+    fn keep_without_manifest_inits_and_then_reuses() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut args = LocalnetArgs::defaults();
+        args.dir = dir.path().join("ln");
+        args.validators = 2;
+        args.keep = true;
+        let first = prepare(&args).unwrap();
+        assert_eq!(first.nodes.len(), 2);
+        assert!(first.genesis_path.exists());
+        assert!(first.nodes[1].home.join("config.toml").exists());
+        // Kept: same addresses, nothing rewritten.
+        let again = prepare(&args).unwrap();
+        assert_eq!(again.nodes, first.nodes);
+        args.validators = 3;
+        assert!(matches!(prepare(&args), Err(LocalnetError::Args(_))));
+        // Without --keep: wiped and re-initialised (new ports, new genesis),
+        // other files untouched.
+        std::fs::write(args.dir.join("notes.txt"), "mine").unwrap();
+        args.keep = false;
+        let fresh = prepare(&args).unwrap();
+        assert_eq!(fresh.nodes.len(), 3);
+        assert!(args.dir.join("notes.txt").exists());
+    }
+
+    #[test]
+    fn progress_from_statuses() {
+        let ctx = LoadCtx::new(
+            RunClock::new(Arc::new(SystemClock::new())),
+            "c".into(),
+            Vec::new(),
+            Vec::new(),
+            bitcraps_crypto::Keypair::from_seed(&[1; 32]).public(),
+        );
+        let status = |h: u64, peers: usize, mempool: usize| crate::api::StatusView {
+            node_id: "val0".into(),
+            validator_index: 0,
+            chain_id: "c".into(),
+            version: "0".into(),
+            height: h,
+            view: h,
+            committed_id: String::new(),
+            state_root: String::new(),
+            catching_up: false,
+            sync_rate_blocks_per_s: 0.0,
+            peers_connected: peers,
+            peers_total: 3,
+            mempool_len: mempool,
+            committed_tx: 0,
+            signer: crate::api::SignerView {
+                backend: "in-memory".into(),
+                healthy: true,
+            },
+            uptime_ms: 0,
+            fatal: None,
+        };
+        let mut rate = RateWindow::default();
+        let p = progress_of(
+            &ctx,
+            &[Some(status(10, 3, 5)), Some(status(12, 2, 7))],
+            0,
+            &mut rate,
+        );
+        assert_eq!(p.height, 12);
+        assert_eq!(p.peers_min, Some(2));
+        assert_eq!(p.peers_total, 3);
+        assert_eq!(p.mempool, 12);
+        let p = progress_of(&ctx, &[Some(status(10, 3, 5)), None], 0, &mut rate);
+        assert_eq!(p.peers_min, Some(0));
+        let p = progress_of(&ctx, &[None, None], 0, &mut rate);
+        assert_eq!(p.peers_min, None);
+    }
+}
