@@ -12,6 +12,7 @@
 mod config_cmd;
 mod init;
 mod keys;
+mod localnet;
 mod logging;
 mod start;
 mod status;
@@ -19,6 +20,7 @@ mod testnet;
 mod version;
 
 use bitcraps_node::home::Home;
+use bitcraps_node::localnet::LocalnetArgs;
 use clap::{Parser, Subcommand};
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -67,6 +69,9 @@ enum Command {
     Start(start::Args),
     /// Ask a running node for its status (GET /status).
     Status(status::Args),
+    /// Run a local cluster of validator processes with simulated players,
+    /// then check that every node reached the same state root.
+    Localnet(LocalnetArgs),
     /// Print the version.
     Version(version::Args),
 }
@@ -141,6 +146,7 @@ fn dispatch(ctx: &Context, command: Command) -> CliResult {
         Command::Testnet(args) => testnet::run(ctx, args),
         Command::Start(args) => start::run(ctx, args),
         Command::Status(args) => status::run(ctx, args),
+        Command::Localnet(args) => localnet::run(ctx, args),
         Command::Version(args) => version::run(ctx, args),
     }
 }

@@ -1,0 +1,408 @@
+//! Validators as real `bitcraps start` processes on loopback (QUIC + HTTP):
+//! a late joiner syncs from genesis, a `kill -9`ed validator restarts and
+//! catches up with the same state root, rogue QUIC peers are refused or
+//! disconnected while the cluster keeps committing, and bad HTTP input gets a
+//! clear 4xx without losing anything.
+//!
+//! Deadlines are failure bounds only (the machine is shared); nothing asserts
+//! on speed.
+
+#![cfg(feature = "server")]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use bitcraps_crypto::{Keypair, PublicKey};
+use bitcraps_node::app::tx::{Action, Transaction};
+use bitcraps_node::chainspec::ChainSpec;
+use bitcraps_node::home::{read_key_file, testnet_init, Testnet, TestnetOptions};
+use bitcraps_node::localnet::{Cluster, NodeClient, SubmitOutcome};
+use bitcraps_node::net::frame;
+use bitcraps_node::net::tls::{self, TlsIdentity};
+use bytes::BytesMut;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::{sleep, timeout, Instant};
+
+const READY_MS: u64 = 90_000;
+const DEADLINE: Duration = Duration::from_secs(90);
+const POLL: Duration = Duration::from_millis(200);
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_bitcraps"))
+}
+
+fn testnet(dir: &Path, validators: usize) -> (Testnet, ChainSpec) {
+    let tn = testnet_init(&TestnetOptions {
+        validators,
+        out_dir: dir.to_path_buf(),
+        ..TestnetOptions::default()
+    })
+    .unwrap();
+    let spec = ChainSpec::load(&tn.genesis_path).unwrap();
+    (tn, spec)
+}
+
+fn transfer(chain_id: &str, from: &Keypair, nonce: u64, to: PublicKey, amount: u64) -> String {
+    let tx = Transaction {
+        from: from.public(),
+        nonce,
+        action: Action::Transfer { to, amount },
+    }
+    .sign(chain_id, from);
+    hex::encode(tx.encode())
+}
+
+fn accepted(outcome: SubmitOutcome) -> String {
+    match outcome {
+        SubmitOutcome::Accepted { hash } => hash,
+        other => panic!("transaction refused: {other:?}"),
+    }
+}
+
+/// Polls `node` until its height reaches `height`.
+async fn wait_height(cluster: &Cluster, node: usize, height: u64, what: &str) -> u64 {
+    let end = Instant::now() + DEADLINE;
+    loop {
+        if let Ok(s) = cluster.status(node).await {
+            if s.height >= height {
+                return s.height;
+            }
+        }
+        assert!(
+            Instant::now() < end,
+            "timed out waiting for {what} (node {node} to reach height {height}); log:\n{}",
+            cluster.log_tail(node, 20)
+        );
+        sleep(POLL).await;
+    }
+}
+
+async fn height(cluster: &Cluster, node: usize) -> u64 {
+    cluster.status(node).await.unwrap().height
+}
+
+/// The (block id, state root) every running node reports at `h`.
+async fn roots_at(cluster: &Cluster, nodes: &[usize], h: u64) -> Vec<(String, Option<String>)> {
+    let mut out = Vec::new();
+    for &i in nodes {
+        let b = cluster
+            .client(i)
+            .block(h)
+            .await
+            .unwrap()
+            .expect("block stored");
+        out.push((b.id, b.state_root));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_joiner_syncs_and_a_killed_validator_catches_up_with_equal_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tn, spec) = testnet(dir.path(), 4);
+    let chain = spec.consensus.chain_id.clone();
+    let faucet = read_key_file(&tn.faucet_key_path).unwrap();
+    let mut cluster = Cluster::create(bin(), &tn, &[]).unwrap();
+
+    // Three of four validators are a quorum: they commit without the fourth.
+    for i in 0..3 {
+        cluster.start_node(i).unwrap();
+    }
+    for i in 0..3 {
+        cluster.wait_ready(i, READY_MS).await.unwrap();
+    }
+    let players: Vec<Keypair> = (0..8u8).map(|i| Keypair::from_seed(&[i + 1; 32])).collect();
+    let via = cluster.client(0);
+    let mut nonce = 0;
+    let mut send = |via: &NodeClient, n: u64| {
+        let txs: Vec<String> = (0..n)
+            .map(|k| {
+                let to = players[(nonce + k) as usize % players.len()].public();
+                transfer(&chain, &faucet, nonce + k, to, 10)
+            })
+            .collect();
+        nonce += n;
+        let via = via.clone();
+        async move {
+            for tx in txs {
+                accepted(via.submit(tx).await.unwrap());
+            }
+        }
+    };
+    send(&via, 20).await;
+    wait_height(&cluster, 0, 20, "the first blocks").await;
+
+    // A validator that starts late syncs the whole chain from genesis.
+    cluster.start_node(3).unwrap();
+    cluster.wait_ready(3, READY_MS).await.unwrap();
+    let target = height(&cluster, 0).await;
+    wait_height(&cluster, 3, target, "the late joiner to catch up").await;
+
+    // kill -9 one validator; the other three keep committing under load.
+    cluster.kill(1);
+    assert!(!cluster.is_running(1));
+    let before = height(&cluster, 0).await;
+    send(&via, 20).await;
+    wait_height(
+        &cluster,
+        0,
+        before + 20,
+        "progress without the killed validator",
+    )
+    .await;
+
+    // It restarts from its data directory and catches up.
+    cluster.restart(1).unwrap();
+    cluster.wait_ready(1, READY_MS).await.unwrap();
+    let target = height(&cluster, 0).await;
+    wait_height(&cluster, 1, target, "the restarted validator to catch up").await;
+    let s1 = cluster.status(1).await.unwrap();
+    assert!(!s1.catching_up, "{s1:?}");
+
+    // Every validator holds the same block and state root at a common height,
+    // and the same balances.
+    let mut common = u64::MAX;
+    for i in 0..4 {
+        common = common.min(height(&cluster, i).await);
+    }
+    let roots = roots_at(&cluster, &[0, 1, 2, 3], common).await;
+    assert!(roots[0].1.is_some());
+    assert!(roots.iter().all(|r| *r == roots[0]), "{roots:?}");
+    let mut committed_everywhere = true;
+    for i in 0..4 {
+        let a = cluster
+            .client(i)
+            .account(&players[0].public().to_hex())
+            .await
+            .unwrap();
+        committed_everywhere &= a.balance == 50;
+    }
+    // 40 transfers of 10 round-robin over 8 players: 5 each, once all executed.
+    if !committed_everywhere {
+        sleep(Duration::from_secs(2)).await;
+        for i in 0..4 {
+            let a = cluster
+                .client(i)
+                .account(&players[0].public().to_hex())
+                .await
+                .unwrap();
+            assert_eq!(a.balance, 50, "node {i}");
+        }
+    }
+    for (i, exit) in cluster.stop_all().into_iter().enumerate() {
+        if let Some(exit) = exit {
+            assert!(exit.success(), "node {i} exited with {exit}");
+        }
+    }
+}
+
+fn rogue_client(id: &Keypair, server: PublicKey) -> (quinn::Endpoint, quinn::ClientConfig) {
+    tls::install_crypto_provider();
+    let ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    let cfg = tls::client_config(
+        &TlsIdentity::from_keypair(id).unwrap(),
+        server,
+        Arc::new(quinn::TransportConfig::default()),
+    )
+    .unwrap();
+    (ep, cfg)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rogue_quic_peers_are_refused_or_disconnected_while_the_cluster_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tn, spec) = testnet(dir.path(), 4);
+    // Validator 0's identity key is in the attacker's hands; 1, 2, 3 run.
+    let stolen = read_key_file(&tn.nodes[0].home.join("keys/identity.key")).unwrap();
+    let mut cluster = Cluster::create(bin(), &tn, &[]).unwrap();
+    for i in 1..4 {
+        cluster.start_node(i).unwrap();
+    }
+    for i in 1..4 {
+        cluster.wait_ready(i, READY_MS).await.unwrap();
+    }
+    let target = tn.nodes[1].p2p_addr;
+    let target_key = spec.consensus.validators[1].identity_key;
+
+    // 1. An unknown identity key gets no connection that carries anything.
+    let stranger = Keypair::from_seed(&[0xee; 32]);
+    let (ep, cfg) = rogue_client(&stranger, target_key);
+    if let Ok(Ok(conn)) = timeout(
+        DEADLINE,
+        ep.connect_with(cfg, target, tls::SERVER_NAME).unwrap(),
+    )
+    .await
+    {
+        timeout(DEADLINE, conn.closed())
+            .await
+            .expect("stranger's connection stayed open");
+    }
+
+    // 2. A known key sending garbage frames is penalised and disconnected.
+    let (ep, cfg) = rogue_client(&stolen, target_key);
+    let conn = timeout(
+        DEADLINE,
+        ep.connect_with(cfg.clone(), target, tls::SERVER_NAME)
+            .unwrap(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let mut s = conn.open_uni().await.unwrap();
+    let mut garbage = BytesMut::new();
+    for i in 0..64u8 {
+        frame::encode_into(&mut garbage, &[0xff, i, 0xde, 0xad, 0xbe, 0xef]);
+    }
+    let closed = timeout(DEADLINE, async {
+        loop {
+            if s.write_all(&garbage).await.is_err() {
+                break;
+            }
+            if conn.close_reason().is_some() {
+                break;
+            }
+            sleep(Duration::from_millis(20)).await;
+        }
+        conn.closed().await
+    })
+    .await;
+    assert!(closed.is_ok(), "garbage sender was not disconnected");
+
+    // 3. An oversize frame closes the connection at once (if the penalised
+    //    key may connect again at all).
+    if let Ok(Ok(conn)) = timeout(
+        DEADLINE,
+        ep.connect_with(cfg, target, tls::SERVER_NAME).unwrap(),
+    )
+    .await
+    {
+        if let Ok(mut s) = conn.open_uni().await {
+            let announced = (frame::MAX_FRAME_BYTES + frame::ENVELOPE_HEADER_BYTES + 1) as u32;
+            let mut bytes = announced.to_be_bytes().to_vec();
+            bytes.extend_from_slice(&[frame::ENVELOPE_VERSION, frame::KIND_DATA, 1, 2, 3]);
+            let _ = s.write_all(&bytes).await;
+        }
+        timeout(DEADLINE, conn.closed())
+            .await
+            .expect("oversize sender stayed connected");
+    }
+
+    // The node saw the misbehaviour, stayed up, and the cluster commits on.
+    let peers: Vec<bitcraps_node::api::PeerView> =
+        reqwest::get(format!("{}/api/v1/peers", cluster.http_url(1)))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    let val0 = peers.iter().find(|p| p.index == 0).unwrap();
+    assert!(val0.penalty_disconnects >= 1, "{val0:?}");
+    let before = height(&cluster, 1).await;
+    wait_height(&cluster, 1, before + 10, "commits after the attack").await;
+    assert!(cluster.is_running(1));
+    cluster.stop_all();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_http_input_gets_clear_errors_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tn, spec) = testnet(dir.path(), 1);
+    let chain = spec.consensus.chain_id.clone();
+    let faucet = read_key_file(&tn.faucet_key_path).unwrap();
+    let mut cluster = Cluster::start(bin(), &tn, &[]).unwrap();
+    cluster.wait_ready(0, READY_MS).await.unwrap();
+    let url = cluster.http_url(0);
+    let http = reqwest::Client::new();
+    let node = cluster.client(0);
+    let player = Keypair::from_seed(&[7; 32]).public();
+
+    let post = |body: String| {
+        http.post(format!("{url}/api/v1/tx"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let code = |v: serde_json::Value| v["error"].as_str().unwrap_or_default().to_owned();
+
+    // Malformed JSON, bad hex, undecodable bytes: 400.
+    let r = post("{\"tx\": ".into()).await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.headers().contains_key("x-correlation-id"));
+    let r = post("{\"tx\": \"zz\"}".into()).await.unwrap();
+    assert_eq!(r.status(), 400);
+    let r = post("{\"tx\": \"00ff00ff\"}".into()).await.unwrap();
+    assert_eq!(r.status(), 400, "{:?}", r.text().await);
+
+    // Oversize body: 413.
+    let big = format!("{{\"tx\": \"{}\"}}", "ab".repeat(100 * 1024));
+    let r = post(big).await.unwrap();
+    assert_eq!(r.status(), 413);
+
+    // Wrong signature (signed for another chain, and by another key): 422.
+    let other_chain = transfer("some-other-chain", &faucet, 0, player, 5);
+    let r = post(format!("{{\"tx\": \"{other_chain}\"}}"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    assert_eq!(code(r.json().await.unwrap()), "bad_signature");
+    // Claims to be the faucet, signed by someone else.
+    let forged = Transaction {
+        from: faucet.public(),
+        nonce: 0,
+        action: Action::Transfer {
+            to: player,
+            amount: 5,
+        },
+    }
+    .sign(&chain, &Keypair::from_seed(&[9; 32]));
+    let r = post(format!("{{\"tx\": \"{}\"}}", hex::encode(forged.encode())))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+
+    // A good transaction commits...
+    let good = transfer(&chain, &faucet, 0, player, 5);
+    let hash = accepted(node.submit(good.clone()).await.unwrap());
+    let end = Instant::now() + DEADLINE;
+    loop {
+        let r = http
+            .get(format!("{url}/api/v1/tx/{hash}"))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 200 {
+            let v: serde_json::Value = r.json().await.unwrap();
+            if v["status"] == "committed" {
+                assert_eq!(v["result"], "ok");
+                break;
+            }
+        }
+        assert!(Instant::now() < end, "transaction never committed");
+        sleep(POLL).await;
+    }
+    // ...and replaying it (same nonce) is refused.
+    match node.submit(good).await.unwrap() {
+        SubmitOutcome::Refused { status, code, .. } => {
+            assert_eq!(status, 422);
+            assert!(code.contains("nonce") || code == "duplicate", "{code}");
+        }
+        other => panic!("replay admitted: {other:?}"),
+    }
+    // Nothing was lost: the balance moved exactly once, the node still serves.
+    let a = node.account(&player.to_hex()).await.unwrap();
+    assert_eq!(a.balance, 5);
+    let r = http
+        .get(format!("{url}/api/v1/tx/{}", "00".repeat(32)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let r = http
+        .get(format!("{url}/api/v1/accounts/not-a-key"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(cluster.is_running(0));
+    cluster.stop_all();
+}
