@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace on a fresh machine. Installs what the tests
 # need (idempotent; apt-get/pip as root), then: format check, clippy, the unsafe
-# audit check, all unit/property/integration tests, the simulator campaigns of
-# the consensus "Done when" with JSON reports, and a quick criterion pass.
+# audit check, all unit/property/integration tests (including real validator
+# processes over QUIC), the simulator campaigns of the consensus "Done when"
+# with JSON reports, a 20 s `bitcraps localnet` with its JSON summary checked,
+# and a quick criterion pass.
 #
 # Usage: bash scripts/test.sh        (CI: .ci/run calls exactly this)
 set -euo pipefail
@@ -64,6 +66,22 @@ for name in ("sim-n4-f1", "sim-n7-f2"):
 b = json.load(open(f"{d}/sim-beyond-threshold.json"))
 assert b["safety_violations"] > 0, "beyond-threshold campaign found no violation"
 print(f"beyond threshold: {b['safety_violations']}/{b['seeds_run']} seeds violate safety, as they must")
+PY
+
+step "localnet (release): 4 validator processes, signed transfers, equal state roots"
+cargo build --release -p bitcraps-node --bin bitcraps
+target/release/bitcraps localnet --validators 4 --players 16 --duration 20s \
+  --dir target/localnet-ci --json "$REPORTS/localnet.json" | tail -n 12
+python3 - "$REPORTS/localnet.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+for k in ("committed_tx", "committed_blocks", "tps", "latency_ms_p50", "latency_ms_p99",
+          "state_roots_equal", "validators"):
+    assert k in r, f"localnet summary: missing {k}"
+assert r["state_roots_equal"] is True, r
+assert r["committed_tx"] > 0 and r["validators"] == 4, r
+print(f"localnet: ok ({r['committed_tx']} tx in {r['committed_blocks']} blocks, {r['tps']} tx/s, "
+      f"p50 {r['latency_ms_p50']} ms, p99 {r['latency_ms_p99']} ms)")
 PY
 
 step "benchmarks (quick criterion pass; numbers are reported, never gated)"

@@ -92,7 +92,7 @@ pub struct HttpLimits {
     pub burst: u32,
     /// Most client IPs tracked by the rate limiter (oldest evicted).
     pub max_clients: usize,
-    /// Requests handled at once; more wait (then time out with 503).
+    /// Requests handled at once; more are answered 503 `overloaded` at once.
     pub max_concurrent_requests: usize,
     /// A request that takes longer is answered 503.
     pub request_timeout_ms: u64,
