@@ -105,6 +105,17 @@ pub(super) fn render(node: &NodeService) -> String {
             );
         }
     }
+    for p in &peers {
+        if let Some(p95) = p.send_latency_p95_us {
+            let l = [("peer", p.name.as_str())];
+            w.gauge(
+                "bitcraps_peer_send_latency_p95_seconds",
+                "95th percentile of recent send latencies (queueing until handed to QUIC)",
+                &l,
+                p95 as f64 / 1e6,
+            );
+        }
+    }
     let counters: [PeerCounter; 7] = [
         (
             "bitcraps_peer_received_bytes_total",
