@@ -403,6 +403,26 @@ async fn bad_http_input_gets_clear_errors_and_loses_nothing() {
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
+    // Metrics reflect what happened: a committed transfer and refusals by reason.
+    let metrics = http
+        .get(format!("{url}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing from /metrics:\n{metrics}"))
+    };
+    assert!(value("bitcraps_height ") >= 1.0);
+    assert!(value("bitcraps_tx_committed_total ") >= 1.0);
+    assert!(value("bitcraps_tx_rejected_total{reason=\"bad_signature\"}") >= 2.0);
     assert!(cluster.is_running(0));
     cluster.stop_all();
 }
