@@ -12,6 +12,7 @@
 //! * [`mempool`]: pending transactions, FIFO with per-account nonce order.
 //! * [`genesis`]: who holds chips at height 0.
 
+pub mod craps;
 pub mod genesis;
 pub mod mempool;
 pub mod payload;
