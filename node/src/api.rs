@@ -5,6 +5,8 @@
 //! Binary values (keys, hashes, transactions) travel as lowercase hex strings.
 //! Field names are part of the public interface: extend, do not rename.
 
+pub use crate::app::craps::{BetView, Phase, Roll};
+pub use crate::app::game::TableRoll;
 use serde::{Deserialize, Serialize};
 
 /// `GET /status`.
@@ -145,4 +147,83 @@ pub struct PeerView {
     pub dropped_rate_limited: u64,
     pub penalty_disconnects: u64,
     pub last_error: Option<String>,
+}
+
+/// One table in `GET /api/v1/tables`, and the head of `GET /api/v1/tables/{id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableView {
+    pub id: u64,
+    /// Hex key of the house that opened it.
+    pub house: String,
+    pub min_bet: u64,
+    pub max_bet: u64,
+    /// House chips on the table, including what is reserved for bets in play.
+    pub bankroll: u64,
+    /// Worst-case payout of the bets in play (the bankroll always covers it).
+    pub reserved: u64,
+    /// `"come_out"` or `{"point": n}`.
+    pub phase: Phase,
+    /// No new bets (the house closed it); bets in play still settle.
+    pub closed: bool,
+    /// Rolls so far.
+    pub rolls: u64,
+    pub last_roll: Option<Roll>,
+    /// Betting spots with chips on them.
+    pub bets_in_play: usize,
+    /// Chips on those spots.
+    pub stakes: u64,
+}
+
+/// `GET /api/v1/tables/{id}`: the table, every bet in play and every rail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableDetailView {
+    #[serde(flatten)]
+    pub table: TableView,
+    pub bets: Vec<BetView>,
+    /// Settled chips waiting for their owner's `withdraw`.
+    pub rails: Vec<RailView>,
+}
+
+/// Chips on a player's rail at a table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RailView {
+    pub player: String,
+    pub amount: u64,
+}
+
+/// `GET /api/v1/game`: the dice beacon and the roll clock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GameView {
+    /// Committed height these figures are from.
+    pub height: u64,
+    /// Whether genesis has a dice beacon (without one, bets are refused).
+    pub beacon: bool,
+    /// Partial signatures needed to recover a roll (0 without a beacon).
+    pub beacon_threshold: u32,
+    /// Hex group public key of the beacon (G2), if any.
+    pub beacon_group_key: Option<String>,
+    pub roll_interval_ms: u64,
+    /// False while the dice wait for `awaiting_round`.
+    pub betting_open: bool,
+    pub awaiting_round: Option<u64>,
+    /// Betting closes with the first block at or after this timestamp (ms).
+    pub betting_deadline_ms: Option<u64>,
+    /// Beacon rounds applied (rolls of every table with bets).
+    pub rounds: u64,
+    pub last_round: Option<u64>,
+    pub tables: u64,
+}
+
+/// `GET /api/v1/supply`: the chip conservation check on this node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SupplyView {
+    pub height: u64,
+    /// Sum of account balances.
+    pub balances: u64,
+    /// Chips in tables: bankrolls, bets in play and rails.
+    pub escrow: u64,
+    /// Chips created at genesis.
+    pub genesis: u64,
+    /// `balances + escrow == genesis`.
+    pub conserved: bool,
 }

@@ -45,7 +45,17 @@ impl ChainSpec {
     /// Checks both halves.
     pub fn validate(&self) -> Result<(), String> {
         self.consensus.validate()?;
-        self.app.validate()
+        self.app.validate()?;
+        if let Some(beacon) = &self.app.beacon {
+            let n = self.consensus.validators.len();
+            if beacon.participants() as usize != n {
+                return Err(format!(
+                    "app.beacon has {} shares but there are {n} validators (share i+1 belongs to validator i)",
+                    beacon.participants()
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Reads, parses and validates `path`.

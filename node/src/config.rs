@@ -78,6 +78,8 @@ pub struct KeysSection {
     pub consensus: PathBuf,
     /// Authenticates QUIC connections (genesis `identity_key`).
     pub identity: PathBuf,
+    /// This validator's share of the dice beacon key (genesis `app.beacon`).
+    pub beacon_share: PathBuf,
 }
 
 impl Default for KeysSection {
@@ -85,6 +87,7 @@ impl Default for KeysSection {
         KeysSection {
             consensus: PathBuf::from("keys/consensus.key"),
             identity: PathBuf::from("keys/identity.key"),
+            beacon_share: PathBuf::from("keys/beacon_share.key"),
         }
     }
 }
@@ -514,6 +517,9 @@ impl Config {
         line(&kv("consensus", &s(&self.keys.consensus.to_string_lossy())));
         line("# Authenticates QUIC connections; its public key is genesis `identity_key`.");
         line(&kv("identity", &s(&self.keys.identity.to_string_lossy())));
+        line("# This validator's share of the dice beacon's threshold key (needed when");
+        line("# genesis has `app.beacon`; dealt by `testnet init`).");
+        line(&kv("beacon_share", &s(&self.keys.beacon_share.to_string_lossy())));
         line("");
         line("[p2p]");
         line("# UDP address of the QUIC endpoint other validators dial (`ip:port`; genesis");

@@ -28,12 +28,15 @@
 //! * Secrets are never printed or logged; buffers that held a seed are wiped
 //!   (best effort: serde and the allocator may have made copies).
 
+use crate::app::genesis::DEFAULT_ROLL_INTERVAL_MS;
 use crate::app::{Allocation, AppGenesis};
+use crate::beacon_key::{read_share_file, write_share_file};
 use crate::chainspec::{ChainSpec, ChainSpecError};
 use crate::config::{Config, ConfigError};
 use crate::validator::ValidatorSetup;
 use bitcraps_consensus::params::Params;
 use bitcraps_consensus::{Genesis, Validator};
+use bitcraps_crypto::beacon::{self, BeaconPublic, SecretShare};
 use bitcraps_crypto::guard::{FileGuardStore, GuardState, GuardStore, GuardStoreError};
 use bitcraps_crypto::{Keypair, PublicKey};
 use serde::{Deserialize, Serialize};
@@ -93,6 +96,10 @@ impl Home {
     }
 
     /// The faucet key written by `bitcraps init` (single-node homes only).
+    pub fn beacon_share_path(&self) -> PathBuf {
+        self.keys_dir().join("beacon_share.key")
+    }
+
     pub fn faucet_key_path(&self) -> PathBuf {
         self.keys_dir().join("faucet.key")
     }
@@ -250,7 +257,7 @@ pub struct KeyFile {
 
 /// Overwrites a buffer that held secret material. `black_box` keeps the writes
 /// from being optimised away as dead stores.
-fn wipe(buf: &mut [u8]) {
+pub(crate) fn wipe(buf: &mut [u8]) {
     buf.fill(0);
     std::hint::black_box(&*buf);
 }
@@ -320,6 +327,52 @@ pub fn load_key_file(path: &Path) -> Result<KeyFile, HomeError> {
         path: path.to_owned(),
         reason: reason.to_owned(),
     };
+    let mut bytes = read_private_file(path)?;
+    let parsed = {
+        // The serde error is not shown: it can quote the file's content.
+        serde_json::from_slice::<KeyFileOwned>(&bytes)
+            .map_err(|_| bad("not a BitCraps key file (expected JSON with type, backend, purpose, public_key, secret_seed)"))
+    };
+    wipe(&mut bytes);
+    let parsed = parsed?;
+    let KeyFileOwned {
+        kind,
+        backend,
+        purpose,
+        public_key,
+        secret_seed,
+    } = parsed;
+    let keypair = decode_seed(&secret_seed);
+    wipe_string(secret_seed);
+    if kind != "ed25519" {
+        return Err(bad(&format!(
+            "unsupported key type {kind:?} (expected \"ed25519\")"
+        )));
+    }
+    if backend != "plaintext" {
+        return Err(bad(&format!(
+            "backend {backend:?} is not supported by this build (only \"plaintext\")"
+        )));
+    }
+    let keypair = keypair.ok_or_else(|| bad("secret_seed is not 64 hex characters"))?;
+    let expected = PublicKey::from_hex(&public_key)
+        .map_err(|_| bad("public_key is not a valid hex ed25519 public key"))?;
+    if expected != keypair.public() {
+        return Err(bad(
+            "public_key does not match the secret seed (the file is damaged or was edited)",
+        ));
+    }
+    Ok(KeyFile { keypair, purpose })
+}
+
+/// Reads a secret file: refuses files that group or others may access, that
+/// are not regular files, or that are larger than [`MAX_KEY_FILE_BYTES`]. The
+/// caller must [`wipe`] the returned bytes.
+pub(crate) fn read_private_file(path: &Path) -> Result<Vec<u8>, HomeError> {
+    let bad = |reason: &str| HomeError::KeyFile {
+        path: path.to_owned(),
+        reason: reason.to_owned(),
+    };
     let file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -355,46 +408,17 @@ pub fn load_key_file(path: &Path) -> Result<KeyFile, HomeError> {
         .take(MAX_KEY_FILE_BYTES + 1)
         .read_to_end(&mut bytes)
         .map_err(io_err("reading", path));
-    let parsed = read.and_then(|_| {
-        if bytes.len() as u64 > MAX_KEY_FILE_BYTES {
-            return Err(bad(&format!(
-                "larger than {MAX_KEY_FILE_BYTES} bytes; not a key file"
-            )));
-        }
-        // The serde error is not shown: it can quote the file's content.
-        serde_json::from_slice::<KeyFileOwned>(&bytes)
-            .map_err(|_| bad("not a BitCraps key file (expected JSON with type, backend, purpose, public_key, secret_seed)"))
-    });
-    wipe(&mut bytes);
-    let parsed = parsed?;
-    let KeyFileOwned {
-        kind,
-        backend,
-        purpose,
-        public_key,
-        secret_seed,
-    } = parsed;
-    let keypair = decode_seed(&secret_seed);
-    wipe_string(secret_seed);
-    if kind != "ed25519" {
+    if let Err(e) = read {
+        wipe(&mut bytes);
+        return Err(e);
+    }
+    if bytes.len() as u64 > MAX_KEY_FILE_BYTES {
+        wipe(&mut bytes);
         return Err(bad(&format!(
-            "unsupported key type {kind:?} (expected \"ed25519\")"
+            "larger than {MAX_KEY_FILE_BYTES} bytes; not a key file"
         )));
     }
-    if backend != "plaintext" {
-        return Err(bad(&format!(
-            "backend {backend:?} is not supported by this build (only \"plaintext\")"
-        )));
-    }
-    let keypair = keypair.ok_or_else(|| bad("secret_seed is not 64 hex characters"))?;
-    let expected = PublicKey::from_hex(&public_key)
-        .map_err(|_| bad("public_key is not a valid hex ed25519 public key"))?;
-    if expected != keypair.public() {
-        return Err(bad(
-            "public_key does not match the secret seed (the file is damaged or was edited)",
-        ));
-    }
-    Ok(KeyFile { keypair, purpose })
+    Ok(bytes)
 }
 
 fn decode_seed(seed_hex: &str) -> Option<Keypair> {
@@ -434,7 +458,7 @@ fn create_private_dir(dir: &Path) -> Result<(), HomeError> {
 /// Writes a new file atomically: a temp file created with `mode` is written and
 /// fsynced, then linked to `path` (which fails if `path` exists, so nothing is
 /// ever overwritten), and the directory is fsynced.
-fn write_new_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), HomeError> {
+pub(crate) fn write_new_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), HomeError> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
         _ => PathBuf::from("."),
@@ -615,6 +639,7 @@ fn write_home(
     chain_id: &str,
     consensus: &Keypair,
     identity: &Keypair,
+    share: &SecretShare,
     p2p: SocketAddr,
     http: SocketAddr,
 ) -> Result<(), HomeError> {
@@ -623,6 +648,7 @@ fn write_home(
     create_private_dir(&home.data_dir())?;
     write_key_file(&home.consensus_key_path(), consensus, "consensus")?;
     write_key_file(&home.identity_key_path(), identity, "identity")?;
+    write_share_file(&home.beacon_share_path(), share)?;
     create_guard_state(&home.guard_state_path(), chain_id)?;
     let mut config = Config::default();
     config.p2p.listen = p2p.to_string();
@@ -642,6 +668,7 @@ pub fn init(home: &Home, opts: &InitOptions) -> Result<(), HomeError> {
     let consensus = generate_key()?;
     let identity = generate_key()?;
     let faucet = generate_key()?;
+    let (beacon, mut shares) = deal_beacon(1)?;
     let (genesis_time_ms, params) = genesis_time_and_params();
     let spec = ChainSpec {
         consensus: Genesis {
@@ -661,6 +688,8 @@ pub fn init(home: &Home, opts: &InitOptions) -> Result<(), HomeError> {
                 balance: opts.faucet_balance,
             }],
             faucet: Some(faucet.public()),
+            beacon: Some(beacon),
+            roll_interval_ms: DEFAULT_ROLL_INTERVAL_MS,
         },
     };
     // Everything is checked before the first file is touched.
@@ -675,10 +704,18 @@ pub fn init(home: &Home, opts: &InitOptions) -> Result<(), HomeError> {
         &opts.chain_id,
         &consensus,
         &identity,
+        &shares.remove(0),
         opts.p2p_listen,
         opts.http_listen,
     )?;
     write_key_file(&home.faucet_key_path(), &faucet, "faucet")
+}
+
+/// Deals the dice beacon's threshold key for `validators` validators.
+fn deal_beacon(validators: usize) -> Result<(BeaconPublic, Vec<SecretShare>), HomeError> {
+    let n = u32::try_from(validators).map_err(|_| invalid("validators", "too many"))?;
+    beacon::deal(n, beacon::threshold_for(n))
+        .map_err(|e| invalid("beacon", format!("dealing the beacon key: {e}")))
 }
 
 fn check_listen(field: &str, addr: SocketAddr) -> Result<(), HomeError> {
@@ -701,6 +738,8 @@ pub struct TestnetOptions {
     /// `base_port + 2i + 1`. 0 picks free ports (bound once, then released).
     pub base_port: u16,
     pub faucet_balance: u64,
+    /// Betting window before each roll (genesis `app.roll_interval_ms`).
+    pub roll_interval_ms: u64,
     /// Remove a previous testnet in `out_dir` first.
     pub force: bool,
 }
@@ -714,6 +753,7 @@ impl Default for TestnetOptions {
             host: IpAddr::V4(Ipv4Addr::LOCALHOST),
             base_port: 0,
             faucet_balance: DEFAULT_FAUCET_BALANCE,
+            roll_interval_ms: DEFAULT_ROLL_INTERVAL_MS,
             force: false,
         }
     }
@@ -832,6 +872,9 @@ pub fn testnet_init(opts: &TestnetOptions) -> Result<Testnet, HomeError> {
         keys.push((generate_key()?, generate_key()?));
     }
     let faucet = generate_key()?;
+    // The trusted dealer (for now; a DKG replaces it later): the shares exist
+    // only in this process and in each validator's own key file.
+    let (beacon, shares) = deal_beacon(opts.validators)?;
     let (genesis_time_ms, params) = genesis_time_and_params();
     let spec = ChainSpec {
         consensus: Genesis {
@@ -856,6 +899,8 @@ pub fn testnet_init(opts: &TestnetOptions) -> Result<Testnet, HomeError> {
                 balance: opts.faucet_balance,
             }],
             faucet: Some(faucet.public()),
+            beacon: Some(beacon),
+            roll_interval_ms: opts.roll_interval_ms,
         },
     };
     check_chain_spec(&spec)?;
@@ -869,7 +914,9 @@ pub fn testnet_init(opts: &TestnetOptions) -> Result<Testnet, HomeError> {
     write_new_file(&genesis_path, spec_json.as_bytes(), 0o644)?;
     write_key_file(&faucet_key_path, &faucet, "faucet")?;
     let mut nodes = Vec::with_capacity(opts.validators);
-    for (i, ((consensus, identity), (p2p, http))) in keys.iter().zip(&addrs).enumerate() {
+    for (i, (((consensus, identity), (p2p, http)), share)) in
+        keys.iter().zip(&addrs).zip(&shares).enumerate()
+    {
         let name = format!("val{i}");
         let home = Home::new(out.join(&name));
         write_home(
@@ -878,6 +925,7 @@ pub fn testnet_init(opts: &TestnetOptions) -> Result<Testnet, HomeError> {
             &opts.chain_id,
             consensus,
             identity,
+            share,
             *p2p,
             *http,
         )?;
@@ -962,9 +1010,18 @@ pub fn load_setup(home: &Home, config: &Config) -> Result<ValidatorSetup, HomeEr
             name: ours.name.clone(),
         });
     }
+    let beacon_share = match &spec.app.beacon {
+        Some(public) => Some(read_share_file(
+            &home.resolve(&config.keys.beacon_share),
+            public,
+            me,
+        )?),
+        None => None,
+    };
     Ok(ValidatorSetup {
         spec,
         me,
+        beacon_share,
         identity,
         consensus_key,
         data_dir,

@@ -10,6 +10,8 @@
 
 pub mod api;
 pub mod app;
+#[cfg(feature = "server")]
+pub mod beacon_key;
 pub mod chainspec;
 #[cfg(feature = "server")]
 pub mod config;

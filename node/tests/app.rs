@@ -4,12 +4,20 @@
 
 use bitcraps_crypto::Keypair;
 use bitcraps_node::app::{
-    split_payload, Action, Allocation, AppGenesis, AppState, Mempool, MempoolConfig, SignedTx,
-    Transaction, VerifiedCache,
+    split_payload, Action, Allocation, AppGenesis, AppState, BlockContext, Mempool,
+    MempoolConfig, SignedTx, Transaction, VerifiedCache,
 };
 use std::collections::BTreeMap;
 
 const CHAIN: &str = "bitcraps-e2e";
+
+fn ctx(height: u64) -> BlockContext<'static> {
+    BlockContext {
+        chain_id: CHAIN,
+        height,
+        timestamp_ms: 1_000 * height,
+    }
+}
 
 #[test]
 fn mempool_to_execution_to_reload() {
@@ -23,6 +31,7 @@ fn mempool_to_execution_to_reload() {
             })
             .collect(),
         faucet: None,
+        ..AppGenesis::default()
     };
     genesis.validate().unwrap();
     let mut leader = AppState::genesis(&genesis);
@@ -65,10 +74,10 @@ fn mempool_to_execution_to_reload() {
         assert_eq!(split_payload(&payload).unwrap().len(), ids.len());
         let height = leader.height() + 1;
         let a = leader
-            .execute_block(CHAIN, height, &payload, &mut leader_cache)
+            .execute_block(ctx(height), &payload, &mut leader_cache)
             .unwrap();
         let b = follower
-            .execute_block(CHAIN, height, &payload, &mut follower_cache)
+            .execute_block(ctx(height), &payload, &mut follower_cache)
             .unwrap();
         assert_eq!(a, b, "a node without a warm cache reaches the same result");
         assert_eq!(a.rejected, 0);
@@ -87,7 +96,7 @@ fn mempool_to_execution_to_reload() {
         let a = leader.account(&p.public());
         assert_eq!((a.balance, a.nonce), (1_000, 5), "everyone sent and got 50");
     }
-    let reloaded = AppState::load(store).unwrap();
+    let reloaded = AppState::load(&genesis, store).unwrap();
     assert_eq!(reloaded.state_root(), leader.state_root());
     assert_eq!(reloaded.height(), leader.height());
     assert_eq!(reloaded.committed_tx(), 40);

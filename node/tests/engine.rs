@@ -55,6 +55,7 @@ fn app_genesis() -> AppGenesis {
             })
             .collect(),
         faucet: None,
+        ..AppGenesis::default()
     }
 }
 

@@ -13,8 +13,8 @@
 
 use bitcraps_crypto::{hash, Hash32, Keypair, PublicKey};
 use bitcraps_node::api::{
-    AccountView, BlockView, ErrorBody, PeerView, SignerView, StatusView, SubmitTxResponse,
-    TxStatusView,
+    AccountView, BlockView, ErrorBody, GameView, PeerView, Phase, RailView, SignerView,
+    StatusView, SubmitTxResponse, SupplyView, TableDetailView, TableRoll, TableView, TxStatusView,
 };
 use bitcraps_node::http::prom::PromWriter;
 use bitcraps_node::http::{self, ApiError, HttpLimits, NodeApi, SubmitFuture};
@@ -60,6 +60,25 @@ struct TestNode {
     entered: mpsc::UnboundedSender<()>,
     /// The `limit` of the last `blocks` call.
     last_blocks_limit: AtomicUsize,
+    /// The last `rolls` call: (table, since, limit).
+    last_rolls_query: Mutex<Option<(u64, Option<u64>, usize)>>,
+}
+
+fn test_table() -> TableView {
+    TableView {
+        id: 1,
+        house: alice().to_hex(),
+        min_bet: 5,
+        max_bet: 500,
+        bankroll: 10_000,
+        reserved: 30,
+        phase: Phase::Point(6),
+        closed: false,
+        rolls: 12,
+        last_roll: None,
+        bets_in_play: 2,
+        stakes: 30,
+    }
 }
 
 fn alice() -> PublicKey {
@@ -102,6 +121,7 @@ impl TestNode {
             gate: Semaphore::new(0),
             entered,
             last_blocks_limit: AtomicUsize::new(0),
+            last_rolls_query: Mutex::new(None),
         };
         (Arc::new(node), entered_rx)
     }
@@ -191,6 +211,48 @@ impl NodeApi for TestNode {
                     message: "signature does not verify".into(),
                 })
             }
+        })
+    }
+
+    fn tables(&self) -> Result<Vec<TableView>, ApiError> {
+        Ok(vec![test_table()])
+    }
+
+    fn table(&self, id: u64) -> Result<Option<TableDetailView>, ApiError> {
+        Ok((id == 1).then(|| TableDetailView {
+            table: test_table(),
+            bets: Vec::new(),
+            rails: vec![RailView {
+                player: alice().to_hex(),
+                amount: 60,
+            }],
+        }))
+    }
+
+    fn rolls(
+        &self,
+        table: u64,
+        since: Option<u64>,
+        limit: usize,
+    ) -> Result<Option<Vec<TableRoll>>, ApiError> {
+        self.last_rolls_query
+            .lock()
+            .unwrap()
+            .replace((table, since, limit));
+        Ok((table == 1).then(Vec::new))
+    }
+
+    fn game(&self) -> Result<GameView, ApiError> {
+        Err(ApiError::Internal("redb: /secret/node/data corrupt".into()))
+    }
+
+    fn supply(&self) -> Result<SupplyView, ApiError> {
+        Ok(SupplyView {
+            height: BLOCK_COUNT,
+            balances: 900,
+            escrow: 100,
+            genesis: 1000,
+            conserved: true,
         })
     }
 
@@ -666,6 +728,33 @@ async fn block_ranges_default_and_cap_the_limit() {
         )
         .await;
     }
+}
+
+#[tokio::test]
+async fn game_routes() {
+    let s = start(roomy()).await;
+    let tables = ok_json(s.get("/api/v1/tables").await, 200).await;
+    assert_eq!(tables[0]["id"], 1);
+    assert_eq!(tables[0]["phase"], json!({ "point": 6 }));
+    let t = ok_json(s.get("/api/v1/tables/1").await, 200).await;
+    assert_eq!(t["bankroll"], 10_000, "the table fields are flattened: {t}");
+    assert_eq!(t["rails"][0]["amount"], 60);
+    error(s.get("/api/v1/tables/7").await, 404, "not_found").await;
+    error(s.get("/api/v1/tables/seven").await, 400, "bad_request").await;
+    error(s.get("/api/v1/tables/-1").await, 400, "bad_request").await;
+
+    assert_eq!(ok_json(s.get("/api/v1/tables/1/rolls").await, 200).await, json!([]));
+    assert_eq!(*s.node.last_rolls_query.lock().unwrap(), Some((1, None, 20)));
+    ok_json(s.get("/api/v1/tables/1/rolls?since=5&limit=3").await, 200).await;
+    assert_eq!(*s.node.last_rolls_query.lock().unwrap(), Some((1, Some(5), 3)));
+    error(s.get("/api/v1/tables/2/rolls").await, 404, "not_found").await;
+    error(s.get("/api/v1/tables/1/rolls?since=x").await, 400, "bad_request").await;
+
+    let supply = ok_json(s.get("/api/v1/supply").await, 200).await;
+    assert_eq!(supply["conserved"], true);
+    // Internal errors are reported without their details.
+    let body = error(s.get("/api/v1/game").await, 500, "internal").await;
+    assert!(!body.message.contains("secret"), "{body:?}");
 }
 
 #[tokio::test]

@@ -12,11 +12,14 @@
 //! * [`mempool`]: pending transactions, FIFO with per-account nonce order.
 //! * [`genesis`]: who holds chips at height 0.
 
+pub mod beacon_entry;
 pub mod craps;
+pub mod game;
 pub mod genesis;
 pub mod mempool;
 pub mod payload;
 pub mod state;
+pub(crate) mod tree;
 pub mod tx;
 pub mod verify;
 
@@ -25,7 +28,8 @@ pub use mempool::{AdmitError, Mempool, MempoolConfig};
 pub use payload::{split_payload, PayloadBuilder, PayloadError, MAX_TXS_PER_BLOCK};
 pub use state::{
     account_key, decode_account, decode_receipt, receipt_key, root_key, Account, AppState,
-    BlockResult, ExecError, Receipt, Rejection, StateWrite, MAX_STATE_WRITES_PER_BLOCK,
+    BlockContext, BlockResult, ExecError, Receipt, Rejection, StateWrite, Supply,
+    MAX_STATE_WRITES_PER_BLOCK,
 };
 pub use tx::{tx_hash, Action, SignedTx, Transaction, TxError, MAX_TX_BYTES};
 pub use verify::{verify_txs, VerifiedCache};

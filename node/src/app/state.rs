@@ -74,8 +74,15 @@
 //! must not overwrite the receipt that says what it did. Those receipts are
 //! still in [`BlockResult::receipts`], one per payload entry.
 
+use super::beacon_entry::BeaconEntry;
+use super::craps::{GameError, Table};
+use super::game::{
+    self, clock_leaf, clock_tree_key, table_leaf, table_tree_key, BeaconVerdict, GameAction,
+    GameConfig, GameState, RollClock, TableRoll,
+};
 use super::genesis::AppGenesis;
 use super::payload::{split_payload, PayloadError, MAX_TXS_PER_BLOCK};
+use super::tree::Tree;
 use super::tx::{tx_hash, Action, SignedTx, Transaction};
 use super::verify::{verify_txs, VerifiedCache};
 use bitcraps_crypto::{hash, Hash32, PublicKey};
@@ -90,7 +97,8 @@ pub type StateWrite = (Vec<u8>, Option<Vec<u8>>);
 /// Most writes one block can produce: a receipt and two accounts per entry,
 /// plus the root and meta keys. The store's per-commit write limit must be at
 /// least this, or a block full of tiny distinct entries could never be stored.
-pub const MAX_STATE_WRITES_PER_BLOCK: usize = 3 * MAX_TXS_PER_BLOCK + 8;
+pub const MAX_STATE_WRITES_PER_BLOCK: usize =
+    3 * MAX_TXS_PER_BLOCK + 2 * game::MAX_OPEN_TABLES + 8;
 
 const ACCOUNT_PREFIX: &[u8] = b"a/";
 const RECEIPT_PREFIX: &[u8] = b"r/";
@@ -98,6 +106,7 @@ const ROOT_PREFIX: &[u8] = b"h/";
 const META_FORMAT: &[u8] = b"m/format";
 const META_HEIGHT: &[u8] = b"m/height";
 const META_COMMITTED_TX: &[u8] = b"m/committed_tx";
+const META_SUPPLY: &[u8] = b"m/supply";
 const STATE_FORMAT: u8 = 1;
 const RECEIPT_FORMAT: u8 = 1;
 const ACCOUNT_VALUE_BYTES: usize = 16;
@@ -123,6 +132,23 @@ pub enum Rejection {
     InsufficientFunds { balance: u64, needed: u64 },
     #[error("a transfer must move at least one chip")]
     ZeroAmount,
+    /// The craps rules refused the action (see [`GameError`]).
+    #[error("{0}")]
+    Game(GameError),
+    #[error("there is no table {table}")]
+    NoSuchTable { table: u64 },
+    #[error("betting is closed until the dice for beacon round {round} are rolled")]
+    BettingClosed { round: u64 },
+    #[error("this chain has no dice beacon, so it takes no bets")]
+    NoBeacon,
+    #[error("at most {max} tables may be open at once")]
+    TooManyTables { max: u64 },
+}
+
+impl From<GameError> for Rejection {
+    fn from(e: GameError) -> Self {
+        Rejection::Game(e)
+    }
 }
 
 impl Rejection {
@@ -134,6 +160,11 @@ impl Rejection {
             Rejection::BadNonce { .. } => "bad_nonce",
             Rejection::InsufficientFunds { .. } => "insufficient_funds",
             Rejection::ZeroAmount => "zero_amount",
+            Rejection::Game(e) => e.code(),
+            Rejection::NoSuchTable { .. } => "no_such_table",
+            Rejection::BettingClosed { .. } => "betting_closed",
+            Rejection::NoBeacon => "no_beacon",
+            Rejection::TooManyTables { .. } => "too_many_tables",
         }
     }
 }
@@ -161,6 +192,10 @@ pub struct BlockResult {
     pub rejected: u32,
     /// Set when the payload framing was invalid (the block executed nothing).
     pub payload_error: Option<PayloadError>,
+    /// What the block's beacon entry did, if it had one.
+    pub beacon: Option<BeaconVerdict>,
+    /// The tables the beacon entry rolled, in table order.
+    pub rolls: Vec<TableRoll>,
 }
 
 /// Refusal to execute a block at all (a caller bug, not a property of the block).
@@ -179,6 +214,37 @@ pub struct AppState {
     root: Hash32,
     height: u64,
     committed_tx: u64,
+    /// Craps tables and the roll clock.
+    game: GameState,
+    /// Chips created at genesis: balances plus table escrow always add up to it.
+    supply: u64,
+}
+
+/// Where the chips are. `balances + escrow == genesis` at every height.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Supply {
+    /// Sum of all account balances.
+    pub balances: u128,
+    /// Chips held by tables: bankrolls, bets in play and players' rails.
+    pub escrow: u128,
+    /// Chips created at genesis.
+    pub genesis: u64,
+}
+
+impl Supply {
+    /// The conservation check: no chip was created or destroyed.
+    pub fn conserved(&self) -> bool {
+        self.balances + self.escrow == u128::from(self.genesis)
+    }
+}
+
+/// The block fields execution depends on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockContext<'a> {
+    pub chain_id: &'a str,
+    pub height: u64,
+    /// The block's agreed timestamp: the only time the game sees.
+    pub timestamp_ms: u64,
 }
 
 impl fmt::Debug for AppState {
@@ -188,6 +254,7 @@ impl fmt::Debug for AppState {
             .field("height", &self.height)
             .field("accounts", &self.accounts.len())
             .field("committed_tx", &self.committed_tx)
+            .field("tables", &self.game.tables.len())
             .finish()
     }
 }
@@ -207,7 +274,7 @@ impl AppState {
             total += grant;
             accounts.entry(a.account).or_default().balance += grant;
         }
-        AppState::build(accounts, 0, 0)
+        AppState::build(accounts, GameState::new(game_config(g)), 0, 0, total)
     }
 
     /// Everything to persist for the genesis state.
@@ -218,6 +285,11 @@ impl AppState {
             .map(|(k, a)| (account_key(k), Some(encode_account(a))))
             .collect();
         w.push((META_FORMAT.to_vec(), Some(vec![STATE_FORMAT])));
+        w.push((
+            META_SUPPLY.to_vec(),
+            Some(self.supply.to_le_bytes().to_vec()),
+        ));
+        w.push((game::CLOCK_KEY.to_vec(), Some(self.game.clock.encode())));
         self.push_height_writes(&mut w);
         w
     }
@@ -229,8 +301,13 @@ impl AppState {
     /// roots may be included or left out; their keys are checked for shape but
     /// their values are not decoded (there may be millions). Unknown keys,
     /// malformed values and a root mismatch are errors.
-    pub fn load(entries: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>) -> Result<AppState, String> {
+    pub fn load(
+        g: &AppGenesis,
+        entries: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>,
+    ) -> Result<AppState, String> {
         let mut accounts = BTreeMap::new();
+        let mut game = GameState::new(game_config(g));
+        let (mut clock, mut supply) = (None, None);
         let mut roots: BTreeMap<u64, Hash32> = BTreeMap::new();
         let (mut format, mut height, mut committed_tx) = (None, None, None);
         for (k, v) in entries {
@@ -242,6 +319,21 @@ impl AppState {
                 let acct = decode_account(&v)?;
                 if accounts.insert(key, acct).is_some() {
                     return Err(format!("account {key} appears twice"));
+                }
+            } else if let Some(id) = game::parse_table_key(&k) {
+                let id = id?;
+                let table = Table::decode(&v).map_err(|e| format!("table {id}: {e}"))?;
+                if table.id != id {
+                    return Err(format!("table stored under {id} has id {}", table.id));
+                }
+                game.tables.insert(id, table);
+            } else if k == game::CLOCK_KEY {
+                clock = Some(RollClock::decode(&v)?);
+            } else if k == META_SUPPLY {
+                supply = Some(decode_u64(&v).ok_or("m/supply is not a u64")?);
+            } else if let Some(ok) = game::is_roll_key(&k) {
+                if !ok {
+                    return Err(format!("bad roll key {}", hex::encode(&k)));
                 }
             } else if let Some(rest) = k.strip_prefix(RECEIPT_PREFIX) {
                 if rest.len() != 32 {
@@ -271,6 +363,8 @@ impl AppState {
         }
         let height = height.ok_or("m/height missing")?;
         let committed_tx = committed_tx.ok_or("m/committed_tx missing")?;
+        game.clock = clock.ok_or("g/clock missing")?;
+        let supply = supply.ok_or("m/supply missing")?;
         if let Some((h, _)) = roots.range(height.saturating_add(1)..).next() {
             return Err(format!(
                 "root stored for height {h}, beyond the executed height {height}"
@@ -279,7 +373,7 @@ impl AppState {
         let stored_root = *roots
             .get(&height)
             .ok_or_else(|| format!("no state root stored for height {height}"))?;
-        let state = AppState::build(accounts, height, committed_tx);
+        let state = AppState::build(accounts, game, height, committed_tx, supply);
         let root = state.state_root();
         if root != stored_root {
             return Err(format!(
@@ -289,11 +383,21 @@ impl AppState {
         Ok(state)
     }
 
-    fn build(accounts: BTreeMap<PublicKey, Account>, height: u64, committed_tx: u64) -> AppState {
+    fn build(
+        accounts: BTreeMap<PublicKey, Account>,
+        game: GameState,
+        height: u64,
+        committed_tx: u64,
+        supply: u64,
+    ) -> AppState {
         let mut tree = Tree::default();
         for (k, a) in &accounts {
             tree.upsert(k.as_bytes(), leaf_hash(k, a));
         }
+        for (id, t) in &game.tables {
+            tree.upsert(&table_tree_key(*id), table_leaf(*id, &t.encode()));
+        }
+        tree.upsert(&clock_tree_key(), clock_leaf(&game.clock.encode()));
         let root = tree.root();
         AppState {
             accounts,
@@ -301,6 +405,28 @@ impl AppState {
             root,
             height,
             committed_tx,
+            game,
+            supply,
+        }
+    }
+
+    /// The craps tables and the roll clock.
+    pub fn game(&self) -> &GameState {
+        &self.game
+    }
+
+    /// The beacon round whose output the dice are waiting for, if betting is
+    /// closed. Validators sign this round once they have executed its block.
+    pub fn awaiting_round(&self) -> Option<u64> {
+        self.game.clock.awaiting_round
+    }
+
+    /// Where every chip is (the conservation check).
+    pub fn supply(&self) -> Supply {
+        Supply {
+            balances: self.accounts.values().map(|a| u128::from(a.balance)).sum(),
+            escrow: self.game.escrow(),
+            genesis: self.supply,
         }
     }
 
@@ -332,11 +458,15 @@ impl AppState {
     /// doc for the rules. On error nothing changed.
     pub fn execute_block(
         &mut self,
-        chain_id: &str,
-        height: u64,
+        block: BlockContext<'_>,
         payload: &[u8],
         cache: &mut VerifiedCache,
     ) -> Result<BlockResult, ExecError> {
+        let BlockContext {
+            chain_id,
+            height,
+            timestamp_ms,
+        } = block;
         let expected = self.height.saturating_add(1);
         if height != expected || self.height == u64::MAX {
             return Err(ExecError::WrongHeight {
@@ -344,10 +474,42 @@ impl AppState {
                 got: height,
             });
         }
-        let (entries, payload_error) = match split_payload(payload) {
+        let (mut entries, payload_error) = match split_payload(payload) {
             Ok(e) => (e, None),
             Err(e) => (Vec::new(), Some(e)),
         };
+        let clock_before = self.game.clock;
+        let mut tables: BTreeSet<u64> = BTreeSet::new();
+
+        // The beacon entry, if any, rolls the dice before any transaction of
+        // this block: these transactions were not in when betting closed.
+        let (mut beacon, mut rolls) = (None, Vec::new());
+        let mut first_index = 0u32;
+        if let Some(decoded) = entries.first().and_then(|e| BeaconEntry::decode(e)) {
+            entries.remove(0);
+            first_index = 1;
+            match decoded {
+                Ok(entry) => {
+                    let (verdict, r) = self.game.apply_beacon(
+                        chain_id,
+                        height,
+                        timestamp_ms,
+                        entry.round,
+                        &entry.signature,
+                    );
+                    beacon = Some(verdict);
+                    tables.extend(r.iter().map(|r| r.table));
+                    rolls = r;
+                }
+                Err(_) => {
+                    beacon = Some(BeaconVerdict::Ignored {
+                        round: 0,
+                        reason: "malformed beacon entry",
+                    })
+                }
+            }
+        }
+
         // A cached decoded transaction stands for the same bytes (same id)
         // and has a good signature: reuse it instead of decoding again.
         let decoded: Vec<(Hash32, Option<SignedTx>)> = entries
@@ -372,7 +534,7 @@ impl AppState {
                 Some(_) if !verdicts.get(id).copied().unwrap_or(false) => {
                     Err(Rejection::BadSignature)
                 }
-                Some(t) => self.apply(&t.tx, &mut changed),
+                Some(t) => self.apply(&t.tx, timestamp_ms, &mut changed, &mut tables),
             };
             if result.is_ok() {
                 accepted += 1;
@@ -383,21 +545,40 @@ impl AppState {
                 hash: *id,
                 height,
                 // index < MAX_TXS_PER_BLOCK, which fits in u32.
-                index: u32::try_from(index).unwrap_or(u32::MAX),
+                index: u32::try_from(index)
+                    .unwrap_or(u32::MAX)
+                    .saturating_add(first_index),
                 result,
             });
         }
+        self.game.end_block(height, timestamp_ms);
 
         for key in &changed {
             let acct = self.account(key);
             self.tree.upsert(key.as_bytes(), leaf_hash(key, &acct));
+        }
+        let mut writes: Vec<StateWrite> =
+            Vec::with_capacity(changed.len() + receipts.len() + tables.len() + rolls.len() + 4);
+        for id in &tables {
+            if let Some(t) = self.game.tables.get(id) {
+                let encoded = t.encode();
+                self.tree.upsert(&table_tree_key(*id), table_leaf(*id, &encoded));
+                writes.push((game::table_key(*id), Some(encoded)));
+            }
+        }
+        if self.game.clock != clock_before {
+            let encoded = self.game.clock.encode();
+            self.tree.upsert(&clock_tree_key(), clock_leaf(&encoded));
+            writes.push((game::CLOCK_KEY.to_vec(), Some(encoded)));
+        }
+        for r in &rolls {
+            writes.push((game::roll_key(r.table, r.seq), Some(game::encode_roll(r))));
         }
         self.root = self.tree.root();
         self.height = height;
         self.committed_tx = self.committed_tx.saturating_add(decoded.len() as u64);
         let state_root = self.root;
 
-        let mut writes: Vec<StateWrite> = Vec::with_capacity(changed.len() + receipts.len() + 3);
         for key in &changed {
             writes.push((account_key(key), Some(encode_account(&self.account(key)))));
         }
@@ -417,6 +598,8 @@ impl AppState {
             accepted,
             rejected,
             payload_error,
+            beacon,
+            rolls,
         })
     }
 
@@ -456,7 +639,9 @@ impl AppState {
     fn apply(
         &mut self,
         tx: &Transaction,
+        timestamp_ms: u64,
         changed: &mut BTreeSet<PublicKey>,
+        tables: &mut BTreeSet<u64>,
     ) -> Result<(), Rejection> {
         let mut sender = self.account(&tx.from);
         if tx.nonce != sender.nonce {
@@ -468,39 +653,49 @@ impl AppState {
         // 2^64 transactions from one account cannot happen; saturating keeps
         // this total rather than panicking.
         sender.nonce = sender.nonce.saturating_add(1);
-        let result = match tx.action {
-            Action::Transfer { to, amount } => {
-                if amount == 0 {
-                    Err(Rejection::ZeroAmount)
-                } else if sender.balance < amount {
-                    Err(Rejection::InsufficientFunds {
-                        balance: sender.balance,
-                        needed: amount,
-                    })
-                } else if to == tx.from {
-                    Ok(())
-                } else {
-                    let mut recipient = self.account(&to);
-                    match recipient.balance.checked_add(amount) {
-                        // Unreachable: balances sum to at most u64::MAX.
-                        None => Err(Rejection::InsufficientFunds {
-                            balance: sender.balance,
-                            needed: amount,
-                        }),
-                        Some(b) => {
-                            recipient.balance = b;
-                            sender.balance -= amount;
-                            self.accounts.insert(to, recipient);
-                            changed.insert(to);
-                            Ok(())
-                        }
-                    }
-                }
-            }
-        };
         self.accounts.insert(tx.from, sender);
         changed.insert(tx.from);
-        result
+        let Some(action) = GameAction::of(&tx.action) else {
+            let Action::Transfer { to, amount } = tx.action else {
+                return Ok(());
+            };
+            if amount == 0 {
+                return Err(Rejection::ZeroAmount);
+            }
+            self.debit(&tx.from, amount)?;
+            self.credit(&to, amount);
+            changed.insert(to);
+            return Ok(());
+        };
+        // The game checks the balance it is given before it changes anything,
+        // so the debit below cannot fail after the table changed.
+        let (table, funds) = self
+            .game
+            .apply(tx.from, sender.balance, action, timestamp_ms)?;
+        match funds {
+            game::Funds::Debit(amount) => self.debit(&tx.from, amount)?,
+            game::Funds::Credit(amount) => self.credit(&tx.from, amount),
+        }
+        tables.insert(table);
+        Ok(())
+    }
+
+    fn debit(&mut self, key: &PublicKey, amount: u64) -> Result<(), Rejection> {
+        let acct = self.accounts.entry(*key).or_default();
+        if acct.balance < amount {
+            return Err(Rejection::InsufficientFunds {
+                balance: acct.balance,
+                needed: amount,
+            });
+        }
+        acct.balance -= amount;
+        Ok(())
+    }
+
+    /// Cannot saturate: every balance is part of the supply, which fits in u64.
+    fn credit(&mut self, key: &PublicKey, amount: u64) {
+        let acct = self.accounts.entry(*key).or_default();
+        acct.balance = acct.balance.saturating_add(amount);
     }
 
     fn push_height_writes(&self, w: &mut Vec<StateWrite>) {
@@ -519,6 +714,13 @@ impl AppState {
     /// benchmarks check that roots are incremental).
     pub fn tree_hashes_computed(&self) -> u64 {
         self.tree.hashes
+    }
+}
+
+fn game_config(g: &AppGenesis) -> GameConfig {
+    GameConfig {
+        beacon: g.beacon.clone(),
+        roll_interval_ms: g.roll_interval_ms,
     }
 }
 
@@ -593,152 +795,6 @@ pub fn leaf_hash(key: &PublicKey, a: &Account) -> Hash32 {
     buf[33..41].copy_from_slice(&a.balance.to_le_bytes());
     buf[41..49].copy_from_slice(&a.nonce.to_le_bytes());
     hash(&buf)
-}
-
-fn node_hash(bit: u8, left: &Hash32, right: &Hash32) -> Hash32 {
-    let mut buf = [0u8; 66];
-    buf[0] = 0x01;
-    buf[1] = bit;
-    buf[2..34].copy_from_slice(left.as_bytes());
-    buf[34..66].copy_from_slice(right.as_bytes());
-    hash(&buf)
-}
-
-/// Bit `i` of `key`, most significant bit of byte 0 first (so bit order is
-/// byte-string order).
-fn bit(key: &[u8; 32], i: u8) -> usize {
-    usize::from((key[usize::from(i / 8)] >> (7 - i % 8)) & 1)
-}
-
-/// First bit position at which `a` and `b` differ.
-fn first_difference(a: &[u8; 32], b: &[u8; 32]) -> Option<u8> {
-    let (i, (x, y)) = a.iter().zip(b).enumerate().find(|(_, (x, y))| x != y)?;
-    // i < 32 and leading_zeros < 8, so this is < 256.
-    u8::try_from(i * 8 + (x ^ y).leading_zeros() as usize).ok()
-}
-
-#[derive(Debug, Clone)]
-enum Node {
-    Leaf {
-        key: [u8; 32],
-        hash: Hash32,
-    },
-    /// `hash: None` means a leaf below changed and the hash must be recomputed.
-    Branch {
-        bit: u8,
-        children: [usize; 2],
-        hash: Option<Hash32>,
-    },
-}
-
-/// The crit-bit Merkle tree, in an arena. Accounts are never deleted, so the
-/// tree only grows: insertion and update, no removal.
-#[derive(Debug, Clone, Default)]
-struct Tree {
-    nodes: Vec<Node>,
-    root: Option<usize>,
-    /// Hashes computed for branches (instrumentation).
-    hashes: u64,
-}
-
-impl Tree {
-    /// Inserts or updates the leaf for `key`, marking the path to it dirty.
-    fn upsert(&mut self, key: &[u8; 32], leaf: Hash32) {
-        let Some(root) = self.root else {
-            self.nodes.push(Node::Leaf {
-                key: *key,
-                hash: leaf,
-            });
-            self.root = Some(self.nodes.len() - 1);
-            return;
-        };
-        // The leaf the search for `key` ends at shares the longest prefix with
-        // `key` among all leaves (crit-bit property).
-        let mut i = root;
-        while let Node::Branch {
-            bit: b, children, ..
-        } = &self.nodes[i]
-        {
-            i = children[bit(key, *b)];
-        }
-        let closest = match &self.nodes[i] {
-            Node::Leaf { key: k, .. } => *k,
-            Node::Branch { .. } => return, // unreachable: the loop stops at a leaf
-        };
-        let split = first_difference(key, &closest);
-        // Walk again, invalidating hashes, down to where `key` belongs: the
-        // leaf itself (update) or the first node whose bit is beyond `split`.
-        let mut parent: Option<(usize, usize)> = None;
-        let mut i = root;
-        loop {
-            match &mut self.nodes[i] {
-                Node::Branch {
-                    bit: b,
-                    children,
-                    hash,
-                } if split.is_none_or(|d| *b < d) => {
-                    *hash = None;
-                    let side = bit(key, *b);
-                    parent = Some((i, side));
-                    i = children[side];
-                }
-                Node::Leaf { hash, .. } if split.is_none() => {
-                    *hash = leaf;
-                    return;
-                }
-                _ => break,
-            }
-        }
-        let Some(d) = split else { return };
-        self.nodes.push(Node::Leaf {
-            key: *key,
-            hash: leaf,
-        });
-        let new_leaf = self.nodes.len() - 1;
-        let children = if bit(key, d) == 0 {
-            [new_leaf, i]
-        } else {
-            [i, new_leaf]
-        };
-        self.nodes.push(Node::Branch {
-            bit: d,
-            children,
-            hash: None,
-        });
-        let branch = self.nodes.len() - 1;
-        match parent {
-            Some((p, side)) => {
-                if let Node::Branch { children, .. } = &mut self.nodes[p] {
-                    children[side] = branch;
-                }
-            }
-            None => self.root = Some(branch),
-        }
-    }
-
-    /// The root hash, recomputing dirty nodes.
-    fn root(&mut self) -> Hash32 {
-        match self.root {
-            None => Hash32::ZERO,
-            Some(r) => self.hash_of(r),
-        }
-    }
-
-    /// Depth is at most 257 (bits strictly increase along a path), so the
-    /// recursion is bounded.
-    fn hash_of(&mut self, i: usize) -> Hash32 {
-        let (b, [l, r]) = match &self.nodes[i] {
-            Node::Leaf { hash, .. } => return *hash,
-            Node::Branch { hash: Some(h), .. } => return *h,
-            Node::Branch { bit, children, .. } => (*bit, *children),
-        };
-        let h = node_hash(b, &self.hash_of(l), &self.hash_of(r));
-        self.hashes += 1;
-        if let Node::Branch { hash, .. } = &mut self.nodes[i] {
-            *hash = Some(h);
-        }
-        h
-    }
 }
 
 #[cfg(test)]

@@ -5,11 +5,13 @@
 //! ```text
 //! SignedTx bytes = 0x01 || postcard(SignedTx)
 //! postcard(SignedTx) = from (32 raw bytes) || nonce (varint)
-//!                   || action variant (varint; 0 = transfer) || to (32 raw bytes) || amount (varint)
+//!                   || action variant (varint) || action fields (postcard)
 //!                   || signature (varint 64 || 64 raw bytes)
 //! ```
 //!
-//! A transfer is 132 to 151 bytes. Keys and signatures serialize as raw bytes
+//! Action variants: 0 transfer, 1 open table, 2 close table, 3 place bet,
+//! 4 remove bet, 5 withdraw (see [`Action`]). A transfer is 132 to 151 bytes;
+//! every game action is smaller than that. Keys and signatures serialize as raw bytes
 //! in binary formats (postcard) and as hex strings in JSON, so the same types
 //! serve the wire and the HTTP API.
 //!
@@ -26,6 +28,7 @@
 //! (ARCHITECTURE.md, invariant 4), and so is the format version, so a future
 //! format can never reinterpret an old signature.
 
+use super::craps::{BetKind, TableParams};
 use bitcraps_crypto::domain::{signing_bytes, Namespace};
 use bitcraps_crypto::{hash::hash_parts, Hash32, Keypair, PublicKey, Signature};
 use serde::{Deserialize, Serialize};
@@ -48,6 +51,24 @@ const TX_HASH_DOMAIN: &[u8] = b"bitcraps/tx/v1";
 pub enum Action {
     /// Move `amount` chips from the sender to `to`.
     Transfer { to: PublicKey, amount: u64 },
+    /// Open a craps table with the sender as the house: `bankroll` chips move
+    /// from the sender's balance into the table's escrow. The table gets the
+    /// next table id (see the receipt's state or `/api/v1/tables`).
+    OpenTable { bankroll: u64, params: TableParams },
+    /// House only: stop taking bets and return the bankroll no bet in play
+    /// could still need. Callable again later to release the rest.
+    CloseTable { table: u64 },
+    /// Put `amount` chips on `bet` at `table` (added to an existing spot).
+    PlaceBet {
+        table: u64,
+        bet: BetKind,
+        amount: u64,
+    },
+    /// Take the sender's `bet` spot down, where the rules allow it; the stake
+    /// returns to the balance.
+    RemoveBet { table: u64, bet: BetKind },
+    /// Move the sender's settled winnings at `table` (its rail) to the balance.
+    Withdraw { table: u64 },
 }
 
 /// The signed content of a transaction.

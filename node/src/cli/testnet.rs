@@ -2,6 +2,7 @@
 //! genesis (used by `localnet` and by operators trying a cluster).
 
 use super::{emit, CliResult, Context};
+use bitcraps_node::app::genesis::DEFAULT_ROLL_INTERVAL_MS;
 use bitcraps_node::home::{self, TestnetOptions, DEFAULT_CHAIN_ID, DEFAULT_FAUCET_BALANCE};
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -39,6 +40,9 @@ struct InitArgs {
     /// Chips given to the faucet account at genesis.
     #[arg(long, value_name = "CHIPS", default_value_t = DEFAULT_FAUCET_BALANCE)]
     faucet_balance: u64,
+    /// Betting window before each roll of the dice (ms of block time).
+    #[arg(long, value_name = "MS", default_value_t = DEFAULT_ROLL_INTERVAL_MS)]
+    roll_interval_ms: u64,
     /// Replace a previous testnet in DIR (its genesis, faucet key and valN homes).
     #[arg(long)]
     force: bool,
@@ -58,6 +62,7 @@ fn init(args: InitArgs) -> CliResult {
         host: args.host,
         base_port: args.base_port,
         faucet_balance: args.faucet_balance,
+        roll_interval_ms: args.roll_interval_ms,
         force: args.force,
     };
     let net = home::testnet_init(&opts)?;

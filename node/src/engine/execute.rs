@@ -9,7 +9,8 @@
 //! executed height) are recognised and skipped.
 
 use super::EngineError;
-use crate::app::state::{receipt_key, root_key, AppState, BlockResult, StateWrite};
+use crate::app::game::roll_key;
+use crate::app::state::{receipt_key, root_key, AppState, BlockContext, BlockResult, StateWrite};
 use crate::app::verify::VerifiedCache;
 use crate::app::AppGenesis;
 use crate::storage::{AppEntry, Reader, StorageError, Store};
@@ -54,7 +55,7 @@ impl Executor {
             let writes = state.genesis_writes();
             (state, Some(writes))
         } else {
-            let state = AppState::load(entries)
+            let state = AppState::load(genesis, entries)
                 .map_err(|e| EngineError::Config(format!("stored application state: {e}")))?;
             (state, None)
         };
@@ -90,7 +91,15 @@ impl Executor {
         // stopping is safer than executing out of order.
         let result = self
             .state
-            .execute_block(&self.chain_id, height, &cb.block.payload, &mut self.cache)
+            .execute_block(
+                BlockContext {
+                    chain_id: &self.chain_id,
+                    height,
+                    timestamp_ms: cb.block.header.timestamp_ms,
+                },
+                &cb.block.payload,
+                &mut self.cache,
+            )
             .map_err(|e| EngineError::Task(format!("executing block {height}: {e}")))?;
         let writes = match self.genesis_writes.take() {
             Some(mut genesis) => {
@@ -104,13 +113,14 @@ impl Executor {
     }
 }
 
-/// Every stored application entry except the per-transaction receipts and the
-/// per-height roots, which only lookups need (skipping them keeps start-up
+/// Every stored application entry except the per-transaction receipts, the
+/// per-height roots and the roll history, which only lookups need (skipping them keeps start-up
 /// time independent of history length; the caller adds the current root).
 fn load_entries(reader: &Reader) -> Result<Vec<AppEntry>, StorageError> {
     let skip = [
         prefix_of(&receipt_key(&Hash32::ZERO), 32),
         prefix_of(&root_key(0), 8),
+        prefix_of(&roll_key(0, 0), 16),
     ];
     let mut out = Vec::new();
     let mut after: Option<Vec<u8>> = None;

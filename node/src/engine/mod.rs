@@ -37,6 +37,7 @@
 //! database on purpose; see `storage` module docs).
 
 pub mod admission;
+pub mod beacon;
 pub mod clock;
 mod execute;
 pub mod progress;
@@ -45,15 +46,17 @@ pub mod timers;
 pub mod txlog;
 
 pub use admission::SubmitError;
+pub use beacon::BeaconStats;
 pub use clock::{Clock, SystemClock};
 pub use execute::VERIFIED_CACHE_ENTRIES;
 
 use crate::app::mempool::{Mempool, MempoolConfig};
-use crate::app::AppGenesis;
+use crate::app::{AppGenesis, Supply};
 use crate::net::{Limits, NetError, NetworkHandle, PeerStats};
 use crate::storage::{Reader, StorageError};
 use admission::Admission;
 use bitcraps_consensus::{Genesis, Height, View};
+use bitcraps_crypto::beacon::SecretShare;
 use bitcraps_crypto::{Hash32, Keypair, PublicKey};
 use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
@@ -97,6 +100,9 @@ pub struct EngineConfig {
     /// When our mempool is empty, wait this long for transactions before
     /// proposing an empty block (capped at a quarter of the view timeout).
     pub empty_block_delay_ms: u64,
+    /// Our share of the dice beacon key (`None`: we sign no beacon rounds,
+    /// but still recover and propose rounds from the others' shares).
+    pub beacon_share: Option<SecretShare>,
 }
 
 impl EngineConfig {
@@ -121,6 +127,7 @@ impl EngineConfig {
             app: AppGenesis::default(),
             mempool: MempoolConfig::default(),
             empty_block_delay_ms: DEFAULT_EMPTY_BLOCK_DELAY_MS,
+            beacon_share: None,
         }
     }
 }
@@ -152,6 +159,10 @@ pub struct EngineStatus {
     pub live: bool,
     /// Evidence of double signing seen so far.
     pub evidence: u64,
+    /// Dice beacon counters (all zero on a chain without a beacon).
+    pub beacon: BeaconStats,
+    /// Where the chips are at `height` (the conservation check).
+    pub supply: Supply,
     /// Set when the engine stopped on an error (storage failure, ...).
     pub fatal: Option<String>,
 }

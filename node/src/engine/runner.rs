@@ -3,13 +3,15 @@
 //! `Sim::apply`), but against the real network, disk and clock.
 
 use super::admission::Pending;
+use super::beacon::{BeaconWorker, BEACON_SHARE_TAG};
 use super::execute::Executor;
 use super::progress::{catching_up, Progress};
 use super::timers::Timers;
 use super::txlog::{TxLog, DEFAULT_TX_LOG_ENTRIES};
 use super::{lock, Clock, EngineConfig, EngineError, EngineStatus, Listen, Shared};
 use crate::app::mempool::Mempool;
-use crate::app::payload::split_payload;
+use crate::app::beacon_entry::BEACON_ENTRY_BYTES;
+use crate::app::payload::{split_payload, PayloadBuilder, ENTRY_HEADER_BYTES};
 use crate::app::tx::tx_hash;
 use crate::net::{Incoming, NetConfig, Network, NetworkHandle, PenaltyReason};
 use crate::storage::{Reader, Store};
@@ -64,7 +66,12 @@ pub(super) struct Runner {
     status_tx: watch::Sender<EngineStatus>,
     /// Frames the network refused (shutting down, over the frame limit).
     send_errors: u64,
+    /// The dice beacon (`None` on a chain without one).
+    beacon: Option<BeaconWorker>,
 }
+
+/// How often the loop wakes to re-send an unresolved beacon share (ms).
+const BEACON_TICK_MS: u64 = 250;
 
 impl Runner {
     /// Everything fallible about starting, done before the task is spawned so
@@ -85,6 +92,7 @@ impl Runner {
             app,
             mempool,
             empty_block_delay_ms,
+            beacon_share,
         } = config;
         genesis.validate().map_err(EngineError::Config)?;
         let validator = genesis
@@ -108,6 +116,26 @@ impl Runner {
 
         let store = Store::open(data_dir.join("db"))?;
         let executor = Executor::open(&store.reader(), &app, &genesis.chain_id)?;
+        let beacon = match (&app.beacon, beacon_share) {
+            (None, Some(_)) => {
+                return Err(EngineError::Config(
+                    "a beacon share is configured but genesis has no beacon".into(),
+                ))
+            }
+            (None, None) => None,
+            (Some(public), share) => {
+                if let Some(s) = &share {
+                    if s.index() != u32::from(me) + 1 {
+                        return Err(EngineError::Config(format!(
+                            "beacon share {} does not belong to validator {me} (expected share {})",
+                            s.index(),
+                            u32::from(me) + 1
+                        )));
+                    }
+                }
+                Some(BeaconWorker::new(&genesis.chain_id, public.clone(), share))
+            }
+        };
         let core = Core::restore(&genesis, Some(me), store.wal()?).map_err(EngineError::Config)?;
         let guard_store = FileGuardStore::open(data_dir.join("guard_state"))
             .map_err(|e| EngineError::Guard(e.to_string()))?;
@@ -128,6 +156,7 @@ impl Runner {
             committed_view: tip.view,
             state_root: executor.state.state_root(),
             committed_tx: executor.state.committed_tx(),
+            supply: executor.state.supply(),
             ..EngineStatus::default()
         };
         let stored = store.committed_height()?;
@@ -182,6 +211,7 @@ impl Runner {
             status,
             status_tx,
             send_errors: 0,
+            beacon,
         };
         Ok(Opened {
             runner,
@@ -221,6 +251,10 @@ impl Runner {
 
     async fn main_loop(&mut self, shutdown: &mut oneshot::Receiver<()>) -> Result<(), EngineError> {
         self.step(Input::Start)?;
+        // A restart may land between betting closing and the roll: sign now.
+        self.after_execution();
+        let mut beacon_tick = tokio::time::interval(Duration::from_millis(BEACON_TICK_MS));
+        beacon_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let payload_at = self.payload_wanted.map(|(_, at)| at);
             let wait_ms = match (self.timers.next_deadline(), payload_at) {
@@ -258,6 +292,12 @@ impl Runner {
                     self.answer_payload(true)?;
                     self.publish();
                 }
+                _ = beacon_tick.tick(), if self.beacon.is_some() => {
+                    let now_ms = self.clock.now_ms();
+                    if let Some(msg) = self.beacon.as_mut().and_then(|b| b.resend(now_ms)) {
+                        self.broadcast_raw(msg);
+                    }
+                }
                 Some(joined) = self.signing.join_next() => {
                     let (vote, result) = joined.map_err(|e| EngineError::Task(format!("signing task: {e}")))?;
                     let input = match result {
@@ -272,6 +312,9 @@ impl Runner {
 
     fn on_frame(&mut self, incoming: Incoming) -> Result<(), EngineError> {
         let (from, relayed_by) = (incoming.from, incoming.relayed_by);
+        if incoming.bytes.first() == Some(&BEACON_SHARE_TAG) {
+            return self.on_beacon_share(incoming);
+        }
         let decoded = Message::decode(&incoming.bytes);
         // Release the sender's inbound queue slot as soon as the bytes are decoded.
         drop(incoming);
@@ -284,6 +327,56 @@ impl Runner {
                     .penalize_message(from, relayed_by, PenaltyReason::Garbage);
                 Ok(())
             }
+        }
+    }
+
+    /// A beacon share: kept for recovery; a share that is malformed or claims
+    /// another validator's index costs the sender (or the relay path).
+    fn on_beacon_share(&mut self, incoming: Incoming) -> Result<(), EngineError> {
+        let (from, relayed_by) = (incoming.from, incoming.relayed_by);
+        let state = &self.executor.state;
+        let (awaiting, height) = (state.awaiting_round(), state.height());
+        let Some(beacon) = self.beacon.as_mut() else {
+            self.network
+                .penalize_message(from, relayed_by, PenaltyReason::Garbage);
+            return Ok(());
+        };
+        match beacon.on_share(from, &incoming.bytes, awaiting, height) {
+            Ok(true) => {
+                self.status.beacon = beacon.stats();
+                // A proposal waiting for transactions can go now: the roll is
+                // something to propose.
+                self.answer_payload(true)?;
+                self.publish();
+            }
+            Ok(false) => self.status.beacon = beacon.stats(),
+            Err(e) => {
+                tracing::debug!(peer = from, error = %e, "bad beacon share");
+                self.network
+                    .penalize_message(from, relayed_by, PenaltyReason::Garbage);
+            }
+        }
+        Ok(())
+    }
+
+    /// After executing blocks: sign the awaited beacon round if its block is in.
+    fn after_execution(&mut self) {
+        let state = &self.executor.state;
+        let (awaiting, height) = (state.awaiting_round(), state.height());
+        let now_ms = self.clock.now_ms();
+        let Some(beacon) = self.beacon.as_mut() else {
+            return;
+        };
+        let msg = beacon.on_executed(awaiting, height, now_ms);
+        self.status.beacon = beacon.stats();
+        if let Some(msg) = msg {
+            self.broadcast_raw(msg);
+        }
+    }
+
+    fn broadcast_raw(&mut self, msg: Vec<u8>) {
+        if self.network.broadcast(Bytes::from(msg)).is_err() {
+            self.send_errors += 1;
         }
     }
 
@@ -320,11 +413,35 @@ impl Runner {
         self.step(Input::PayloadReady { view, payload })
     }
 
+    /// Our proposal's payload: the awaited beacon round first, if we have
+    /// recovered it, then transactions from the mempool.
     fn take_payload(&mut self, view: bitcraps_consensus::View) -> Vec<u8> {
         let state = &self.executor.state;
-        lock(&self.shared.mempool)
-            .take_payload(view, self.max_payload_bytes, |k| state.account(k).nonce)
-            .0
+        let (awaiting, height) = (state.awaiting_round(), state.height());
+        let entry = self
+            .beacon
+            .as_mut()
+            .and_then(|b| b.entry(awaiting, height));
+        let reserve = if entry.is_some() {
+            BEACON_ENTRY_BYTES + ENTRY_HEADER_BYTES
+        } else {
+            0
+        };
+        let txs = lock(&self.shared.mempool)
+            .take_payload(view, self.max_payload_bytes.saturating_sub(reserve), |k| {
+                state.account(k).nonce
+            })
+            .0;
+        let Some(entry) = entry else {
+            return txs;
+        };
+        let mut first = PayloadBuilder::new(reserve, 1);
+        if !first.try_push(&entry.encode()) {
+            return txs;
+        }
+        let mut payload = first.finish();
+        payload.extend_from_slice(&txs);
+        payload
     }
 
     /// Admits one verified transaction: the nonce check needs the committed
@@ -388,12 +505,20 @@ impl Runner {
             }
         }
         self.progress.committed(now_ms, header.height);
+        if !result.rolls.is_empty() {
+            tracing::debug!(
+                height = header.height,
+                tables = result.rolls.len(),
+                "dice rolled"
+            );
+        }
         let s = &mut self.status;
         s.height = header.height;
         s.committed_id = cb.block.id();
         s.committed_view = header.view;
         s.state_root = result.state_root;
         s.committed_tx = state.committed_tx();
+        s.supply = state.supply();
         s.live = true;
         tracing::debug!(
             height = header.height,
@@ -403,6 +528,7 @@ impl Runner {
             rejected = result.rejected,
             "committed"
         );
+        self.after_execution();
         Ok(())
     }
 

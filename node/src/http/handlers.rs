@@ -5,7 +5,10 @@ use super::correlation::CorrelationId;
 use super::error::{codes, HttpError};
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::NodeApi;
-use crate::api::{AccountView, BlockView, PeerView, StatusView, SubmitTx, TxStatusView};
+use crate::api::{
+    AccountView, BlockView, GameView, PeerView, StatusView, SubmitTx, SupplyView,
+    TableDetailView, TableRoll, TableView, TxStatusView,
+};
 use axum::extract::State;
 use axum::http::{header, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -113,6 +116,47 @@ pub(crate) async fn account(
         ))
     })?;
     Ok(Json(node.account(&key)?))
+}
+
+pub(crate) async fn tables(State(node): Node) -> Result<Json<Vec<TableView>>, HttpError> {
+    Ok(Json(node.tables()?))
+}
+
+pub(crate) async fn table(
+    State(node): Node,
+    ApiPath(id): ApiPath<u64>,
+) -> Result<Json<TableDetailView>, HttpError> {
+    node.table(id)?
+        .map(Json)
+        .ok_or_else(|| HttpError::not_found(format!("there is no table {id}")))
+}
+
+/// Default `limit` of `GET /api/v1/tables/{id}/rolls` (the node caps it).
+pub const ROLLS_DEFAULT_LIMIT: usize = 20;
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct RollsQuery {
+    since: Option<u64>,
+    limit: Option<usize>,
+}
+
+pub(crate) async fn rolls(
+    State(node): Node,
+    ApiPath(id): ApiPath<u64>,
+    ApiQuery(query): ApiQuery<RollsQuery>,
+) -> Result<Json<Vec<TableRoll>>, HttpError> {
+    let limit = query.limit.unwrap_or(ROLLS_DEFAULT_LIMIT);
+    node.rolls(id, query.since, limit)?
+        .map(Json)
+        .ok_or_else(|| HttpError::not_found(format!("there is no table {id}")))
+}
+
+pub(crate) async fn game(State(node): Node) -> Result<Json<GameView>, HttpError> {
+    Ok(Json(node.game()?))
+}
+
+pub(crate) async fn supply(State(node): Node) -> Result<Json<SupplyView>, HttpError> {
+    Ok(Json(node.supply()?))
 }
 
 pub(crate) async fn peers(State(node): Node) -> Json<Vec<PeerView>> {

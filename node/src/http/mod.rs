@@ -21,7 +21,10 @@
 //! * [`prom`]: Prometheus text exposition writer for `/metrics`.
 //! * `clock.rs`: the module's one clock read.
 
-use crate::api::{AccountView, BlockView, PeerView, StatusView, SubmitTxResponse, TxStatusView};
+use crate::api::{
+    AccountView, BlockView, GameView, PeerView, StatusView, SubmitTxResponse, SupplyView,
+    TableDetailView, TableRoll, TableView, TxStatusView,
+};
 use bitcraps_crypto::{Hash32, PublicKey};
 use std::future::Future;
 use std::pin::Pin;
@@ -51,6 +54,23 @@ pub trait NodeApi: Send + Sync + 'static {
     fn blocks(&self, from: u64, limit: usize) -> Result<Vec<BlockView>, ApiError>;
     /// `GET /api/v1/accounts/{key}`: unknown accounts have balance 0, nonce 0.
     fn account(&self, key: &PublicKey) -> Result<AccountView, ApiError>;
+    /// `GET /api/v1/tables`: every table, in id order.
+    fn tables(&self) -> Result<Vec<TableView>, ApiError>;
+    /// `GET /api/v1/tables/{id}`: `None` if there is no such table.
+    fn table(&self, id: u64) -> Result<Option<TableDetailView>, ApiError>;
+    /// `GET /api/v1/tables/{id}/rolls?since=N&limit=M`: the table's rolls from
+    /// roll number `since` (default: the latest `limit`); `None` if there is
+    /// no such table.
+    fn rolls(
+        &self,
+        table: u64,
+        since: Option<u64>,
+        limit: usize,
+    ) -> Result<Option<Vec<TableRoll>>, ApiError>;
+    /// `GET /api/v1/game`: the dice beacon and the roll clock.
+    fn game(&self) -> Result<GameView, ApiError>;
+    /// `GET /api/v1/supply`: the chip conservation check.
+    fn supply(&self) -> Result<SupplyView, ApiError>;
     /// `GET /api/v1/peers`.
     fn peers(&self) -> Vec<PeerView>;
     /// `GET /metrics`: Prometheus text exposition format.

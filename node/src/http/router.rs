@@ -54,6 +54,11 @@ pub fn router(api: Arc<dyn NodeApi>, limits: &HttpLimits) -> Router {
         .route("/api/v1/blocks", get(handlers::blocks))
         .route("/api/v1/blocks/{height}", get(handlers::block))
         .route("/api/v1/accounts/{key}", get(handlers::account))
+        .route("/api/v1/tables", get(handlers::tables))
+        .route("/api/v1/tables/{id}", get(handlers::table))
+        .route("/api/v1/tables/{id}/rolls", get(handlers::rolls))
+        .route("/api/v1/game", get(handlers::game))
+        .route("/api/v1/supply", get(handlers::supply))
         .route("/api/v1/peers", get(handlers::peers))
         // Applies to the routes above only: keep it after the last route.
         .method_not_allowed_fallback(handlers::method_not_allowed)

@@ -2,6 +2,7 @@
 //! API wired together ([`NodeService`] implements the API over the engine). `bitcraps start` builds a [`ValidatorSetup`] from the
 //! node's home directory and calls [`run`].
 
+mod game_api;
 mod metrics;
 mod service;
 
@@ -12,6 +13,7 @@ use crate::chainspec::ChainSpec;
 use crate::engine::{Clock, Engine, EngineConfig, EngineError, Listen, SystemClock};
 use crate::http::{HttpLimits, NodeApi};
 use crate::net::Limits;
+use bitcraps_crypto::beacon::SecretShare;
 use bitcraps_crypto::Keypair;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -46,6 +48,8 @@ pub struct ValidatorSetup {
     pub identity: Keypair,
     /// Consensus key (genesis `consensus_key`); used only through the guard.
     pub consensus_key: Keypair,
+    /// Our share of the dice beacon key (when genesis has a beacon).
+    pub beacon_share: Option<SecretShare>,
     /// Database and signing-guard state.
     pub data_dir: PathBuf,
     /// UDP address of the QUIC endpoint.
@@ -103,6 +107,7 @@ pub async fn run(
     config.limits = setup.net_limits;
     config.clock = Arc::clone(&clock);
     config.app = spec.app.clone();
+    config.beacon_share = setup.beacon_share;
     config.mempool = MempoolConfig {
         capacity: setup.mempool.capacity,
         per_account: setup.mempool.per_account,

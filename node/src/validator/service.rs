@@ -3,8 +3,10 @@
 //! store; submissions go through the engine's admission path.
 
 use super::metrics;
+use super::game_api;
 use crate::api::{
-    AccountView, BlockView, PeerView, SignerView, StatusView, SubmitTxResponse, TxStatusView,
+    AccountView, BlockView, GameView, PeerView, SignerView, StatusView, SubmitTxResponse,
+    SupplyView, TableDetailView, TableRoll, TableView, TxStatusView,
 };
 use crate::app::payload::split_payload;
 use crate::app::state::{account_key, decode_account, decode_receipt, receipt_key, root_key};
@@ -90,7 +92,7 @@ impl NodeService {
     }
 }
 
-fn internal(e: StorageError) -> ApiError {
+pub(super) fn internal(e: StorageError) -> ApiError {
     ApiError::Internal(e.to_string())
 }
 
@@ -266,6 +268,31 @@ impl NodeApi for NodeService {
             nonce: account.nonce,
             pending_nonce: self.engine.pending_nonce(key, account.nonce),
         })
+    }
+
+    fn tables(&self) -> Result<Vec<TableView>, ApiError> {
+        game_api::tables(&self.engine)
+    }
+
+    fn table(&self, id: u64) -> Result<Option<TableDetailView>, ApiError> {
+        game_api::table(&self.engine, id)
+    }
+
+    fn rolls(
+        &self,
+        table: u64,
+        since: Option<u64>,
+        limit: usize,
+    ) -> Result<Option<Vec<TableRoll>>, ApiError> {
+        game_api::rolls(&self.engine, table, since, limit)
+    }
+
+    fn game(&self) -> Result<GameView, ApiError> {
+        game_api::game(&self.engine, &self.spec)
+    }
+
+    fn supply(&self) -> Result<SupplyView, ApiError> {
+        Ok(game_api::supply(&self.engine))
     }
 
     fn peers(&self) -> Vec<PeerView> {

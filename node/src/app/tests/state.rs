@@ -1,6 +1,7 @@
 //! Tests of `app::state`: execution rules, persistence and the state root.
 
 use super::*;
+use crate::app::tree::{bit, first_difference, node_hash};
 use crate::app::genesis::Allocation;
 use crate::app::payload::PayloadBuilder;
 use crate::app::tx::{Action, Transaction};
@@ -23,6 +24,7 @@ fn genesis(balances: &[(u8, u64)]) -> AppState {
             })
             .collect(),
         faucet: None,
+        ..AppGenesis::default()
     })
 }
 
@@ -50,8 +52,17 @@ fn payload(entries: &[Vec<u8>]) -> Vec<u8> {
 fn run(s: &mut AppState, entries: &[Vec<u8>]) -> BlockResult {
     let mut cache = VerifiedCache::new(1000);
     let h = s.height() + 1;
-    s.execute_block(CHAIN, h, &payload(entries), &mut cache)
+    s.execute_block(ctx(h), &payload(entries), &mut cache)
         .unwrap()
+}
+
+/// Block `h` on the test chain, one second of block time per height.
+fn ctx(h: u64) -> BlockContext<'static> {
+    BlockContext {
+        chain_id: CHAIN,
+        height: h,
+        timestamp_ms: h.saturating_mul(1_000),
+    }
 }
 
 fn results(r: &BlockResult) -> Vec<Result<(), Rejection>> {
@@ -232,14 +243,14 @@ fn invalid_framing_executes_nothing_but_advances() {
     let root = s.state_root();
     let mut cache = VerifiedCache::new(10);
     let r = s
-        .execute_block(CHAIN, 1, &[0xff, 0xff, 0xff, 0x7f, 1], &mut cache)
+        .execute_block(ctx(1), &[0xff, 0xff, 0xff, 0x7f, 1], &mut cache)
         .unwrap();
     assert!(r.receipts.is_empty() && r.payload_error.is_some());
     assert_eq!(s.height(), 1);
     assert_eq!(r.state_root, root);
     assert!(r.writes.contains(&(root_key(1), Some(root.0.to_vec()))));
     // An empty payload is fine and also advances.
-    let r = s.execute_block(CHAIN, 2, &[], &mut cache).unwrap();
+    let r = s.execute_block(ctx(2), &[], &mut cache).unwrap();
     assert!(r.payload_error.is_none() && r.receipts.is_empty());
 }
 
@@ -250,7 +261,7 @@ fn wrong_height_is_refused_without_change() {
     let p = payload(&[transfer(&kp(1), 0, &kp(2), 1)]);
     for h in [0, 2, u64::MAX] {
         assert_eq!(
-            s.execute_block(CHAIN, h, &p, &mut cache),
+            s.execute_block(ctx(h), &p, &mut cache),
             Err(ExecError::WrongHeight {
                 expected: 1,
                 got: h
@@ -299,14 +310,14 @@ fn cache_is_filled_and_trusted() {
     let mut cache = VerifiedCache::new(10);
     let good = transfer(&a, 0, &b, 1);
     let p = payload(std::slice::from_ref(&good));
-    s.execute_block(CHAIN, 1, &p, &mut cache).unwrap();
+    s.execute_block(ctx(1), &p, &mut cache).unwrap();
     assert!(cache.contains(&tx_hash(&good)));
     // A bad signature is not cached...
     let mut bad = transfer(&a, 1, &b, 1);
     let last = bad.len() - 1;
     bad[last] ^= 1;
     let r = s
-        .execute_block(CHAIN, 2, &payload(&[bad.clone()]), &mut cache)
+        .execute_block(ctx(2), &payload(&[bad.clone()]), &mut cache)
         .unwrap();
     assert_eq!(results(&r), vec![Err(Rejection::BadSignature)]);
     assert!(!cache.contains(&tx_hash(&bad)));
@@ -314,7 +325,7 @@ fn cache_is_filled_and_trusted() {
     // record of verified ids, so this is what makes it useful).
     cache.insert(tx_hash(&bad));
     let r = s
-        .execute_block(CHAIN, 3, &payload(&[bad]), &mut cache)
+        .execute_block(ctx(3), &payload(&[bad]), &mut cache)
         .unwrap();
     assert_eq!(results(&r), vec![Ok(())]);
 }
@@ -325,7 +336,7 @@ fn writes_reload_to_identical_state() {
     let mut s = genesis(&[(1, 1000), (2, 5)]);
     let mut kv = BTreeMap::new();
     apply(&mut kv, &s.genesis_writes());
-    let loaded = AppState::load(kv.clone()).unwrap();
+    let loaded = AppState::load(&AppGenesis::default(), kv.clone()).unwrap();
     assert_eq!(loaded.state_root(), s.state_root());
     let blocks = [
         vec![transfer(&a, 0, &b, 10), transfer(&b, 0, &c, 15)],
@@ -341,7 +352,7 @@ fn writes_reload_to_identical_state() {
             }
         }
     }
-    let loaded = AppState::load(kv.clone()).unwrap();
+    let loaded = AppState::load(&AppGenesis::default(), kv.clone()).unwrap();
     assert_eq!(loaded.state_root(), s.state_root());
     assert_eq!(loaded.height(), 3);
     assert_eq!(loaded.committed_tx(), 4);
@@ -359,7 +370,7 @@ fn writes_reload_to_identical_state() {
         .filter(|(k, _)| !k.starts_with(b"r/") && **k != root_key(1))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    assert_eq!(AppState::load(lean).unwrap().state_root(), s.state_root());
+    assert_eq!(AppState::load(&AppGenesis::default(), lean).unwrap().state_root(), s.state_root());
     // A loaded state keeps executing identically.
     let mut l = loaded;
     let blk = vec![transfer(&a, 1, &c, 7)];
@@ -368,7 +379,7 @@ fn writes_reload_to_identical_state() {
     // Corruptions are refused.
     let mut bad = kv.clone();
     bad.insert(b"x/zzz".to_vec(), vec![]);
-    assert!(AppState::load(bad).unwrap_err().contains("unexpected"));
+    assert!(AppState::load(&AppGenesis::default(), bad).unwrap_err().contains("unexpected"));
     let mut bad = kv.clone();
     bad.insert(
         account_key(&b.public()),
@@ -377,19 +388,19 @@ fn writes_reload_to_identical_state() {
             nonce: 0,
         }),
     );
-    assert!(AppState::load(bad).unwrap_err().contains("differs"));
+    assert!(AppState::load(&AppGenesis::default(), bad).unwrap_err().contains("differs"));
     let mut bad = kv.clone();
     bad.remove(META_HEIGHT);
-    assert!(AppState::load(bad).is_err());
+    assert!(AppState::load(&AppGenesis::default(), bad).is_err());
     let mut bad = kv.clone();
     bad.insert(root_key(99), vec![0; 32]);
-    assert!(AppState::load(bad).is_err());
+    assert!(AppState::load(&AppGenesis::default(), bad).is_err());
     let mut bad = kv.clone();
     bad.insert(account_key(&b.public()), vec![0; 15]);
-    assert!(AppState::load(bad).is_err());
+    assert!(AppState::load(&AppGenesis::default(), bad).is_err());
     let mut bad = kv;
     bad.insert(META_FORMAT.to_vec(), vec![2]);
-    assert!(AppState::load(bad).is_err());
+    assert!(AppState::load(&AppGenesis::default(), bad).is_err());
 }
 
 #[test]
@@ -435,13 +446,22 @@ fn roots_distinguish_states() {
     roots.sort();
     roots.dedup();
     assert_eq!(roots.len(), n, "every state has its own root");
-    assert_eq!(genesis(&[]).state_root(), Hash32::ZERO);
+    // With no accounts and no tables the tree holds only the roll clock.
+    assert_eq!(
+        genesis(&[]).state_root(),
+        game::clock_leaf(&RollClock {
+            next_table_id: 1,
+            ..RollClock::default()
+        }
+        .encode())
+    );
     // Allocation order does not matter.
     assert_eq!(genesis(&[(2, 10), (1, 10)]).state_root(), base.state_root());
 }
 
-/// The root from the module doc's definition, computed naively.
-fn reference_root(accounts: &BTreeMap<PublicKey, Account>) -> Hash32 {
+/// The root from the module doc's definition, computed naively over every
+/// leaf: accounts, tables and the roll clock.
+fn reference_root(state: &AppState) -> Hash32 {
     fn go(leaves: &[([u8; 32], Hash32)]) -> Hash32 {
         match leaves {
             [] => Hash32::ZERO,
@@ -455,22 +475,31 @@ fn reference_root(accounts: &BTreeMap<PublicKey, Account>) -> Hash32 {
             }
         }
     }
-    let leaves: Vec<_> = accounts
+    let mut leaves: Vec<_> = state
+        .accounts
         .iter()
         .map(|(k, a)| (*k.as_bytes(), leaf_hash(k, a)))
         .collect();
+    for (id, t) in &state.game.tables {
+        leaves.push((game::table_tree_key(*id), game::table_leaf(*id, &t.encode())));
+    }
+    leaves.push((
+        game::clock_tree_key(),
+        game::clock_leaf(&state.game.clock.encode()),
+    ));
+    leaves.sort();
     go(&leaves)
 }
 
 #[test]
 fn tree_matches_reference_definition() {
     let mut s = genesis(&[(1, 100), (2, 3), (3, 0), (4, 9)]);
-    assert_eq!(s.state_root(), reference_root(&s.accounts));
+    assert_eq!(s.state_root(), reference_root(&s));
     for i in 5..40u8 {
         run(&mut s, &[transfer(&kp(1), u64::from(i) - 5, &kp(i), 1)]);
         assert_eq!(
             s.state_root(),
-            reference_root(&s.accounts),
+            reference_root(&s),
             "after adding {i}"
         );
     }
@@ -508,6 +537,7 @@ fn hundred_thousand_accounts_update_incrementally() {
     let mut s = AppState::genesis(&AppGenesis {
         allocations,
         faucet: None,
+        ..AppGenesis::default()
     });
     assert_eq!(s.account_count(), 100_001);
     let before = s.tree_hashes_computed();
@@ -519,7 +549,7 @@ fn hundred_thousand_accounts_update_incrementally() {
     let mut cache = VerifiedCache::new(100);
     let p = payload(&txs);
     let start = std::time::Instant::now();
-    let r = s.execute_block(CHAIN, 1, &p, &mut cache).unwrap();
+    let r = s.execute_block(ctx(1), &p, &mut cache).unwrap();
     let elapsed = start.elapsed();
     assert_eq!(r.accepted, 20);
     let rehashed = s.tree_hashes_computed() - before;
@@ -528,7 +558,7 @@ fn hundred_thousand_accounts_update_incrementally() {
     eprintln!(
         "100k accounts: block of 20 transfers executed in {elapsed:?}, {rehashed} nodes rehashed"
     );
-    let full = AppState::load({
+    let full = AppState::load(&AppGenesis::default(), {
         let mut kv = BTreeMap::new();
         apply(&mut kv, &AppState::genesis_writes(&s));
         kv
@@ -603,14 +633,14 @@ proptest! {
             }
             let r1 = run(&mut s1, &entries);
             let h = s2.height() + 1;
-            let r2 = s2.execute_block(CHAIN, h, &payload(&entries), &mut c2).unwrap();
+            let r2 = s2.execute_block(ctx(h), &payload(&entries), &mut c2).unwrap();
             prop_assert_eq!(&r1, &r2);
             prop_assert_eq!(total(&s1), supply);
             prop_assert_eq!(r1.accepted + r1.rejected, entries.len() as u32);
-            prop_assert_eq!(s1.state_root(), reference_root(&s1.accounts));
+            prop_assert_eq!(s1.state_root(), reference_root(&s1));
             apply(&mut kv, &r1.writes);
         }
-        let loaded = AppState::load(kv).unwrap();
+        let loaded = AppState::load(&AppGenesis::default(), kv).unwrap();
         prop_assert_eq!(loaded.state_root(), s1.state_root());
         prop_assert_eq!(&loaded.accounts, &s1.accounts);
         prop_assert_eq!(loaded.committed_tx(), s1.committed_tx());
@@ -621,7 +651,7 @@ proptest! {
         let mut s = genesis(&[(1, 100)]);
         let root = s.state_root();
         let mut cache = VerifiedCache::new(10);
-        let r = s.execute_block(CHAIN, 1, &bytes, &mut cache).unwrap();
+        let r = s.execute_block(ctx(1), &bytes, &mut cache).unwrap();
         prop_assert_eq!(r.accepted, 0);
         prop_assert_eq!(r.state_root, root);
         prop_assert_eq!(s.height(), 1);
