@@ -30,6 +30,8 @@ pub enum Namespace {
     Handshake,
     /// A signed release manifest (patch manager).
     Release,
+    /// A threshold-BLS partial signature for the randomness beacon (one round).
+    Beacon,
 }
 
 impl Namespace {
@@ -41,6 +43,7 @@ impl Namespace {
             Namespace::Transaction => b"tx",
             Namespace::Handshake => b"p2p/handshake",
             Namespace::Release => b"release",
+            Namespace::Beacon => b"beacon",
         }
     }
 }

@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 
 pub mod batch;
+pub mod beacon;
 pub mod domain;
 pub mod guard;
 pub mod hash;
