@@ -441,3 +441,7 @@ pub(super) fn clock_tree_key() -> [u8; 32] {
 pub(super) fn clock_leaf(encoded: &[u8]) -> Hash32 {
     hash_parts(&[b"bitcraps/state/clock", encoded])
 }
+
+#[cfg(test)]
+#[path = "tests/game.rs"]
+mod tests;

@@ -269,3 +269,96 @@ pub fn decode_share(bytes: &[u8]) -> Result<(u64, PartialSignature), ShareError>
         .map_err(|_| ShareError::Malformed)?;
     Ok((u64::from_be_bytes(round), partial))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bitcraps_crypto::beacon::deal_from_seed;
+
+    const CHAIN: &str = "beacon-worker-test";
+
+    fn workers() -> Vec<BeaconWorker> {
+        let (public, shares) = deal_from_seed(4, 3, [3; 32]).unwrap();
+        shares
+            .into_iter()
+            .map(|s| BeaconWorker::new(CHAIN, public.clone(), Some(s)))
+            .collect()
+    }
+
+    #[test]
+    fn signs_only_after_the_round_block_is_executed() {
+        let mut w = workers().remove(0);
+        // Betting closed at height 10, but we have only executed 9.
+        assert_eq!(w.on_executed(Some(10), 9, 0), None);
+        assert_eq!(w.stats().shares_signed, 0);
+        let msg = w.on_executed(Some(10), 10, 0).expect("signs at 10");
+        let (round, partial) = decode_share(&msg).unwrap();
+        assert_eq!((round, partial.index), (10, 1));
+        // Once per round, however often blocks are executed.
+        assert_eq!(w.on_executed(Some(10), 11, 5), None);
+        assert_eq!(w.stats().shares_signed, 1);
+        // Re-sent only after the interval, while unresolved.
+        assert_eq!(w.resend(SHARE_RESEND_MS - 1), None);
+        assert_eq!(w.resend(SHARE_RESEND_MS), Some(msg));
+    }
+
+    #[test]
+    fn recovers_with_threshold_shares_and_ignores_bad_ones() {
+        let mut ws = workers();
+        let msgs: Vec<Vec<u8>> = ws
+            .iter_mut()
+            .map(|w| w.on_executed(Some(7), 7, 0).unwrap())
+            .collect();
+        let (public, _) = deal_from_seed(4, 3, [3; 32]).unwrap();
+        let w = &mut ws[0];
+        // A share claiming someone else's index is refused.
+        assert!(matches!(
+            w.on_share(2, &msgs[1], Some(7), 7),
+            Err(ShareError::WrongIndex { claimed: 2, from: 2 })
+        ));
+        // Validator 1 sends a share for another round under its own index:
+        // well-formed, but invalid for round 7.
+        let (_, other) = deal_from_seed(4, 3, [4; 32]).unwrap();
+        let forged = encode_share(7, &other[1].sign(&round_message(CHAIN, 7)));
+        assert_eq!(w.on_share(1, &forged, Some(7), 7), Ok(false));
+        // Garbage and truncation.
+        assert!(w.on_share(3, &msgs[3][..20], Some(7), 7).is_err());
+        // With ours, the forged one and validator 2's, recovery fails, finds
+        // the forgery, and waits; validator 3's share completes it.
+        assert_eq!(w.on_share(2, &msgs[2], Some(7), 7), Ok(false));
+        assert_eq!(w.stats().invalid_shares, 1);
+        assert_eq!(w.on_share(3, &msgs[3], Some(7), 7), Ok(true));
+        let entry = w.entry(Some(7), 7).expect("recovered");
+        assert_eq!(entry.round, 7);
+        assert!(public
+            .verify(&round_message(CHAIN, 7), &entry.signature)
+            .is_ok());
+        // The honest share from validator 1 arriving later is ignored for
+        // this round (its slot was marked bad), and nothing breaks.
+        assert_eq!(w.on_share(1, &msgs[1], Some(7), 7), Ok(false));
+        // Any three honest shares give the same signature (uniqueness).
+        let w2 = &mut ws[1];
+        for (i, m) in msgs.iter().enumerate().skip(2) {
+            let _ = w2.on_share(i as u16, m, Some(7), 7);
+        }
+        assert_eq!(w2.entry(Some(7), 7), Some(entry));
+        // Once the round is applied, its state is dropped.
+        assert_eq!(ws[0].on_executed(None, 8, 0), None);
+        assert_eq!(ws[0].entry(None, 8), None);
+    }
+
+    #[test]
+    fn junk_rounds_are_bounded() {
+        let mut w = workers().remove(0);
+        let (_, shares) = deal_from_seed(4, 3, [3; 32]).unwrap();
+        // Far-future rounds are dropped; near ones fill at most the buffer.
+        for round in 100..200u64 {
+            let m = encode_share(round, &shares[1].sign(&round_message(CHAIN, round)));
+            let _ = w.on_share(1, &m, None, 50);
+        }
+        assert!(w.partials.len() <= MAX_ROUNDS_BUFFERED);
+        let far = encode_share(10_000, &shares[1].sign(&round_message(CHAIN, 10_000)));
+        assert_eq!(w.on_share(1, &far, None, 50), Ok(false));
+        assert!(!w.partials.contains_key(&10_000));
+    }
+}
