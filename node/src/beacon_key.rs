@@ -94,7 +94,10 @@ pub fn read_share_file(
     let share = SecretShare::from_bytes(&raw);
     wipe(&mut raw);
     if kind != SHARE_KIND {
-        return Err(bad(path, &format!("type {kind:?}, expected {SHARE_KIND:?}")));
+        return Err(bad(
+            path,
+            &format!("type {kind:?}, expected {SHARE_KIND:?}"),
+        ));
     }
     if backend != "plaintext" {
         return Err(bad(
@@ -110,14 +113,21 @@ pub fn read_share_file(
     if index != expected {
         return Err(bad(
             path,
-            &format!("share {index} belongs to another validator (this one holds share {expected})"),
+            &format!(
+                "share {index} belongs to another validator (this one holds share {expected})"
+            ),
         ));
     }
     // Signing a probe proves the secret matches genesis without exposing it.
     let probe = round_message("bitcraps/share-check", 0);
     public
         .verify_partial(&probe, &share.sign(&probe))
-        .map_err(|_| bad(path, "the share does not match genesis app.beacon (wrong chain?)"))?;
+        .map_err(|_| {
+            bad(
+                path,
+                "the share does not match genesis app.beacon (wrong chain?)",
+            )
+        })?;
     Ok(share)
 }
 

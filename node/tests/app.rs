@@ -4,8 +4,8 @@
 
 use bitcraps_crypto::Keypair;
 use bitcraps_node::app::{
-    split_payload, Action, Allocation, AppGenesis, AppState, BlockContext, Mempool,
-    MempoolConfig, SignedTx, Transaction, VerifiedCache,
+    split_payload, Action, Allocation, AppGenesis, AppState, BlockContext, Mempool, MempoolConfig,
+    SignedTx, Transaction, VerifiedCache,
 };
 use std::collections::BTreeMap;
 

@@ -8,7 +8,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use bitcraps_consensus::{Genesis, Params};
+use bitcraps_crypto::beacon::{deal_from_seed, SecretShare};
 use bitcraps_crypto::Keypair;
+use bitcraps_node::app::craps::{BetKind, Table, TableParams};
+use bitcraps_node::app::game::table_key;
 use bitcraps_node::app::state::{account_key, decode_account, root_key};
 use bitcraps_node::app::tx::{Action, Transaction};
 use bitcraps_node::app::{Allocation, AppGenesis};
@@ -91,6 +94,17 @@ fn genesis(addrs: &[SocketAddr]) -> Genesis {
 }
 
 fn start(g: &Genesis, me: u16, dir: &Path, listen: Listen) -> EngineHandle {
+    start_with(g, me, dir, listen, app_genesis(), None)
+}
+
+fn start_with(
+    g: &Genesis,
+    me: u16,
+    dir: &Path,
+    listen: Listen,
+    app: AppGenesis,
+    beacon_share: Option<SecretShare>,
+) -> EngineHandle {
     let mut config = EngineConfig::new(
         g.clone(),
         me,
@@ -100,7 +114,8 @@ fn start(g: &Genesis, me: u16, dir: &Path, listen: Listen) -> EngineHandle {
         listen,
     );
     config.limits = limits();
-    config.app = app_genesis();
+    config.app = app;
+    config.beacon_share = beacon_share;
     Engine::start(config).unwrap()
 }
 
@@ -273,5 +288,132 @@ async fn four_engines_commit_agree_and_survive_a_restart() {
             let account = decode_account(&raw).unwrap();
             assert_eq!((account.balance, account.nonce), (FUNDS, TRANSFERS));
         }
+    }
+}
+
+/// Players bet through different validators; the dice come from the
+/// validators' threshold beacon over QUIC while validator 3 holds no share
+/// (t = 3 of 4 still roll); every node ends with the same tables, balances and
+/// roots, and the chips add up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn four_engines_roll_the_dice_without_one_share() {
+    const ROLLS: u64 = 3;
+    let sockets: Vec<UdpSocket> = (0..N)
+        .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let addrs: Vec<SocketAddr> = sockets.iter().map(|s| s.local_addr().unwrap()).collect();
+    let g = genesis(&addrs);
+    let dirs: Vec<tempfile::TempDir> = (0..N).map(|_| tempfile::tempdir().unwrap()).collect();
+    let (public, shares) = deal_from_seed(4, 3, [0x5e; 32]).unwrap();
+    let mut app = app_genesis();
+    app.beacon = Some(public);
+    app.roll_interval_ms = 100;
+    let engines: Vec<EngineHandle> = sockets
+        .into_iter()
+        .zip(shares)
+        .enumerate()
+        .map(|(i, (s, share))| {
+            // Validator 3 withholds: it has no share to sign with.
+            let share = (i != 3).then_some(share);
+            start_with(
+                &g,
+                i as u16,
+                dirs[i].path(),
+                Listen::Socket(s),
+                app.clone(),
+                share,
+            )
+        })
+        .collect();
+    let all: Vec<&EngineHandle> = engines.iter().collect();
+    let submit = |i: usize, nonce: u64, action: Action| {
+        let from = player(i as u16);
+        let tx = Transaction {
+            from: from.public(),
+            nonce,
+            action,
+        }
+        .sign(&g.chain_id, &from);
+        all[i].submit(tx.encode())
+    };
+    // Player 0 is the house.
+    submit(
+        0,
+        0,
+        Action::OpenTable {
+            bankroll: 900,
+            params: TableParams {
+                min_bet: 1,
+                max_bet: 10,
+            },
+        },
+    )
+    .await
+    .unwrap();
+    let table = |e: &EngineHandle| -> Option<Table> {
+        e.reader()
+            .app_get(&table_key(1))
+            .unwrap()
+            .map(|v| Table::decode(&v).unwrap())
+    };
+    let end = tokio::time::Instant::now() + DEADLINE;
+    while table(all[1]).is_none() {
+        assert!(tokio::time::Instant::now() < end, "table never opened");
+        tokio::time::sleep(POLL).await;
+    }
+    // Players 1..3 bet a one-roll Field each round, each through its own
+    // validator, until the table has rolled ROLLS times everywhere.
+    let mut nonces = [0u64; 4];
+    while all.iter().any(|e| table(e).map_or(0, |t| t.rolls) < ROLLS) {
+        assert!(
+            tokio::time::Instant::now() < end,
+            "dice never rolled {ROLLS} times"
+        );
+        for i in 1..4usize {
+            let bet = Action::PlaceBet {
+                table: 1,
+                bet: BetKind::Field,
+                amount: 2,
+            };
+            if submit(i, nonces[i], bet).await.is_ok() {
+                nonces[i] += 1;
+            }
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    let stats: Vec<_> = all.iter().map(|e| e.status().beacon).collect();
+    assert_eq!(stats[3].shares_signed, 0, "validator 3 has no share");
+    assert!(
+        stats[..3].iter().all(|s| s.shares_signed >= ROLLS),
+        "{stats:?}"
+    );
+    assert!(stats.iter().all(|s| s.invalid_shares == 0), "{stats:?}");
+
+    // Compare at a common height: stop, then read every store.
+    let mut heights = Vec::new();
+    for e in engines {
+        let s = e.status();
+        assert!(s.supply.conserved(), "{:?}", s.supply);
+        heights.push(s.height);
+        e.shutdown().await.unwrap();
+    }
+    let common = *heights.iter().min().unwrap();
+    let stores: Vec<Store> = dirs
+        .iter()
+        .map(|d| Store::open(d.path().join("db")).unwrap())
+        .collect();
+    let roots: Vec<_> = stores
+        .iter()
+        .map(|s| s.reader().app_get(&root_key(common)).unwrap().unwrap())
+        .collect();
+    assert!(
+        roots.iter().all(|r| *r == roots[0]),
+        "roots differ at {common}"
+    );
+    // Stores may be a few blocks apart; balances are compared where they
+    // agree in height, and the rolls happened on every node.
+    for s in &stores {
+        let t = Table::decode(&s.reader().app_get(&table_key(1)).unwrap().unwrap()).unwrap();
+        assert!(t.rolls >= ROLLS);
     }
 }

@@ -13,8 +13,8 @@
 
 use bitcraps_crypto::{hash, Hash32, Keypair, PublicKey};
 use bitcraps_node::api::{
-    AccountView, BlockView, ErrorBody, GameView, PeerView, Phase, RailView, SignerView,
-    StatusView, SubmitTxResponse, SupplyView, TableDetailView, TableRoll, TableView, TxStatusView,
+    AccountView, BlockView, ErrorBody, GameView, PeerView, Phase, RailView, SignerView, StatusView,
+    SubmitTxResponse, SupplyView, TableDetailView, TableRoll, TableView, TxStatusView,
 };
 use bitcraps_node::http::prom::PromWriter;
 use bitcraps_node::http::{self, ApiError, HttpLimits, NodeApi, SubmitFuture};
@@ -743,12 +743,26 @@ async fn game_routes() {
     error(s.get("/api/v1/tables/seven").await, 400, "bad_request").await;
     error(s.get("/api/v1/tables/-1").await, 400, "bad_request").await;
 
-    assert_eq!(ok_json(s.get("/api/v1/tables/1/rolls").await, 200).await, json!([]));
-    assert_eq!(*s.node.last_rolls_query.lock().unwrap(), Some((1, None, 20)));
+    assert_eq!(
+        ok_json(s.get("/api/v1/tables/1/rolls").await, 200).await,
+        json!([])
+    );
+    assert_eq!(
+        *s.node.last_rolls_query.lock().unwrap(),
+        Some((1, None, 20))
+    );
     ok_json(s.get("/api/v1/tables/1/rolls?since=5&limit=3").await, 200).await;
-    assert_eq!(*s.node.last_rolls_query.lock().unwrap(), Some((1, Some(5), 3)));
+    assert_eq!(
+        *s.node.last_rolls_query.lock().unwrap(),
+        Some((1, Some(5), 3))
+    );
     error(s.get("/api/v1/tables/2/rolls").await, 404, "not_found").await;
-    error(s.get("/api/v1/tables/1/rolls?since=x").await, 400, "bad_request").await;
+    error(
+        s.get("/api/v1/tables/1/rolls?since=x").await,
+        400,
+        "bad_request",
+    )
+    .await;
 
     let supply = ok_json(s.get("/api/v1/supply").await, 200).await;
     assert_eq!(supply["conserved"], true);

@@ -82,10 +82,12 @@ impl RollClock {
     pub fn decode(v: &[u8]) -> Result<RollClock, String> {
         let (&version, body) = v.split_first().ok_or("empty roll clock")?;
         if version != CLOCK_FORMAT {
-            return Err(format!("roll clock format {version}, expected {CLOCK_FORMAT}"));
+            return Err(format!(
+                "roll clock format {version}, expected {CLOCK_FORMAT}"
+            ));
         }
-        let (clock, rest) = postcard::take_from_bytes::<RollClock>(body)
-            .map_err(|e| format!("roll clock: {e}"))?;
+        let (clock, rest) =
+            postcard::take_from_bytes::<RollClock>(body).map_err(|e| format!("roll clock: {e}"))?;
         if !rest.is_empty() || clock.encode() != v {
             return Err("roll clock: non-canonical encoding".into());
         }
@@ -328,11 +330,25 @@ impl GameState {
 /// does not see transfers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum GameAction {
-    Open { bankroll: u64, params: TableParams },
-    Close { table: u64 },
-    Place { table: u64, bet: BetKind, amount: u64 },
-    Remove { table: u64, bet: BetKind },
-    Withdraw { table: u64 },
+    Open {
+        bankroll: u64,
+        params: TableParams,
+    },
+    Close {
+        table: u64,
+    },
+    Place {
+        table: u64,
+        bet: BetKind,
+        amount: u64,
+    },
+    Remove {
+        table: u64,
+        bet: BetKind,
+    },
+    Withdraw {
+        table: u64,
+    },
 }
 
 /// The seed of table `id`'s dice for a beacon output: each table gets
@@ -415,8 +431,8 @@ pub fn decode_roll(v: &[u8]) -> Result<TableRoll, String> {
     if version != ROLL_FORMAT {
         return Err(format!("unknown roll record format {version}"));
     }
-    let (r, rest) =
-        postcard::take_from_bytes::<TableRoll>(body).map_err(|e| format!("bad roll record: {e}"))?;
+    let (r, rest) = postcard::take_from_bytes::<TableRoll>(body)
+        .map_err(|e| format!("bad roll record: {e}"))?;
     if !rest.is_empty() {
         return Err(format!("{} trailing bytes after a roll record", rest.len()));
     }

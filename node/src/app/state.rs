@@ -97,8 +97,7 @@ pub type StateWrite = (Vec<u8>, Option<Vec<u8>>);
 /// Most writes one block can produce: a receipt and two accounts per entry,
 /// plus the root and meta keys. The store's per-commit write limit must be at
 /// least this, or a block full of tiny distinct entries could never be stored.
-pub const MAX_STATE_WRITES_PER_BLOCK: usize =
-    3 * MAX_TXS_PER_BLOCK + 2 * game::MAX_OPEN_TABLES + 8;
+pub const MAX_STATE_WRITES_PER_BLOCK: usize = 3 * MAX_TXS_PER_BLOCK + 2 * game::MAX_OPEN_TABLES + 8;
 
 const ACCOUNT_PREFIX: &[u8] = b"a/";
 const RECEIPT_PREFIX: &[u8] = b"r/";
@@ -562,7 +561,8 @@ impl AppState {
         for id in &tables {
             if let Some(t) = self.game.tables.get(id) {
                 let encoded = t.encode();
-                self.tree.upsert(&table_tree_key(*id), table_leaf(*id, &encoded));
+                self.tree
+                    .upsert(&table_tree_key(*id), table_leaf(*id, &encoded));
                 writes.push((game::table_key(*id), Some(encoded)));
             }
         }

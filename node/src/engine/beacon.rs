@@ -314,7 +314,10 @@ mod tests {
         // A share claiming someone else's index is refused.
         assert!(matches!(
             w.on_share(2, &msgs[1], Some(7), 7),
-            Err(ShareError::WrongIndex { claimed: 2, from: 2 })
+            Err(ShareError::WrongIndex {
+                claimed: 2,
+                from: 2
+            })
         ));
         // Validator 1 sends a share for another round under its own index:
         // well-formed, but invalid for round 7.

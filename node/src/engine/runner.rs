@@ -9,8 +9,8 @@ use super::progress::{catching_up, Progress};
 use super::timers::Timers;
 use super::txlog::{TxLog, DEFAULT_TX_LOG_ENTRIES};
 use super::{lock, Clock, EngineConfig, EngineError, EngineStatus, Listen, Shared};
-use crate::app::mempool::Mempool;
 use crate::app::beacon_entry::BEACON_ENTRY_BYTES;
+use crate::app::mempool::Mempool;
 use crate::app::payload::{split_payload, PayloadBuilder, ENTRY_HEADER_BYTES};
 use crate::app::tx::tx_hash;
 use crate::net::{Incoming, NetConfig, Network, NetworkHandle, PenaltyReason};
@@ -418,10 +418,7 @@ impl Runner {
     fn take_payload(&mut self, view: bitcraps_consensus::View) -> Vec<u8> {
         let state = &self.executor.state;
         let (awaiting, height) = (state.awaiting_round(), state.height());
-        let entry = self
-            .beacon
-            .as_mut()
-            .and_then(|b| b.entry(awaiting, height));
+        let entry = self.beacon.as_mut().and_then(|b| b.entry(awaiting, height));
         let reserve = if entry.is_some() {
             BEACON_ENTRY_BYTES + ENTRY_HEADER_BYTES
         } else {

@@ -6,8 +6,8 @@ use super::error::{codes, HttpError};
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::NodeApi;
 use crate::api::{
-    AccountView, BlockView, GameView, PeerView, StatusView, SubmitTx, SupplyView,
-    TableDetailView, TableRoll, TableView, TxStatusView,
+    AccountView, BlockView, GameView, PeerView, StatusView, SubmitTx, SupplyView, TableDetailView,
+    TableRoll, TableView, TxStatusView,
 };
 use axum::extract::State;
 use axum::http::{header, Method, StatusCode};

@@ -104,7 +104,9 @@ pub(super) fn rolls(
         .map_err(internal)?;
     let mut out = Vec::new();
     for (k, v) in rows.iter().take_while(|(k, _)| *k < end) {
-        out.push(decode_roll(v).map_err(|e| ApiError::Internal(format!("{}: {e}", hex::encode(k))))?);
+        out.push(
+            decode_roll(v).map_err(|e| ApiError::Internal(format!("{}: {e}", hex::encode(k))))?,
+        );
     }
     Ok(Some(out))
 }

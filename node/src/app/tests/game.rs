@@ -168,7 +168,12 @@ fn a_beacon_round_rolls_every_table_with_bets() {
     assert!(s.supply().conserved());
     assert_eq!(s.awaiting_round(), None);
     // The one-roll bets are always settled.
-    let settled: Vec<_> = r.rolls[0].outcome.settlements.iter().map(|x| x.kind).collect();
+    let settled: Vec<_> = r.rolls[0]
+        .outcome
+        .settlements
+        .iter()
+        .map(|x| x.kind)
+        .collect();
     assert!(settled.contains(&BetKind::Field) && settled.contains(&BetKind::AnySeven));
 }
 
@@ -266,7 +271,10 @@ fn bad_entries_are_ignored() {
     };
     let before = snapshot(&s);
     let cases: Vec<(Vec<u8>, &str)> = vec![
-        (other.entry(round), "signature does not verify against the group key"),
+        (
+            other.entry(round),
+            "signature does not verify against the group key",
+        ),
         (dice.entry(round + 1), "not the awaited round"),
         (dice.entry(round - 1), "not the awaited round"),
         (
@@ -292,7 +300,10 @@ fn bad_entries_are_ignored() {
     // An entry anywhere but first is just a malformed transaction.
     let r = run(&mut s, &[bet(1, 1, BetKind::Yo, 5), dice.entry(round)]);
     assert_eq!(r.beacon, None);
-    assert_eq!(rejections(&r), vec![Some("betting_closed"), Some("malformed")]);
+    assert_eq!(
+        rejections(&r),
+        vec![Some("betting_closed"), Some("malformed")]
+    );
     // The genuine entry still works, once; re-proposing it does nothing.
     let r = run(&mut s, &[dice.entry(round)]);
     assert_eq!(r.beacon, Some(BeaconVerdict::Applied { round }));
@@ -344,7 +355,11 @@ fn the_house_gets_back_only_unencumbered_bankroll() {
 
 #[derive(Debug, Clone)]
 enum Step {
-    Tx { from: u8, action: Action, nonce_delta: i8 },
+    Tx {
+        from: u8,
+        action: Action,
+        nonce_delta: i8,
+    },
     /// Include the awaited round's entry (if any) at the start of the block.
     Beacon,
     /// Include a forged entry for the awaited round.
@@ -353,7 +368,15 @@ enum Step {
 }
 
 fn bet_kind() -> impl Strategy<Value = BetKind> {
-    let n = prop_oneof![Just(4u8), Just(5), Just(6), Just(8), Just(9), Just(10), Just(7)];
+    let n = prop_oneof![
+        Just(4u8),
+        Just(5),
+        Just(6),
+        Just(8),
+        Just(9),
+        Just(10),
+        Just(7)
+    ];
     prop_oneof![
         Just(BetKind::Pass),
         Just(BetKind::DontPass),

@@ -1,9 +1,9 @@
 //! Tests of `app::state`: execution rules, persistence and the state root.
 
 use super::*;
-use crate::app::tree::{bit, first_difference, node_hash};
 use crate::app::genesis::Allocation;
 use crate::app::payload::PayloadBuilder;
+use crate::app::tree::{bit, first_difference, node_hash};
 use crate::app::tx::{Action, Transaction};
 use bitcraps_crypto::Keypair;
 use proptest::prelude::*;
@@ -370,7 +370,12 @@ fn writes_reload_to_identical_state() {
         .filter(|(k, _)| !k.starts_with(b"r/") && **k != root_key(1))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    assert_eq!(AppState::load(&AppGenesis::default(), lean).unwrap().state_root(), s.state_root());
+    assert_eq!(
+        AppState::load(&AppGenesis::default(), lean)
+            .unwrap()
+            .state_root(),
+        s.state_root()
+    );
     // A loaded state keeps executing identically.
     let mut l = loaded;
     let blk = vec![transfer(&a, 1, &c, 7)];
@@ -379,7 +384,9 @@ fn writes_reload_to_identical_state() {
     // Corruptions are refused.
     let mut bad = kv.clone();
     bad.insert(b"x/zzz".to_vec(), vec![]);
-    assert!(AppState::load(&AppGenesis::default(), bad).unwrap_err().contains("unexpected"));
+    assert!(AppState::load(&AppGenesis::default(), bad)
+        .unwrap_err()
+        .contains("unexpected"));
     let mut bad = kv.clone();
     bad.insert(
         account_key(&b.public()),
@@ -388,7 +395,9 @@ fn writes_reload_to_identical_state() {
             nonce: 0,
         }),
     );
-    assert!(AppState::load(&AppGenesis::default(), bad).unwrap_err().contains("differs"));
+    assert!(AppState::load(&AppGenesis::default(), bad)
+        .unwrap_err()
+        .contains("differs"));
     let mut bad = kv.clone();
     bad.remove(META_HEIGHT);
     assert!(AppState::load(&AppGenesis::default(), bad).is_err());
@@ -449,11 +458,13 @@ fn roots_distinguish_states() {
     // With no accounts and no tables the tree holds only the roll clock.
     assert_eq!(
         genesis(&[]).state_root(),
-        game::clock_leaf(&RollClock {
-            next_table_id: 1,
-            ..RollClock::default()
-        }
-        .encode())
+        game::clock_leaf(
+            &RollClock {
+                next_table_id: 1,
+                ..RollClock::default()
+            }
+            .encode()
+        )
     );
     // Allocation order does not matter.
     assert_eq!(genesis(&[(2, 10), (1, 10)]).state_root(), base.state_root());
@@ -481,7 +492,10 @@ fn reference_root(state: &AppState) -> Hash32 {
         .map(|(k, a)| (*k.as_bytes(), leaf_hash(k, a)))
         .collect();
     for (id, t) in &state.game.tables {
-        leaves.push((game::table_tree_key(*id), game::table_leaf(*id, &t.encode())));
+        leaves.push((
+            game::table_tree_key(*id),
+            game::table_leaf(*id, &t.encode()),
+        ));
     }
     leaves.push((
         game::clock_tree_key(),
@@ -497,11 +511,7 @@ fn tree_matches_reference_definition() {
     assert_eq!(s.state_root(), reference_root(&s));
     for i in 5..40u8 {
         run(&mut s, &[transfer(&kp(1), u64::from(i) - 5, &kp(i), 1)]);
-        assert_eq!(
-            s.state_root(),
-            reference_root(&s),
-            "after adding {i}"
-        );
+        assert_eq!(s.state_root(), reference_root(&s), "after adding {i}");
     }
     assert_eq!(first_difference(&[0; 32], &[0; 32]), None);
     let mut k = [0u8; 32];
