@@ -632,17 +632,27 @@ fn genesis_time_and_params() -> (u64, Params) {
     (now_ms(), Params::default())
 }
 
+/// The secrets a validator home holds.
+struct HomeKeys<'a> {
+    consensus: &'a Keypair,
+    identity: &'a Keypair,
+    share: &'a SecretShare,
+}
+
 /// Writes a validator home: keys, guard state, config, genesis copy.
 fn write_home(
     home: &Home,
     spec_json: &str,
     chain_id: &str,
-    consensus: &Keypair,
-    identity: &Keypair,
-    share: &SecretShare,
+    keys: HomeKeys<'_>,
     p2p: SocketAddr,
     http: SocketAddr,
 ) -> Result<(), HomeError> {
+    let HomeKeys {
+        consensus,
+        identity,
+        share,
+    } = keys;
     create_private_dir(home.root())?;
     create_private_dir(&home.keys_dir())?;
     create_private_dir(&home.data_dir())?;
@@ -702,9 +712,11 @@ pub fn init(home: &Home, opts: &InitOptions) -> Result<(), HomeError> {
         home,
         &spec.to_json(),
         &opts.chain_id,
-        &consensus,
-        &identity,
-        &shares.remove(0),
+        HomeKeys {
+            consensus: &consensus,
+            identity: &identity,
+            share: &shares.remove(0),
+        },
         opts.p2p_listen,
         opts.http_listen,
     )?;
@@ -923,9 +935,11 @@ pub fn testnet_init(opts: &TestnetOptions) -> Result<Testnet, HomeError> {
             &home,
             &spec_json,
             &opts.chain_id,
-            consensus,
-            identity,
-            share,
+            HomeKeys {
+                consensus,
+                identity,
+                share,
+            },
             *p2p,
             *http,
         )?;

@@ -369,14 +369,14 @@ async fn four_engines_roll_the_dice_without_one_share() {
             tokio::time::Instant::now() < end,
             "dice never rolled {ROLLS} times"
         );
-        for i in 1..4usize {
+        for (i, nonce) in nonces.iter_mut().enumerate().skip(1) {
             let bet = Action::PlaceBet {
                 table: 1,
                 bet: BetKind::Field,
                 amount: 2,
             };
-            if submit(i, nonces[i], bet).await.is_ok() {
-                nonces[i] += 1;
+            if submit(i, *nonce, bet).await.is_ok() {
+                *nonce += 1;
             }
         }
         tokio::time::sleep(POLL).await;
