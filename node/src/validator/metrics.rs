@@ -61,6 +61,44 @@ pub(super) fn render(node: &NodeService) -> String {
         &[],
         s.evidence,
     );
+    let b = s.beacon;
+    let beacon_counters = [
+        (
+            "bitcraps_beacon_shares_signed_total",
+            "Dice beacon rounds this validator signed its share of",
+            b.shares_signed,
+        ),
+        (
+            "bitcraps_beacon_shares_received_total",
+            "Dice beacon shares received from other validators",
+            b.shares_received,
+        ),
+        (
+            "bitcraps_beacon_invalid_shares_total",
+            "Dice beacon shares that failed verification and were ignored",
+            b.invalid_shares,
+        ),
+        (
+            "bitcraps_beacon_rounds_recovered_total",
+            "Dice beacon rounds whose group signature this node recovered",
+            b.rounds_recovered,
+        ),
+    ];
+    for (name, help, value) in beacon_counters {
+        w.counter(name, help, &[], value);
+    }
+    w.gauge(
+        "bitcraps_chips_conserved",
+        "1 while balances plus table escrow equal the genesis supply",
+        &[],
+        if s.supply.conserved() { 1.0 } else { 0.0 },
+    );
+    w.gauge(
+        "bitcraps_chips_escrowed",
+        "Chips held by craps tables (bankrolls, bets in play, rails)",
+        &[],
+        s.supply.escrow as f64,
+    );
     w.gauge(
         "bitcraps_peers_connected",
         "Peers with a live QUIC connection",
