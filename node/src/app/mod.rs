@@ -1,5 +1,6 @@
-//! The application the validators agree on (until the craps game lands:
-//! accounts and signed chip transfers). Pure and deterministic: no clock,
+//! The application the validators agree on: accounts, signed chip transfers
+//! and the craps game (tables, bets, dice from the validators' threshold
+//! beacon). Pure and deterministic: no clock,
 //! no I/O, no hash-map iteration order; the same blocks give the same state
 //! root on every machine. It does not depend on the `server` feature, so the
 //! simulator and the benches can use it.
@@ -9,6 +10,10 @@
 //! * [`verify`]: exact batch signature verification and the verdict cache.
 //! * [`state`]: accounts, block execution rules, receipts, the state root and
 //!   the key-value layout the node persists.
+//! * [`craps`]: the casino rules engine: bets, payouts, a table's chips.
+//! * [`game`]: tables in the state, and the roll clock that decides when the
+//!   dice roll and which beacon round rolls them (the fairness argument).
+//! * [`beacon_entry`]: how a recovered beacon signature rides in a block.
 //! * [`mempool`]: pending transactions, FIFO with per-account nonce order.
 //! * [`genesis`]: who holds chips at height 0.
 

@@ -1,57 +1,68 @@
-//! Account state, deterministic block execution and the state root.
+//! Account state, craps tables, deterministic block execution and the state root.
 //!
 //! # Execution rules
 //!
 //! [`AppState::execute_block`] runs a committed block's payload. Every honest
 //! node applies exactly these rules, in this order, so the same blocks give
-//! the same accounts, receipts and root everywhere:
+//! the same accounts, tables, receipts and root everywhere:
 //!
 //! 1. `height` must be `height() + 1`; anything else is a caller bug and is
 //!    refused ([`ExecError`]) without touching the state.
 //! 2. If the payload framing is invalid ([`split_payload`]) the block executes
 //!    no transactions; it still advances the height and writes its root.
-//! 3. Signatures: every entry that decodes and whose id is not in the
+//! 3. If the first entry is a beacon entry ([`super::beacon_entry`]) it is
+//!    applied first ([`super::game`]): verified against the genesis group key
+//!    and, if it is the awaited round, it rolls the dice of every table with
+//!    bets. Anything wrong with it makes it a no-op ([`BlockResult::beacon`]
+//!    says why). It gets no receipt.
+//! 4. Signatures: every other entry that decodes and whose id is not in the
 //!    [`VerifiedCache`] is verified up front, all in one exact batch
 //!    ([`verify_txs`]); good verdicts are added to the cache (with the decoded
 //!    transaction, which a cached id also saves decoding). The verdict never
 //!    depends on the cache's contents, only its cost does.
-//! 4. Then each entry, in payload order, gets one [`Receipt`]:
+//! 5. Then each entry, in payload order, gets one [`Receipt`]:
 //!    * does not decode: `malformed`, id = [`tx_hash`] of the raw entry;
 //!    * signature invalid: `bad_signature`;
 //!    * `nonce != account nonce`: `bad_nonce`, nothing changes;
-//!    * amount 0: `zero_amount`, the nonce is consumed;
-//!    * balance < amount: `insufficient_funds`, the nonce is consumed, no chips move;
-//!    * otherwise the chips move (sending to yourself is allowed and moves
-//!      nothing) and the nonce is consumed.
+//!    * otherwise the nonce is consumed (so the signed bytes can never be
+//!      replayed) and the action runs: a transfer moves chips (amount 0:
+//!      `zero_amount`; balance short: `insufficient_funds`); a game action
+//!      goes to [`super::game`] and the craps rules ([`super::craps`]). A
+//!      refused action changes nothing but the consumed nonce; its receipt
+//!      carries the reason ([`Rejection::code`]).
 //!
 //!    Consuming a nonce creates the sender's account if it did not exist
-//!    (balance 0); a transfer creates the recipient's. Accounts are never deleted.
-//! 5. Chips are conserved: only transfers move them and the total is fixed at
-//!    genesis. All arithmetic is checked; an overflow is unreachable from a
-//!    genesis whose total fits in u64 (see [`AppState::genesis`]).
+//!    (balance 0); a transfer creates the recipient's. Accounts and tables are
+//!    never deleted.
+//! 6. The roll clock closes betting if its window is over (see `game`).
+//! 7. Chips are conserved: balances plus table escrow always equal the genesis
+//!    supply ([`AppState::supply`]). All arithmetic is checked; an overflow is
+//!    unreachable from a genesis whose total fits in u64.
 //!
 //! # State root
 //!
-//! A binary Merkle tree over all accounts: a crit-bit (compressed binary
-//! radix) tree on the 256 bits of the account key, most significant bit of
-//! byte 0 first, so leaves sit in key order from left to right. Its shape
-//! depends only on the set of keys:
+//! A binary Merkle tree over every account, every table and the roll clock: a
+//! crit-bit (compressed binary radix) tree on 256-bit keys, most significant
+//! bit of byte 0 first, so leaves sit in key order from left to right. Its
+//! shape depends only on the set of keys:
 //!
 //! ```text
-//! root(no accounts)  = 32 zero bytes
+//! root(no leaves)    = 32 zero bytes
 //! root({one leaf})   = leaf
-//! leaf               = blake3(0x00 || key[32] || u64le(balance) || u64le(nonce))
+//! account leaf       = blake3(0x00 || key[32] || u64le(balance) || u64le(nonce)), at the account key
+//! table leaf         = H("bitcraps/state/table", u64be(id), table bytes), at H("bitcraps/state/table-key", u64be(id))
+//! clock leaf         = H("bitcraps/state/clock", clock bytes), at H("bitcraps/state/clock-key")
 //! node(S), |S| >= 2  = blake3(0x01 || u8(b) || root(S0) || root(S1))
 //!     where b is the first bit position at which the keys of S differ and
-//!     S0/S1 are the keys with bit b = 0/1
+//!     S0/S1 are the keys with bit b = 0/1; H is crypto's length-framed hash_parts
 //! ```
 //!
-//! The one-byte tags and the fixed input lengths (49 vs 66 bytes) keep leaves
-//! and nodes apart; putting `b` in the node binds the tree shape, so an
-//! inclusion proof (the sibling hashes and bit positions along a path) is
-//! unambiguous. The tree is kept in memory with cached hashes; a block rehashes
-//! the changed leaves and the nodes on their paths only, about
-//! `changed * log2(accounts)` hashes.
+//! The tags, the fixed input lengths and the framed hashes keep leaves and
+//! nodes apart; putting `b` in the node binds the tree shape, so an inclusion
+//! proof (the sibling hashes and bit positions along a path) is unambiguous.
+//! Table positions are hashes, so they cannot be steered onto account keys.
+//! The tree (`tree.rs`) is kept in memory with cached hashes; a block
+//! rehashes the changed leaves and the nodes on their paths only.
 //!
 //! # Persistence
 //!
@@ -61,18 +72,22 @@
 //! | key | value |
 //! | --- | --- |
 //! | `a/` + 32-byte account key | `u64le(balance) \|\| u64le(nonce)` |
+//! | `t/` + `u64be(table id)` | the table's canonical bytes (`craps::Table::encode`) |
+//! | `g/clock` | the roll clock (`game::RollClock::encode`) |
 //! | `r/` + 32-byte tx id | `0x01 \|\| postcard(Receipt)` |
+//! | `o/` + `u64be(table)` + `u64be(roll number)` | `0x01 \|\| postcard(TableRoll)`: roll history, not in the root |
 //! | `h/` + `u64be(height)` | 32-byte state root after that height (big-endian so heights sort) |
 //! | `m/format` | `0x01` |
+//! | `m/supply` | `u64le` chips created at genesis |
 //! | `m/height` | `u64le` last executed height |
-//! | `m/committed_tx` | `u64le` entries executed since genesis |
+//! | `m/committed_tx` | `u64le` transactions executed since genesis |
 //!
 //! A receipt is **not** persisted when its transaction's nonce was already
 //! used (`bad_nonce` with `got < expected`), nor twice within one block: the
 //! same bytes may have been committed earlier, and a replay (a block that
 //! repeats a transaction, which happens honestly when two leaders both had it)
 //! must not overwrite the receipt that says what it did. Those receipts are
-//! still in [`BlockResult::receipts`], one per payload entry.
+//! still in [`BlockResult::receipts`], one per transaction entry.
 
 use super::beacon_entry::BeaconEntry;
 use super::craps::{GameError, Table};

@@ -61,7 +61,7 @@ impl Roll {
     /// Scans the seed's bytes in order; a byte below 252 gives a die
     /// `b % 6 + 1`, a byte at or above 252 is skipped. The first two accepted
     /// bytes are `d1` and `d2`. If the seed runs out, it is replaced by its
-    /// blake3 hash and the scan continues. (After [`MAX_REHASHES`] rehashes,
+    /// blake3 hash and the scan continues. (After 16 rehashes,
     /// which has probability below 2^-2000, the remaining dice are taken with
     /// a plain modulo so the function is total.)
     pub fn from_seed(seed: &[u8; 32]) -> Roll {

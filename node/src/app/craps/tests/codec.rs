@@ -96,16 +96,32 @@ fn broken_invariants_are_refused() {
     t.bets.push(dup);
     cases.push(("duplicate bet", t));
     cases.push(("zero stake", forced(Phase::ComeOut, &[(a, Field, 0)])));
-    cases.push(("place 7", forced(Phase::Point(4), &[(a, Place { number: 7 }, 1)])));
-    cases.push(("hard 5", forced(Phase::Point(4), &[(a, Hard { number: 5 }, 1)])));
+    cases.push((
+        "place 7",
+        forced(Phase::Point(4), &[(a, Place { number: 7 }, 1)]),
+    ));
+    cases.push((
+        "hard 5",
+        forced(Phase::Point(4), &[(a, Hard { number: 5 }, 1)]),
+    ));
     cases.push(("point 7", forced(Phase::Point(7), &[])));
     cases.push(("odds alone", forced(Phase::Point(4), &[(a, PassOdds, 1)])));
-    cases.push(("come odds alone", forced(Phase::Point(4), &[(a, ComeOdds { point: 5 }, 1)])));
-    cases.push(("pass odds on come-out", forced(Phase::ComeOut, &[(a, Pass, 1), (a, PassOdds, 1)])));
+    cases.push((
+        "come odds alone",
+        forced(Phase::Point(4), &[(a, ComeOdds { point: 5 }, 1)]),
+    ));
+    cases.push((
+        "pass odds on come-out",
+        forced(Phase::ComeOut, &[(a, Pass, 1), (a, PassOdds, 1)]),
+    ));
     cases.push(("come on come-out", forced(Phase::ComeOut, &[(a, Come, 1)])));
     let mut t = forced(Phase::ComeOut, &[]);
     t.bankroll = 10;
-    t.bets.push(BetView { player: a, kind: Yo, stake: 1 });
+    t.bets.push(BetView {
+        player: a,
+        kind: Yo,
+        stake: 1,
+    });
     cases.push(("bankroll below reserved", t));
     let mut t = forced(Phase::ComeOut, &[]);
     t.rails = vec![(b, 5), (a, 5)];
@@ -137,9 +153,13 @@ fn broken_invariants_are_refused() {
         let mut seed = [9u8; 32];
         seed[..8].copy_from_slice(&(i as u64).to_le_bytes());
         let player = bitcraps_crypto::Keypair::from_seed(&seed).public();
-        t.bets.push(BetView { player, kind: Field, stake: 1 });
+        t.bets.push(BetView {
+            player,
+            kind: Field,
+            stake: 1,
+        });
     }
-    t.bets.sort_by(|x, y| x.player.cmp(&y.player));
+    t.bets.sort_by_key(|b| b.player);
     cases.push(("too many bets", t));
 
     for (name, t) in cases {
@@ -147,6 +167,9 @@ fn broken_invariants_are_refused() {
         assert!(Table::decode(&bytes).is_err(), "{name} decoded");
         assert!(t.check_invariants().is_err(), "{name} passed the check");
         let json = serde_json::to_string(&t).expect("json");
-        assert!(serde_json::from_str::<Table>(&json).is_err(), "{name} via JSON");
+        assert!(
+            serde_json::from_str::<Table>(&json).is_err(),
+            "{name} via JSON"
+        );
     }
 }

@@ -76,7 +76,12 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 fn check(t: &Table) -> Result<(), TestCaseError> {
-    prop_assert!(t.bankroll >= t.reserved(), "bankroll {} < reserved {}", t.bankroll, t.reserved());
+    prop_assert!(
+        t.bankroll >= t.reserved(),
+        "bankroll {} < reserved {}",
+        t.bankroll,
+        t.reserved()
+    );
     prop_assert!(t.bets().len() <= MAX_BETS_PER_TABLE);
     prop_assert!(t.rails().len() <= MAX_RAILS_PER_TABLE);
     prop_assert!(t.rails().iter().all(|(_, r)| *r > 0));
@@ -138,7 +143,13 @@ fn apply(t: &mut Table, op: &Op) -> Result<(), TestCaseError> {
             prop_assert_eq!(i128::from(t.escrow()), expected, "escrow after {:?}", op);
         }
         Err(e) => {
-            prop_assert_eq!(&t.encode(), &before, "{:?} failed with {:?} but changed the table", op, e);
+            prop_assert_eq!(
+                &t.encode(),
+                &before,
+                "{:?} failed with {:?} but changed the table",
+                op,
+                e
+            );
         }
     }
     check(t)

@@ -29,9 +29,18 @@ fn with_point(point: u8) -> Table {
 #[test]
 fn open_validates_params_and_bankroll() {
     let p = |min_bet, max_bet| TableParams { min_bet, max_bet };
-    assert_eq!(Table::open(1, house(), p(0, 5), 10), Err(GameError::BadParams));
-    assert_eq!(Table::open(1, house(), p(6, 5), 10), Err(GameError::BadParams));
-    assert_eq!(Table::open(1, house(), p(1, 5), 0), Err(GameError::NoBankroll));
+    assert_eq!(
+        Table::open(1, house(), p(0, 5), 10),
+        Err(GameError::BadParams)
+    );
+    assert_eq!(
+        Table::open(1, house(), p(6, 5), 10),
+        Err(GameError::BadParams)
+    );
+    assert_eq!(
+        Table::open(1, house(), p(1, 5), 0),
+        Err(GameError::NoBankroll)
+    );
     let t = Table::open(1, house(), p(5, 5), 1).expect("ok");
     assert_eq!((t.escrow(), t.reserved(), t.free_bankroll()), (1, 0, 1));
 }
@@ -74,20 +83,37 @@ fn come_bets_need_a_point_and_travel() {
     t.roll(r(3, 3)); // point 6
     t.place(a, Come, 10).expect("come");
     t.place(a, DontCome, 20).expect("dont come");
-    assert_eq!(t.remove(a, DontCome), Ok(20), "box bets come down before their roll");
+    assert_eq!(
+        t.remove(a, DontCome),
+        Ok(20),
+        "box bets come down before their roll"
+    );
     t.place(a, DontCome, 20).expect("dont come again");
     let out = t.roll(r(4, 5)); // 9: both travel
     let moved: Vec<_> = out.settlements.iter().map(|s| (s.kind, s.result)).collect();
     assert_eq!(
         moved,
         vec![
-            (Come, BetResult::Moved { to: ComePoint { point: 9 } }),
-            (DontCome, BetResult::Moved { to: DontComePoint { point: 9 } }),
+            (
+                Come,
+                BetResult::Moved {
+                    to: ComePoint { point: 9 }
+                }
+            ),
+            (
+                DontCome,
+                BetResult::Moved {
+                    to: DontComePoint { point: 9 }
+                }
+            ),
         ]
     );
     assert_eq!(t.stake(&a, ComePoint { point: 9 }), 10);
     assert_eq!(t.stake(&a, DontComePoint { point: 9 }), 20);
-    assert_eq!(t.remove(a, ComePoint { point: 9 }), Err(GameError::ContractBet));
+    assert_eq!(
+        t.remove(a, ComePoint { point: 9 }),
+        Err(GameError::ContractBet)
+    );
     assert_eq!(
         t.place(a, ComePoint { point: 9 }, 10),
         Err(GameError::CannotPlaceDirectly)
@@ -106,8 +132,14 @@ fn odds_need_their_flat_bet() {
     t.place(a, Pass, 10).expect("pass");
     assert_eq!(t.place(a, PassOdds, 10), Err(GameError::NeedsPoint));
     assert_eq!(t.place(a, DontPassOdds, 10), Err(GameError::NeedsPoint));
-    assert_eq!(t.place(a, ComeOdds { point: 4 }, 10), Err(GameError::NoFlatBet));
-    assert_eq!(t.place(a, DontComeOdds { point: 4 }, 10), Err(GameError::NoFlatBet));
+    assert_eq!(
+        t.place(a, ComeOdds { point: 4 }, 10),
+        Err(GameError::NoFlatBet)
+    );
+    assert_eq!(
+        t.place(a, DontComeOdds { point: 4 }, 10),
+        Err(GameError::NoFlatBet)
+    );
     t.roll(r(2, 3)); // point 5
     assert_eq!(t.place(a, DontPassOdds, 10), Err(GameError::NoFlatBet));
     assert_eq!(t.place(key(2), PassOdds, 10), Err(GameError::NoFlatBet));
@@ -123,11 +155,18 @@ fn take_odds_follow_3_4_5x_and_lay_odds_6x() {
         t.place(a, DontPass, 10).expect("dp");
         t.roll(point_roll(point));
         let max = 10 * take;
-        assert_eq!(t.place(a, PassOdds, max + 1), Err(GameError::OddsLimit { max }));
-        t.place(a, PassOdds, 1).expect("below the table minimum is fine for odds");
+        assert_eq!(
+            t.place(a, PassOdds, max + 1),
+            Err(GameError::OddsLimit { max })
+        );
+        t.place(a, PassOdds, 1)
+            .expect("below the table minimum is fine for odds");
         t.place(a, PassOdds, max - 1).expect("up to the limit");
         assert_eq!(t.place(a, PassOdds, 1), Err(GameError::OddsLimit { max }));
-        assert_eq!(t.place(a, DontPassOdds, 61), Err(GameError::OddsLimit { max: 60 }));
+        assert_eq!(
+            t.place(a, DontPassOdds, 61),
+            Err(GameError::OddsLimit { max: 60 })
+        );
         t.place(a, DontPassOdds, 60).expect("lay 6x");
     }
 }
@@ -145,7 +184,10 @@ fn come_odds_limits_follow_their_own_number() {
     t.place(a, co, 50).expect("5x on 6");
     assert_eq!(t.place(a, dco, 61), Err(GameError::OddsLimit { max: 60 }));
     t.place(a, dco, 60).expect("6x");
-    assert_eq!(t.place(a, ComeOdds { point: 5 }, 1), Err(GameError::NoFlatBet));
+    assert_eq!(
+        t.place(a, ComeOdds { point: 5 }, 1),
+        Err(GameError::NoFlatBet)
+    );
 }
 
 #[test]
@@ -159,7 +201,11 @@ fn come_odds_are_off_on_the_come_out() {
     t.roll(r(3, 3)); // point made: come-out
     assert_eq!(t.phase, Phase::ComeOut);
     let out = t.roll(r(3, 4));
-    let got: Vec<_> = out.settlements.iter().map(|s| (s.kind, s.result, s.credited)).collect();
+    let got: Vec<_> = out
+        .settlements
+        .iter()
+        .map(|s| (s.kind, s.result, s.credited))
+        .collect();
     assert_eq!(
         got,
         vec![
@@ -176,7 +222,11 @@ fn come_odds_are_off_on_the_come_out() {
     t.place(a, ComeOdds { point: 4 }, 30).expect("odds");
     t.roll(r(3, 3));
     let out = t.roll(r(1, 3));
-    let got: Vec<_> = out.settlements.iter().map(|s| (s.kind, s.result, s.credited)).collect();
+    let got: Vec<_> = out
+        .settlements
+        .iter()
+        .map(|s| (s.kind, s.result, s.credited))
+        .collect();
     assert_eq!(
         got,
         vec![
@@ -197,11 +247,21 @@ fn come_odds_are_off_on_the_come_out() {
 fn limits_check_the_spot_total() {
     let a = key(1);
     let mut t = open_table(5, 20, 100_000);
-    assert_eq!(t.place(a, Field, 4), Err(GameError::BelowMinimum { min: 5 }));
-    assert_eq!(t.place(a, Field, 21), Err(GameError::AboveMaximum { max: 20 }));
+    assert_eq!(
+        t.place(a, Field, 4),
+        Err(GameError::BelowMinimum { min: 5 })
+    );
+    assert_eq!(
+        t.place(a, Field, 21),
+        Err(GameError::AboveMaximum { max: 20 })
+    );
     t.place(a, Field, 15).expect("15");
-    assert_eq!(t.place(a, Field, 6), Err(GameError::AboveMaximum { max: 20 }));
-    t.place(a, Field, 1).expect("total 16 >= min although 1 < min");
+    assert_eq!(
+        t.place(a, Field, 6),
+        Err(GameError::AboveMaximum { max: 20 })
+    );
+    t.place(a, Field, 1)
+        .expect("total 16 >= min although 1 < min");
     assert_eq!(t.stake(&a, Field), 16);
     assert_eq!(t.place(a, Field, 0), Err(GameError::ZeroAmount));
 }
@@ -219,7 +279,11 @@ fn invalid_numbers_are_refused() {
         DontComeOdds { point: 11 },
         ComePoint { point: 2 },
     ] {
-        assert_eq!(t.place(a, kind, 10), Err(GameError::InvalidNumber), "{kind:?}");
+        assert_eq!(
+            t.place(a, kind, 10),
+            Err(GameError::InvalidNumber),
+            "{kind:?}"
+        );
         assert_eq!(t.remove(a, kind), Err(GameError::InvalidNumber), "{kind:?}");
     }
 }
@@ -235,7 +299,11 @@ fn closing_stops_new_bets_and_releases_the_free_bankroll() {
     assert_eq!(t.close(house()), Ok(start - 100));
     assert_eq!((t.bankroll, t.reserved()), (100, 100));
     assert_eq!(t.place(a, Field, 10), Err(GameError::TableClosed));
-    assert_eq!(t.remove(a, Field), Ok(10), "players can still take bets down");
+    assert_eq!(
+        t.remove(a, Field),
+        Ok(10),
+        "players can still take bets down"
+    );
     assert_eq!(t.close(house()), Ok(30), "released once the field is down");
     t.roll(r(3, 4)); // seven-out: the place bet loses
     assert_eq!(t.close(house()), Ok(130));
@@ -249,12 +317,18 @@ fn bets_the_bankroll_cannot_cover_are_refused() {
     let mut t = open_table(1, 1000, 100);
     assert_eq!(
         t.place(a, Yo, 7),
-        Err(GameError::InsufficientBankroll { free: 100, needed: 105 })
+        Err(GameError::InsufficientBankroll {
+            free: 100,
+            needed: 105
+        })
     );
     t.place(a, Yo, 6).expect("90 reserved");
     assert_eq!(
         t.place(a, Field, 4),
-        Err(GameError::InsufficientBankroll { free: 10, needed: 12 })
+        Err(GameError::InsufficientBankroll {
+            free: 10,
+            needed: 12
+        })
     );
     t.place(a, Field, 3).expect("9 more");
     assert_eq!(t.free_bankroll(), 1);
@@ -274,13 +348,23 @@ fn winning_bets_that_stay_up_are_taken_down_when_the_bankroll_is_short() {
     t.place(a, Place { number: 6 }, 30).expect("place");
     t.roll(r(2, 2)); // point 4; place bets are off
     let out = t.roll(r(3, 3));
-    let got: Vec<_> = out.settlements.iter().map(|s| (s.kind, s.result, s.credited)).collect();
+    let got: Vec<_> = out
+        .settlements
+        .iter()
+        .map(|s| (s.kind, s.result, s.credited))
+        .collect();
     let p6 = Place { number: 6 };
     assert_eq!(
         got,
-        vec![(p6, BetResult::Won { winnings: 35 }, 35), (p6, BetResult::Returned, 30)]
+        vec![
+            (p6, BetResult::Won { winnings: 35 }, 35),
+            (p6, BetResult::Returned, 30)
+        ]
     );
-    assert_eq!((t.bankroll, t.reserved(), t.rail(&a), t.escrow()), (0, 0, 65, 65));
+    assert_eq!(
+        (t.bankroll, t.reserved(), t.rail(&a), t.escrow()),
+        (0, 0, 65, 65)
+    );
 
     // Two staying winners; only the larger reservation has to come down.
     let mut t = open_table(1, 1000, 575);
@@ -335,7 +419,8 @@ fn spot_and_player_limits() {
     }
     assert_eq!(t.bets().len(), super::super::MAX_BETS_PER_TABLE);
     assert_eq!(t.place(keys[16], Field, 1), Err(GameError::TooManyBets));
-    t.place(keys[0], Field, 1).expect("adding to a spot needs no new one");
+    t.place(keys[0], Field, 1)
+        .expect("adding to a spot needs no new one");
 
     // 256 players with rails: a 257th cannot sit down.
     let mut t = open_table(1, 10, u64::MAX / 2);
@@ -361,7 +446,10 @@ fn overflow_and_missing_things_are_errors() {
     assert_eq!(t.remove(a, Field), Err(GameError::NoSuchBet));
     assert_eq!(t.withdraw(a), Err(GameError::NothingToWithdraw));
     let before = t.encode();
-    assert_eq!(t.try_roll(Roll { d1: 0, d2: 7 }), Err(GameError::InvalidRoll));
+    assert_eq!(
+        t.try_roll(Roll { d1: 0, d2: 7 }),
+        Err(GameError::InvalidRoll)
+    );
     let out = t.roll(Roll { d1: 9, d2: 1 });
     assert!(out.settlements.is_empty());
     assert_eq!(t.encode(), before, "an invalid roll changes nothing");
@@ -396,15 +484,18 @@ fn error_codes_are_stable_and_match_json() {
     let mut codes: Vec<&str> = Vec::new();
     for (i, e) in all.iter().enumerate() {
         let code = e.code();
-        assert!(code.chars().all(|c| c.is_ascii_lowercase() || c == '_'), "{code}");
+        assert!(
+            code.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+            "{code}"
+        );
         assert!(!codes.contains(&code), "duplicate {code}");
         codes.push(code);
         let json = serde_json::to_string(e).expect("json");
         assert!(json.contains(code), "{json} vs {code}");
         // Postcard tags by variant index: the order is part of the receipts.
         assert_eq!(postcard::to_allocvec(e).expect("postcard")[0] as usize, i);
-        let back: GameError = postcard::from_bytes(&postcard::to_allocvec(e).expect("enc"))
-            .expect("dec");
+        let back: GameError =
+            postcard::from_bytes(&postcard::to_allocvec(e).expect("enc")).expect("dec");
         assert_eq!(back, *e);
     }
     assert_eq!(codes[4], "insufficient_bankroll");
@@ -412,8 +503,17 @@ fn error_codes_are_stable_and_match_json() {
 
 #[test]
 fn phase_json_shape() {
-    assert_eq!(serde_json::to_string(&Phase::ComeOut).expect("json"), "\"come_out\"");
-    assert_eq!(serde_json::to_string(&Phase::Point(6)).expect("json"), "{\"point\":6}");
+    assert_eq!(
+        serde_json::to_string(&Phase::ComeOut).expect("json"),
+        "\"come_out\""
+    );
+    assert_eq!(
+        serde_json::to_string(&Phase::Point(6)).expect("json"),
+        "{\"point\":6}"
+    );
     let w = BetResult::Won { winnings: 3 };
-    assert_eq!(serde_json::to_string(&w).expect("json"), "{\"won\":{\"winnings\":3}}");
+    assert_eq!(
+        serde_json::to_string(&w).expect("json"),
+        "{\"won\":{\"winnings\":3}}"
+    );
 }
