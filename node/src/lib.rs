@@ -22,6 +22,8 @@ pub mod http;
 #[cfg(feature = "server")]
 pub mod localnet;
 #[cfg(feature = "server")]
+pub mod play;
+#[cfg(feature = "server")]
 pub mod validator;
 
 #[cfg(feature = "server")]

@@ -14,6 +14,7 @@ mod init;
 mod keys;
 mod localnet;
 mod logging;
+mod play;
 mod start;
 mod status;
 mod testnet;
@@ -72,6 +73,8 @@ enum Command {
     /// Run a local cluster of validator processes with simulated players,
     /// then check that every node reached the same state root.
     Localnet(LocalnetArgs),
+    /// Play craps against a node: keys, balance, tables, bets, live rolls.
+    Play(play::Args),
     /// Print the version.
     Version(version::Args),
 }
@@ -147,6 +150,7 @@ fn dispatch(ctx: &Context, command: Command) -> CliResult {
         Command::Start(args) => start::run(ctx, args),
         Command::Status(args) => status::run(ctx, args),
         Command::Localnet(args) => localnet::run(ctx, args),
+        Command::Play(args) => play::run(ctx, args),
         Command::Version(args) => version::run(ctx, args),
     }
 }

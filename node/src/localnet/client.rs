@@ -4,7 +4,10 @@
 //! Every call has a timeout (set on the shared `reqwest::Client`), so a hung
 //! node can slow the localnet down but never wedge it.
 
-use crate::api::{AccountView, BlockView, ErrorBody, StatusView, SubmitTx, SubmitTxResponse};
+use crate::api::{
+    AccountView, BlockView, ErrorBody, GameView, StatusView, SubmitTx, SubmitTxResponse,
+    SupplyView, TableDetailView, TableRoll, TableView, TxStatusView,
+};
 use reqwest::StatusCode;
 
 /// Timeout of one HTTP request to a node. Loopback answers take
@@ -126,6 +129,49 @@ impl NodeClient {
         decode(resp, url).await.map(Some)
     }
 
+    /// `GET /api/v1/tx/{hash}`; `None` on 404 (neither pending on this node
+    /// nor committed).
+    pub async fn tx(&self, hash_hex: &str) -> Result<Option<TxStatusView>, ClientError> {
+        self.get_optional(format!("{}/api/v1/tx/{hash_hex}", self.base))
+            .await
+    }
+
+    /// `GET /api/v1/tables`.
+    pub async fn tables(&self) -> Result<Vec<TableView>, ClientError> {
+        self.get_json(format!("{}/api/v1/tables", self.base)).await
+    }
+
+    /// `GET /api/v1/tables/{id}`; `None` on 404 (no such table).
+    pub async fn table(&self, id: u64) -> Result<Option<TableDetailView>, ClientError> {
+        self.get_optional(format!("{}/api/v1/tables/{id}", self.base))
+            .await
+    }
+
+    /// `GET /api/v1/tables/{id}/rolls?since=&limit=`: rolls numbered `since`
+    /// and up (the node caps `limit`); `None` on 404 (no such table).
+    pub async fn rolls(
+        &self,
+        id: u64,
+        since: u64,
+        limit: usize,
+    ) -> Result<Option<Vec<TableRoll>>, ClientError> {
+        self.get_optional(format!(
+            "{}/api/v1/tables/{id}/rolls?since={since}&limit={limit}",
+            self.base
+        ))
+        .await
+    }
+
+    /// `GET /api/v1/game`: the roll clock.
+    pub async fn game(&self) -> Result<GameView, ClientError> {
+        self.get_json(format!("{}/api/v1/game", self.base)).await
+    }
+
+    /// `GET /api/v1/supply`: the node's chip conservation check.
+    pub async fn supply(&self) -> Result<SupplyView, ClientError> {
+        self.get_json(format!("{}/api/v1/supply", self.base)).await
+    }
+
     /// `POST /api/v1/tx` with the hex of an encoded signed transaction.
     /// A node's refusal is an [`SubmitOutcome::Refused`], not an error; only
     /// transport and decoding problems are errors.
@@ -161,6 +207,21 @@ impl NodeClient {
             return Err(error_from(resp, url).await);
         }
         decode(resp, url).await
+    }
+
+    /// Like `get_json`, but a 404 is `None` rather than an error.
+    async fn get_optional<T: serde::de::DeserializeOwned>(
+        &self,
+        url: String,
+    ) -> Result<Option<T>, ClientError> {
+        let resp = self.send(self.http.get(&url), &url).await?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !resp.status().is_success() {
+            return Err(error_from(resp, url).await);
+        }
+        decode(resp, url).await.map(Some)
     }
 
     async fn send(
