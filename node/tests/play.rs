@@ -100,6 +100,56 @@ fn public_key(url: &str, key: &Path) -> String {
     out.json()["public_key"].as_str().unwrap().to_string()
 }
 
+/// Watches `table` (JSON) roll by roll from roll `since` until the first
+/// roll applied after the block that committed the `bet` (its JSON result),
+/// and checks that this roll settled the player's field bet: a bet accepted
+/// at height H is in the first roll at a height above H (betting closes
+/// before the roll's round; a bet after the close is rejected).
+fn watch_settles_field(url: &str, key: &Path, table: &str, since: u64, bet: &serde_json::Value) {
+    let bet_height = bet["height"].as_u64().expect("bet height");
+    let mut since = since;
+    for _ in 0..20 {
+        let from = since.to_string();
+        let w = ok(
+            url,
+            Some(key),
+            &[
+                "--json",
+                "watch",
+                "--table",
+                table,
+                "--since",
+                &from,
+                "--rolls",
+                "1",
+                "--duration",
+                "30s",
+            ],
+        );
+        let events: Vec<serde_json::Value> = w
+            .stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let roll = events
+            .iter()
+            .find(|e| e["event"] == "roll")
+            .unwrap_or_else(|| panic!("no roll: {w:?}"));
+        assert_eq!(roll["seq"].as_u64(), Some(since), "{w:?}");
+        if roll["height"].as_u64().unwrap() > bet_height {
+            assert!(
+                events
+                    .iter()
+                    .any(|e| e["event"] == "settlement" && e["bet"] == "field"),
+                "the roll after the bet did not settle it: {w:?}"
+            );
+            return;
+        }
+        since += 1;
+    }
+    panic!("no roll after height {bet_height} within 20 rolls");
+}
+
 struct Chain {
     _dir: tempfile::TempDir,
     dir: PathBuf,
@@ -242,10 +292,15 @@ fn a_player_funds_bets_watches_and_withdraws() {
     let before_rolls = chain.rolls(table);
     let out = ok(url, Some(&player_key), &["bet", "--table", t, "pass", "10"]);
     assert!(out.stdout.starts_with("ok: bet 10 on pass"), "{out:?}");
-    let out = ok(url, Some(&player_key), &["bet", "--table", t, "field", "5"]);
-    assert!(out.stdout.starts_with("ok: bet 5 on field"), "{out:?}");
+    let field = ok(
+        url,
+        Some(&player_key),
+        &["--json", "bet", "--table", t, "field", "5"],
+    )
+    .json();
+    assert_eq!(field["ok"], true, "{field}");
 
-    // Watch the next roll: it settles the field bet, whatever the dice.
+    // Watch the next roll, as text.
     let since = (before_rolls + 1).to_string();
     let watched = ok(
         url,
@@ -263,8 +318,10 @@ fn a_player_funds_bets_watches_and_withdraws() {
         ],
     );
     assert!(watched.stdout.contains(" roll #"), "{watched:?}");
-    assert!(watched.stdout.contains(" on field"), "{watched:?}");
     assert!(watched.stdout.contains("  balance "), "{watched:?}");
+    // The first roll after the bet's block settles the field bet, whatever
+    // the dice.
+    watch_settles_field(url, &player_key, t, before_rolls + 1, &field);
 
     // Keep betting the field until something lands on the rail (a field bet
     // wins 20 times in 36; 15 tries all losing has odds below 1 in 10^5).
@@ -273,36 +330,14 @@ fn a_player_funds_bets_watches_and_withdraws() {
         if rail > 0 {
             break;
         }
-        let since = (chain.rolls(table) + 1).to_string();
-        ok(url, Some(&player_key), &["bet", "--table", t, "field", "5"]);
-        let w = ok(
+        let since = chain.rolls(table) + 1;
+        let field = ok(
             url,
             Some(&player_key),
-            &[
-                "--json",
-                "watch",
-                "--table",
-                t,
-                "--since",
-                &since,
-                "--rolls",
-                "1",
-                "--duration",
-                "30s",
-            ],
-        );
-        let events: Vec<serde_json::Value> = w
-            .stdout
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        assert!(events.iter().any(|e| e["event"] == "roll"), "{w:?}");
-        assert!(
-            events
-                .iter()
-                .any(|e| e["event"] == "settlement" && e["bet"] == "field"),
-            "{w:?}"
-        );
+            &["--json", "bet", "--table", t, "field", "5"],
+        )
+        .json();
+        watch_settles_field(url, &player_key, t, since, &field);
         rail = chain.rail(table, &player);
     }
     assert!(rail > 0, "no field bet won in 16 rolls");
