@@ -107,8 +107,7 @@ fn public_key(url: &str, key: &Path) -> String {
 /// before the roll's round; a bet after the close is rejected).
 fn watch_settles_field(url: &str, key: &Path, table: &str, since: u64, bet: &serde_json::Value) {
     let bet_height = bet["height"].as_u64().expect("bet height");
-    let mut since = since;
-    for _ in 0..20 {
+    for since in since..since + 20 {
         let from = since.to_string();
         let w = ok(
             url,
@@ -145,7 +144,6 @@ fn watch_settles_field(url: &str, key: &Path, table: &str, since: u64, bet: &ser
             );
             return;
         }
-        since += 1;
     }
     panic!("no roll after height {bet_height} within 20 rolls");
 }
