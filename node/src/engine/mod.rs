@@ -57,6 +57,7 @@ use crate::storage::{Reader, StorageError};
 use admission::Admission;
 use bitcraps_consensus::{Genesis, Height, View};
 use bitcraps_crypto::beacon::SecretShare;
+use bitcraps_crypto::signer::{InMemorySigner, Signer};
 use bitcraps_crypto::{Hash32, Keypair, PublicKey};
 use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
@@ -87,8 +88,9 @@ pub struct EngineConfig {
     pub me: u16,
     /// QUIC identity key (genesis `identity_key`).
     pub identity: Keypair,
-    /// Consensus signing key (genesis `consensus_key`), used only through the guard.
-    pub consensus_key: Keypair,
+    /// Holds the consensus key (genesis `consensus_key`): in memory, an
+    /// encrypted keystore or an HSM. Used only through the signing guard.
+    pub signer: Arc<dyn Signer>,
     /// Directory for the database and the guard state (created if missing).
     pub data_dir: PathBuf,
     pub listen: Listen,
@@ -119,7 +121,7 @@ impl EngineConfig {
             genesis,
             me,
             identity,
-            consensus_key,
+            signer: Arc::new(InMemorySigner::new(consensus_key)),
             data_dir: data_dir.into(),
             listen,
             limits: Limits::default(),

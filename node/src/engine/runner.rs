@@ -17,7 +17,7 @@ use crate::net::{Incoming, NetConfig, Network, NetworkHandle, PenaltyReason};
 use crate::storage::{Reader, Store};
 use bitcraps_consensus::{CommittedBlock, Core, Effect, Input, Message, VoteBody};
 use bitcraps_crypto::guard::{FileGuardStore, SigningGuard};
-use bitcraps_crypto::signer::InMemorySigner;
+use bitcraps_crypto::signer::Signer;
 use bitcraps_crypto::Signature;
 use bytes::Bytes;
 use std::collections::VecDeque;
@@ -26,7 +26,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
-type Guard = SigningGuard<InMemorySigner, FileGuardStore>;
+type Guard = SigningGuard<Arc<dyn Signer>, FileGuardStore>;
 type Signed = (VoteBody, Result<Signature, String>);
 
 /// Verified transactions admitted per wake-up before the loop looks at
@@ -84,7 +84,7 @@ impl Runner {
             genesis,
             me,
             identity,
-            consensus_key,
+            signer,
             data_dir,
             listen,
             limits,
@@ -99,7 +99,7 @@ impl Runner {
             .validators
             .get(usize::from(me))
             .ok_or_else(|| EngineError::Config(format!("validator {me} is not in genesis")))?;
-        if validator.consensus_key != consensus_key.public() {
+        if validator.consensus_key != signer.public_key() {
             return Err(EngineError::Config(
                 "consensus key does not match genesis".into(),
             ));
@@ -141,7 +141,7 @@ impl Runner {
             .map_err(|e| EngineError::Guard(e.to_string()))?;
         let guard = SigningGuard::new(
             &genesis.chain_id,
-            InMemorySigner::new(consensus_key),
+            signer,
             guard_store,
         )
         .map_err(|e| EngineError::Guard(e.to_string()))?;
