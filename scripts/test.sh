@@ -68,20 +68,28 @@ assert b["safety_violations"] > 0, "beyond-threshold campaign found no violation
 print(f"beyond threshold: {b['safety_violations']}/{b['seeds_run']} seeds violate safety, as they must")
 PY
 
-step "localnet (release): 4 validator processes, signed transfers, equal state roots"
+step "localnet (release): 4 validator processes, players betting craps, equal state roots"
 cargo build --release -p bitcraps-node --bin bitcraps
 target/release/bitcraps localnet --validators 4 --players 16 --duration 20s \
-  --dir target/localnet-ci --json "$REPORTS/localnet.json" | tail -n 12
+  --dir target/localnet-ci --json "$REPORTS/localnet.json" | tail -n 16
 python3 - "$REPORTS/localnet.json" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
 for k in ("committed_tx", "committed_blocks", "tps", "latency_ms_p50", "latency_ms_p99",
-          "state_roots_equal", "validators"):
+          "state_roots_equal", "validators", "rolls", "bets_placed", "bets_settled",
+          "chips_conserved"):
     assert k in r, f"localnet summary: missing {k}"
 assert r["state_roots_equal"] is True, r
 assert r["committed_tx"] > 0 and r["validators"] == 4, r
+assert len({n["state_root"] for n in r["nodes"]}) == 1, r["nodes"]
+# The players played craps: dice rolled, bets accepted and decided, chips conserved.
+assert r["rolls"] > 0, r
+assert r["bets_placed"] > 0, r
+assert r["bets_settled"] > 0, r
+assert r["chips_conserved"] is True, r
 print(f"localnet: ok ({r['committed_tx']} tx in {r['committed_blocks']} blocks, {r['tps']} tx/s, "
-      f"p50 {r['latency_ms_p50']} ms, p99 {r['latency_ms_p99']} ms)")
+      f"p50 {r['latency_ms_p50']} ms, p99 {r['latency_ms_p99']} ms; {r['rolls']} rolls, "
+      f"{r['bets_placed']} bets placed, {r['bets_settled']} settled, chips conserved)")
 PY
 
 step "benchmarks (quick criterion pass; numbers are reported, never gated)"

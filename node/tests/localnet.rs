@@ -61,10 +61,35 @@ fn localnet_runs_to_equal_state_roots() {
         serde_json::from_slice(&std::fs::read(&json).expect("summary file")).expect("summary JSON");
     assert_eq!(summary["state_roots_equal"], true, "{summary:#}");
     assert!(summary["committed_tx"].as_u64().unwrap() > 0, "{summary:#}");
+    // The players played craps: bets were accepted, the beacon rolled the
+    // dice, bets were decided, and no chip was created or lost on any node.
+    assert!(summary["rolls"].as_u64().unwrap() > 0, "{summary:#}");
+    assert!(summary["bets_placed"].as_u64().unwrap() > 0, "{summary:#}");
+    assert!(summary["bets_settled"].as_u64().unwrap() > 0, "{summary:#}");
+    assert_eq!(summary["chips_conserved"], true, "{summary:#}");
+    assert!(summary["tables"].as_u64().unwrap() >= 2, "{summary:#}");
+    let roots: std::collections::BTreeSet<&str> = summary["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            n["state_root"]
+                .as_str()
+                .expect("every node has a state root")
+        })
+        .collect();
+    assert_eq!(roots.len(), 1, "state roots differ: {summary:#}");
+    for n in summary["nodes"].as_array().unwrap() {
+        assert_eq!(n["supply_conserved"], true, "{summary:#}");
+    }
     assert_eq!(summary["validators"], 4, "{summary:#}");
     assert_eq!(summary["players"], 8, "{summary:#}");
     assert_eq!(summary["nodes"].as_array().unwrap().len(), 4, "{summary:#}");
     assert!(stdout.contains("state roots EQUAL"), "{stdout}");
+    assert!(
+        stdout.contains("chips       conserved on all 4 nodes"),
+        "{stdout}"
+    );
     // Every validator process was stopped.
     let leftovers = processes_mentioning(&dir.path().join("ln"));
     assert!(

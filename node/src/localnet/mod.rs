@@ -8,8 +8,12 @@
 //! * [`cluster`]: the process controller ([`Cluster`]), also used by
 //!   process-level tests (kill -9, restart, late joiners).
 //! * [`client`]: a typed client for one node's HTTP API.
-//! * [`players`]: funding, the open-loop load and the commit watcher;
-//!   [`load`] holds their pure bookkeeping (schedule, nonces, windows).
+//! * [`house`]: house accounts open the tables the players play at.
+//! * [`players`]: funding, the open-loop load of bets and the commit
+//!   watcher; [`load`] holds their pure bookkeeping (schedule, nonces,
+//!   windows) and [`strategy`] what a player bets next.
+//! * [`observer`]: one shared view of the roll clock, the tables and their
+//!   rolls; [`receipts`]: the execution results of the players' bets.
 //! * [`stats`], [`report`]: percentiles, tables, progress line, JSON summary.
 //!
 //! Time: the run reads the wall clock only through [`RunClock`], which wraps
@@ -19,10 +23,14 @@ pub mod args;
 pub mod client;
 pub mod cluster;
 pub mod error;
+pub mod house;
 pub mod load;
+pub mod observer;
 pub mod players;
+pub mod receipts;
 pub mod report;
 pub mod stats;
+pub mod strategy;
 
 pub use args::{parse_duration_ms, LocalnetArgs};
 pub use client::{NodeClient, SubmitOutcome};
@@ -33,7 +41,9 @@ pub use report::{LocalnetSummary, NodeSummary};
 use crate::engine::{Clock, SystemClock};
 use cluster::join_all;
 use load::Schedule;
+use observer::{HistoryTotals, Observer};
 use players::{Counters, LoadCtx, Watcher};
+use receipts::ReceiptChecker;
 use report::{ms_to_s, Progress, Table};
 use serde::{Deserialize, Serialize};
 use stats::{per_second, RateWindow};
@@ -353,22 +363,52 @@ async fn drive(
     let watcher =
         tokio::spawn(Watcher::new(Arc::clone(&ctx), start_height + 1).run(bg_stop_rx.clone()));
 
-    println!(
-        "funding {} from the faucet ...",
-        plural(ctx.player_count(), "player")
-    );
-    let funded = match ctx.clients().first() {
-        Some(c) => players::fund_players(&ctx, &faucet, c, &mut stop).await,
-        None => Err(LocalnetError::NoSuchNode(0)),
-    };
-    if let Err(e) = funded {
-        let _ = bg_stop_tx.send(true);
-        let _ = watcher.await;
-        return Err(e);
+    let houses: Vec<bitcraps_crypto::Keypair> = (0..house::HOUSES)
+        .map(|_| {
+            bitcraps_crypto::Keypair::generate()
+                .map_err(|e| LocalnetError::Key(format!("generating a house key: {e}")))
+        })
+        .collect::<Result<_, _>>()?;
+    let table_count = house::table_count(ctx.player_count());
+    let mut recipients: Vec<(bitcraps_crypto::PublicKey, u64)> = ctx
+        .publics()
+        .iter()
+        .map(|p| (*p, players::PLAYER_FUNDS))
+        .collect();
+    for (h, key) in houses.iter().enumerate() {
+        recipients.push((key.public(), house::house_funds(h, table_count)));
     }
+    println!(
+        "funding {} and {} houses from the faucet ...",
+        plural(ctx.player_count(), "player"),
+        houses.len()
+    );
+    let setup = async {
+        let Some(c) = ctx.clients().first() else {
+            return Err(LocalnetError::NoSuchNode(0));
+        };
+        players::fund(ctx.chain_id(), &faucet, &recipients, c, &mut stop).await?;
+        println!("opening {} ...", plural(table_count, "table"));
+        house::open_tables(ctx.chain_id(), &houses, table_count, c, &mut stop).await
+    };
+    let tables = match setup.await {
+        Ok(t) => t,
+        Err(e) => {
+            let _ = bg_stop_tx.send(true);
+            let _ = watcher.await;
+            return Err(e);
+        }
+    };
+    ctx.set_tables(tables.clone());
+    let mut observer = Observer::new(Arc::clone(&ctx.game), ctx.clients().to_vec(), &tables);
+    // One look before the first bet, so players start from the real phase.
+    let _ = observer.poll_once().await;
+    let observing = tokio::spawn(observer.run(bg_stop_rx.clone()));
+    let checker = tokio::spawn(ReceiptChecker::new(Arc::clone(&ctx)).run(bg_stop_rx.clone()));
     let load_start_ms = ctx.clock.elapsed_ms();
     println!(
-        "players funded in {:.1} s; sending {} (Ctrl-C ends the run)",
+        "players funded and tables {} open in {:.1} s; playing at {} (Ctrl-C ends the run)",
+        join_ids(&tables),
         ms_to_s(load_start_ms),
         if args.rate == 0 {
             "as fast as the in-flight windows allow".to_string()
@@ -387,6 +427,7 @@ async fn drive(
     let load_end_ms = ctx.clock.elapsed_ms();
     let _ = bg_stop_tx.send(true);
     let _ = progress.await;
+    let _ = observing.await;
     println!(
         "\nload stopped after {:.1} s; checking that all nodes agree ...",
         ms_to_s(load_end_ms.saturating_sub(load_start_ms))
@@ -406,7 +447,14 @@ async fn drive(
             convergence.height
         );
     }
-    let summary = summarize(args, &ctx, convergence, load_end_ms);
+    let mut checker = checker
+        .await
+        .map_err(|e| LocalnetError::Funding(format!("receipt checker failed: {e}")))?;
+    if !checker.drain(CONVERGE_TIMEOUT_MS).await {
+        println!("  ({} bet results not read in time)", ctx.receipts.len());
+    }
+    let history = history_at(cluster, &tables, convergence.height).await;
+    let summary = summarize(args, &ctx, convergence, history, load_end_ms);
     print!("\n{}", summary.render());
     let codes = ctx
         .reject_codes
@@ -415,7 +463,7 @@ async fn drive(
         .unwrap_or_default();
     if !codes.is_empty() {
         let list: Vec<String> = codes.iter().map(|(k, v)| format!("{k} {v}")).collect();
-        println!("rejections  {}", list.join(", "));
+        println!("submissions refused  {}", list.join(", "));
     }
     if let Some(path) = &args.json {
         std::fs::write(path, summary.to_json() + "\n")
@@ -423,6 +471,47 @@ async fn drive(
         println!("summary written to {}", path.display());
     }
     Ok(summary)
+}
+
+/// `1, 2, 3`.
+fn join_ids(ids: &[u64]) -> String {
+    let v: Vec<String> = ids.iter().map(u64::to_string).collect();
+    v.join(", ")
+}
+
+/// The roll history of `tables` up to `height`, from the first node that
+/// serves it (every node that reached `height` has the same history).
+/// Zeros, with a note, if none does.
+async fn history_at(cluster: &Cluster, tables: &[u64], height: u64) -> HistoryTotals {
+    let mut last_error = String::from("no validator");
+    for i in 0..cluster.node_count() {
+        let client = cluster.client(i);
+        match client.status().await {
+            Ok(s) if s.height >= height => {}
+            Ok(s) => {
+                last_error = format!("{} is at height {}", cluster.name(i), s.height);
+                continue;
+            }
+            Err(e) => {
+                last_error = e.to_string();
+                continue;
+            }
+        }
+        match observer::roll_history(&client, tables, height).await {
+            Ok(h) => {
+                if h.truncated {
+                    println!(
+                        "  (roll history longer than {} rolls a table: counted in part)",
+                        observer::MAX_HISTORY_ROLLS
+                    );
+                }
+                return h;
+            }
+            Err(e) => last_error = e.to_string(),
+        }
+    }
+    println!("  (could not read the roll history: {last_error})");
+    HistoryTotals::default()
 }
 
 /// The state of every node at the end of the run.
@@ -464,11 +553,18 @@ async fn converge(cluster: &Cluster) -> Convergence {
 
     let finals = join_all((0..n).map(|i| async move {
         let client = cluster.client(i);
-        (client.status().await, client.block(height).await)
+        (
+            client.status().await,
+            client.block(height).await,
+            // The supply is only served at the node's latest height; the
+            // conservation invariant holds at every height, so reading it
+            // right after the roots checks the same chain.
+            client.supply().await,
+        )
     }))
     .await;
     let mut nodes = Vec::with_capacity(n);
-    for (i, (status, block)) in finals.into_iter().enumerate() {
+    for (i, (status, block, supply)) in finals.into_iter().enumerate() {
         let mut node = NodeSummary {
             name: cluster.name(i).to_string(),
             height: 0,
@@ -476,6 +572,7 @@ async fn converge(cluster: &Cluster) -> Convergence {
             peers_connected: 0,
             committed_tx: 0,
             error: None,
+            supply_conserved: supply.ok().map(|s| s.conserved),
         };
         match status {
             Ok(s) => {
@@ -519,6 +616,7 @@ fn summarize(
     args: &LocalnetArgs,
     ctx: &LoadCtx,
     convergence: Convergence,
+    history: HistoryTotals,
     load_end_ms: u64,
 ) -> LocalnetSummary {
     let c = &ctx.counters;
@@ -554,6 +652,28 @@ fn summarize(
         lost_tx: Counters::get(&c.lost),
         latency_samples: samples,
         compared_height: convergence.height,
+        tables: ctx.tables().len(),
+        rolls: history.rolls,
+        bets_offered: Counters::get(&c.bets_offered),
+        bets_placed: Counters::get(&c.bets_placed),
+        bets_settled: history.settled,
+        bets_won: history.won,
+        bets_lost: history.lost,
+        bets_pushed: history.pushed,
+        chips_won: history.chips_won,
+        withdrawals: Counters::get(&c.withdraws_done),
+        game_tx_rejected: Counters::get(&c.exec_rejected),
+        execution_rejections: ctx
+            .exec_rejections
+            .lock()
+            .map(|m| m.clone())
+            .unwrap_or_default(),
+        game_tx_unchecked: Counters::get(&c.game_unchecked),
+        chips_conserved: !convergence.nodes.is_empty()
+            && convergence
+                .nodes
+                .iter()
+                .all(|n| n.supply_conserved == Some(true)),
         nodes: convergence.nodes,
     }
 }
@@ -628,6 +748,13 @@ fn progress_of(
         .max()
         .unwrap_or(0)
         .max(Counters::get(&ctx.counters.height));
+    let (rolls, won_chips) = match ctx.game.rolls.lock() {
+        Ok(mut r) => {
+            let won = r.take_window();
+            (r.clone(), won)
+        }
+        Err(_) => (observer::RollStats::default(), 0),
+    };
     let latency_p50_ms = {
         let window = ctx.window_latency.lock().ok().and_then(|mut w| {
             let p = w.percentile(50.0);
@@ -653,6 +780,9 @@ fn progress_of(
         peers_total: live.iter().map(|s| s.peers_total).max().unwrap_or(0),
         mempool: live.iter().map(|s| s.mempool_len).sum(),
         rejected_tx: Counters::get(&ctx.counters.rejected),
+        rolls: rolls.rolls,
+        last_roll: rolls.last.map(|(_, r)| r),
+        won_chips,
     }
 }
 

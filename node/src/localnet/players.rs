@@ -1,36 +1,49 @@
 //! The simulated players of `bitcraps localnet`, and how their transactions
 //! are followed to commit.
 //!
-//! * [`fund_players`]: the faucet sends every fresh player key its chips, in
-//!   batches below the mempool's per-account nonce window, and waits for each
-//!   batch to commit.
+//! * [`fund`]: the faucet sends every fresh player (and house) key its
+//!   chips, in batches below the mempool's per-account nonce window, and
+//!   waits for each batch to commit.
 //! * [`drive_load`]: every [`TICK_MS`] the open-loop [`Schedule`] says how
-//!   many transfers are due; they go to ready players round-robin (each
-//!   player talks to one validator, `player % validators`, so its nonces
-//!   reach one mempool in order). Each submission is its own task.
+//!   many transactions are due; they go to ready players round-robin. Each
+//!   player sits at one table (`player % tables`) and talks to one validator
+//!   (`player % validators`, so the players are spread over every validator
+//!   and each player's nonces reach one mempool in order: there is no
+//!   mempool gossip yet). What a player sends is [`strategy::choose`] over
+//!   the shared [`GameSnapshot`]: a bet, a removal or a withdrawal while
+//!   betting is open; a withdrawal or a small transfer to another player
+//!   while the dice are being rolled, so the schedule stays open-loop. Each
+//!   submission is its own task.
 //! * [`Watcher`]: pages through `GET /api/v1/blocks?from=` on one node,
 //!   matches committed transaction hashes to their submit times (latency),
-//!   frees the players' window slots, and expires transactions that never
+//!   frees the players' window slots, hands committed game transactions to
+//!   the [`super::receipts`] checker, and expires transactions that never
 //!   commit.
 //!
-//! Until the craps game lands, "playing" means random small transfers
-//! between players.
+//! A rejected game transaction still used its nonce, so the nonce windows
+//! need no special case for it; a bet refused with `betting_closed` is sent
+//! again once betting reopens (see [`LoadCtx::set_retry`]).
 
 use super::client::{ClientError, NodeClient, SubmitOutcome, MAX_BLOCKS_PER_PAGE};
 use super::error::LocalnetError;
 use super::load::{PlayerState, RoundRobin, Schedule, DEFAULT_WINDOW, TICK_MS};
+use super::observer::{GameSnapshot, SharedGame};
+use super::receipts::{ReceiptCheck, ReceiptQueue};
 use super::stats::{LatencySamples, SplitMix64, DEFAULT_SAMPLE_CAPACITY};
+use super::strategy::{self, Move, Style};
 use super::RunClock;
 use crate::api::StatusView;
+use crate::app::craps::BetKind;
 use crate::app::tx::{Action, Transaction};
 use bitcraps_crypto::{Keypair, PublicKey};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use tokio::sync::watch;
 
-/// Chips the faucet gives each player: far more than a run of 1..=100-chip
-/// transfers can spend, and 1024 players take ~0.1% of the default faucet.
+/// Chips the faucet gives each player: far more than a run of small bets
+/// (10-50 chips, odds a few times that) can spend, and 1024 players take
+/// ~0.1% of the default faucet.
 pub const PLAYER_FUNDS: u64 = 1_000_000;
 /// Largest transfer between players (chips).
 pub const MAX_TRANSFER: u64 = 100;
@@ -61,11 +74,28 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// What a player's transaction does (for counting and receipts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxKind {
+    Transfer,
+    Bet { kind: BetKind, amount: u64 },
+    Remove,
+    Withdraw,
+}
+
+impl TxKind {
+    /// Game transactions get their execution result checked.
+    pub fn is_game(&self) -> bool {
+        !matches!(self, TxKind::Transfer)
+    }
+}
+
 /// An accepted (or being submitted) transaction waiting to be seen committed.
 #[derive(Debug, Clone, Copy)]
 struct PendingTx {
     player: usize,
     submit_ms: u64,
+    kind: TxKind,
 }
 
 /// Running totals of a localnet run.
@@ -85,13 +115,28 @@ pub struct Counters {
     pub committed_blocks: AtomicU64,
     /// Highest height the watcher has seen.
     pub height: AtomicU64,
+    /// Bets, removals, withdrawals and transfers the players submitted.
+    pub bets_offered: AtomicU64,
+    pub removes_offered: AtomicU64,
+    pub withdraws_offered: AtomicU64,
+    pub transfers_offered: AtomicU64,
+    /// Committed game transactions whose execution result was read.
+    pub game_checked: AtomicU64,
+    /// Bets execution accepted (result `ok`).
+    pub bets_placed: AtomicU64,
+    /// Withdrawals execution accepted.
+    pub withdraws_done: AtomicU64,
+    /// Committed game transactions execution rejected (see `exec_rejections`).
+    pub exec_rejected: AtomicU64,
+    /// Committed game transactions whose result could not be read in time.
+    pub game_unchecked: AtomicU64,
 }
 
 impl Counters {
     pub fn get(c: &AtomicU64) -> u64 {
         c.load(Ordering::Relaxed)
     }
-    fn add(c: &AtomicU64, n: u64) {
+    pub(super) fn add(c: &AtomicU64, n: u64) {
         c.fetch_add(n, Ordering::Relaxed);
     }
 }
@@ -103,6 +148,18 @@ pub struct LoadCtx {
     chain_id: String,
     keys: Vec<Keypair>,
     publics: Vec<PublicKey>,
+    publics_hex: Vec<String>,
+    /// The localnet's tables (set once they are open); player `p` sits at
+    /// `tables[p % len]`.
+    tables: OnceLock<Vec<u64>>,
+    /// What the players see of the game (published by the observer).
+    pub game: Arc<SharedGame>,
+    /// Per player: a bet refused with `betting_closed`, to send again.
+    retry: Mutex<Vec<Option<(BetKind, u64)>>>,
+    /// Committed game transactions waiting for their result to be read.
+    pub receipts: ReceiptQueue,
+    /// Execution rejections of game transactions, by code.
+    pub exec_rejections: Mutex<BTreeMap<String, u64>>,
     /// One client per validator.
     clients: Vec<NodeClient>,
     /// Where transfers go when there is a single player.
@@ -130,14 +187,21 @@ impl LoadCtx {
         clients: Vec<NodeClient>,
         sink: PublicKey,
     ) -> LoadCtx {
-        let publics = keys.iter().map(Keypair::public).collect();
+        let publics: Vec<PublicKey> = keys.iter().map(Keypair::public).collect();
+        let publics_hex = publics.iter().map(PublicKey::to_hex).collect();
         let players = vec![PlayerState::new(0, DEFAULT_WINDOW); keys.len()];
         let nodes = clients.len();
         LoadCtx {
             clock,
             chain_id,
+            retry: Mutex::new(vec![None; keys.len()]),
             keys,
             publics,
+            publics_hex,
+            tables: OnceLock::new(),
+            game: Arc::new(SharedGame::default()),
+            receipts: ReceiptQueue::default(),
+            exec_rejections: Mutex::new(BTreeMap::new()),
             clients,
             sink,
             players: Mutex::new(players),
@@ -156,6 +220,56 @@ impl LoadCtx {
 
     pub fn clients(&self) -> &[NodeClient] {
         &self.clients
+    }
+
+    pub fn chain_id(&self) -> &str {
+        &self.chain_id
+    }
+
+    /// The players' public keys, in player order.
+    pub fn publics(&self) -> &[PublicKey] {
+        &self.publics
+    }
+
+    /// Seats the players at `tables` (once; later calls are ignored).
+    pub fn set_tables(&self, tables: Vec<u64>) {
+        let _ = self.tables.set(tables);
+    }
+
+    /// The localnet's tables (empty before they are open).
+    pub fn tables(&self) -> &[u64] {
+        self.tables.get().map_or(&[], Vec::as_slice)
+    }
+
+    /// The table player `p` plays at.
+    pub fn table_of(&self, p: usize) -> Option<u64> {
+        let tables = self.tables();
+        if tables.is_empty() {
+            return None;
+        }
+        tables.get(p % tables.len()).copied()
+    }
+
+    /// Remembers a bet of player `p` that execution refused with
+    /// `betting_closed`, to send again once betting reopens.
+    pub fn set_retry(&self, p: usize, bet: (BetKind, u64)) {
+        if let Some(slot) = lock(&self.retry).get_mut(p) {
+            *slot = Some(bet);
+        }
+    }
+
+    /// Takes player `p`'s bet waiting to be sent again, if any.
+    pub fn take_retry(&self, p: usize) -> Option<(BetKind, u64)> {
+        lock(&self.retry).get_mut(p).and_then(Option::take)
+    }
+
+    /// Counts an execution rejection of a game transaction.
+    pub fn note_exec_rejection(&self, code: &str) {
+        Counters::add(&self.counters.exec_rejected, 1);
+        let mut codes = lock(&self.exec_rejections);
+        if codes.len() < MAX_REJECT_CODES || codes.contains_key(code) {
+            *codes.entry(code.to_string()).or_insert(0) += 1;
+        }
     }
 
     /// The validator player `p` talks to.
@@ -180,50 +294,53 @@ impl LoadCtx {
     }
 }
 
-/// Sends each player [`PLAYER_FUNDS`] from the faucet through `client` and
-/// waits until the transfers are committed (the faucet's committed nonce
-/// covers them). Stops early with [`LocalnetError::Interrupted`] if `stop`
-/// fires.
-pub async fn fund_players(
-    ctx: &LoadCtx,
+/// Sends each `(key, chips)` of `recipients` its chips from the faucet
+/// through `client` and waits until the transfers are committed (the
+/// faucet's committed nonce covers them). Stops early with
+/// [`LocalnetError::Interrupted`] if `stop` fires.
+pub async fn fund(
+    chain_id: &str,
     faucet: &Keypair,
+    recipients: &[(PublicKey, u64)],
     client: &NodeClient,
     stop: &mut watch::Receiver<bool>,
 ) -> Result<(), LocalnetError> {
     let faucet_hex = faucet.public().to_hex();
     let mut nonce = client.account(&faucet_hex).await?.pending_nonce;
-    for batch in ctx.publics.chunks(FUND_BATCH) {
-        for to in batch {
+    for batch in recipients.chunks(FUND_BATCH) {
+        for (to, amount) in batch {
             let tx = Transaction {
                 from: faucet.public(),
                 nonce,
                 action: Action::Transfer {
                     to: *to,
-                    amount: PLAYER_FUNDS,
+                    amount: *amount,
                 },
             }
-            .sign(&ctx.chain_id, faucet);
-            submit_funding(client, hex::encode(tx.encode()), stop).await?;
+            .sign(chain_id, faucet);
+            submit_retrying(client, hex::encode(tx.encode()), "a faucet transfer", stop).await?;
             nonce += 1;
         }
-        wait_committed_nonce(client, &faucet_hex, nonce, stop).await?;
+        wait_committed_nonce(client, &faucet_hex, nonce, "faucet transfers", stop).await?;
     }
     Ok(())
 }
 
-/// Submits one faucet transfer, retrying while the node says "not now".
-async fn submit_funding(
+/// Submits one setup transaction (funding, opening a table), retrying while
+/// the node says "not now". `what` names it in errors.
+pub(super) async fn submit_retrying(
     client: &NodeClient,
     tx_hex: String,
+    what: &str,
     stop: &mut watch::Receiver<bool>,
-) -> Result<(), LocalnetError> {
+) -> Result<String, LocalnetError> {
     let mut last = String::new();
     for _ in 0..FUND_SUBMIT_ATTEMPTS {
         if *stop.borrow() {
             return Err(LocalnetError::Interrupted);
         }
         match client.submit(tx_hex.clone()).await {
-            Ok(SubmitOutcome::Accepted { .. }) => return Ok(()),
+            Ok(SubmitOutcome::Accepted { hash }) => return Ok(hash),
             Ok(SubmitOutcome::Refused {
                 status,
                 code,
@@ -231,7 +348,7 @@ async fn submit_funding(
             }) => {
                 if status != 429 && status != 503 {
                     return Err(LocalnetError::Funding(format!(
-                        "{} refused a faucet transfer: HTTP {status} {code}: {message}",
+                        "{} refused {what}: HTTP {status} {code}: {message}",
                         client.base_url()
                     )));
                 }
@@ -242,16 +359,18 @@ async fn submit_funding(
         sleep_or_stop(RETRY_MS, stop).await;
     }
     Err(LocalnetError::Funding(format!(
-        "{} kept refusing a faucet transfer: {last}",
+        "{} kept refusing {what}: {last}",
         client.base_url()
     )))
 }
 
-/// Waits until `account`'s committed nonce reaches `target`.
-async fn wait_committed_nonce(
+/// Waits until `account`'s committed nonce reaches `target`. `what` names
+/// the transactions in errors.
+pub(super) async fn wait_committed_nonce(
     client: &NodeClient,
     account: &str,
     target: u64,
+    what: &str,
     stop: &mut watch::Receiver<bool>,
 ) -> Result<(), LocalnetError> {
     let mut seen = None;
@@ -269,13 +388,13 @@ async fn wait_committed_nonce(
         sleep_or_stop(RETRY_MS, stop).await;
     }
     Err(LocalnetError::Funding(format!(
-        "faucet transfers not committed within {FUND_BATCH_TIMEOUT_MS} ms (faucet nonce {} of {target}); is the cluster making blocks?",
+        "{what} not committed within {FUND_BATCH_TIMEOUT_MS} ms (nonce {} of {target}); is the cluster making blocks?",
         seen.map_or_else(|| "unknown".to_string(), |n| n.to_string())
     )))
 }
 
 /// Sleeps `ms`, returning early when `stop` changes.
-async fn sleep_or_stop(ms: u64, stop: &mut watch::Receiver<bool>) {
+pub(super) async fn sleep_or_stop(ms: u64, stop: &mut watch::Receiver<bool>) {
     tokio::select! {
         () = tokio::time::sleep(std::time::Duration::from_millis(ms)) => {}
         _ = stop.changed() => {}
@@ -325,13 +444,15 @@ pub async fn drive_load(
         } else {
             schedule.due_now(elapsed_ms, issued)
         };
+        // One snapshot per tick: what every player decides from this turn.
+        let snapshot = ctx.game.snapshot();
         let mut sent: u64 = 0;
         while sent < due {
             let claimed = rr.claim_next(&mut lock(&ctx.players));
             let Some(p) = claimed else { break };
-            let (to, amount) = pick_transfer(&ctx, p, &mut rng);
+            let (action, kind) = next_action(&ctx, p, &snapshot, &mut rng);
             let task_ctx = Arc::clone(&ctx);
-            tasks.spawn(async move { submit_transfer(&task_ctx, p, to, amount).await });
+            tasks.spawn(async move { submit_action(&task_ctx, p, action, kind).await });
             sent += 1;
         }
         if !schedule.unpaced() {
@@ -358,9 +479,58 @@ fn pick_transfer(ctx: &LoadCtx, p: usize, rng: &mut SplitMix64) -> (PublicKey, u
     (ctx.publics.get(to).copied().unwrap_or(ctx.sink), amount)
 }
 
+/// Player `p`'s next transaction, from what it sees at its table. Before the
+/// tables are open (or observed), and while the strategy says so, a small
+/// transfer to another player.
+fn next_action(
+    ctx: &LoadCtx,
+    p: usize,
+    snapshot: &GameSnapshot,
+    rng: &mut SplitMix64,
+) -> (Action, TxKind) {
+    let table = ctx.table_of(p);
+    let seat = match (table, ctx.publics.get(p), ctx.publics_hex.get(p)) {
+        (Some(t), Some(me), Some(me_hex)) => snapshot.seat(t, me, me_hex),
+        _ => None,
+    };
+    let chosen = match (&seat, table) {
+        (Some(seat), Some(table)) => {
+            // Taken only when betting is open; otherwise it stays for later.
+            let retry = if seat.betting_open && !seat.closed {
+                ctx.take_retry(p)
+            } else {
+                None
+            };
+            Some((
+                table,
+                strategy::choose(seat, Style::of_player(p), retry, rng),
+            ))
+        }
+        _ => None,
+    };
+    match chosen {
+        Some((table, Move::Bet { kind, amount })) => (
+            Action::PlaceBet {
+                table,
+                bet: kind,
+                amount,
+            },
+            TxKind::Bet { kind, amount },
+        ),
+        Some((table, Move::Remove { kind })) => {
+            (Action::RemoveBet { table, bet: kind }, TxKind::Remove)
+        }
+        Some((table, Move::Withdraw)) => (Action::Withdraw { table }, TxKind::Withdraw),
+        Some((_, Move::Transfer)) | None => {
+            let (to, amount) = pick_transfer(ctx, p, rng);
+            (Action::Transfer { to, amount }, TxKind::Transfer)
+        }
+    }
+}
+
 /// One player's submission: refresh the nonce if it is suspect, sign, submit,
 /// and record the outcome. The player was claimed (busy) by the caller.
-async fn submit_transfer(ctx: &LoadCtx, p: usize, to: PublicKey, amount: u64) {
+async fn submit_action(ctx: &LoadCtx, p: usize, action: Action, kind: TxKind) {
     let (Some(client), Some(key)) = (ctx.client_of(p), ctx.keys.get(p)) else {
         return;
     };
@@ -387,7 +557,7 @@ async fn submit_transfer(ctx: &LoadCtx, p: usize, to: PublicKey, amount: u64) {
     let signed = Transaction {
         from: key.public(),
         nonce,
-        action: Action::Transfer { to, amount },
+        action,
     }
     .sign(&ctx.chain_id, key);
     let hash = signed.hash().to_hex();
@@ -399,9 +569,19 @@ async fn submit_transfer(ctx: &LoadCtx, p: usize, to: PublicKey, amount: u64) {
         PendingTx {
             player: p,
             submit_ms,
+            kind,
         },
     );
     Counters::add(&ctx.counters.offered, 1);
+    Counters::add(
+        match kind {
+            TxKind::Transfer => &ctx.counters.transfers_offered,
+            TxKind::Bet { .. } => &ctx.counters.bets_offered,
+            TxKind::Remove => &ctx.counters.removes_offered,
+            TxKind::Withdraw => &ctx.counters.withdraws_offered,
+        },
+        1,
+    );
     let outcome = client.submit(hex::encode(signed.encode())).await;
     if let Ok(SubmitOutcome::Accepted { .. }) = outcome {
         if let Some(s) = lock(&ctx.players).get_mut(p) {
@@ -532,7 +712,7 @@ impl Watcher {
             let mut pending = lock(&ctx.pending);
             for h in txs {
                 if let Some(p) = pending.remove(h) {
-                    matched.push(p);
+                    matched.push((h.clone(), p));
                 }
             }
         }
@@ -541,15 +721,28 @@ impl Watcher {
         }
         {
             let mut players = lock(&ctx.players);
-            for m in &matched {
+            for (_, m) in &matched {
                 if let Some(s) = players.get_mut(m.player) {
                     s.committed();
                 }
             }
         }
+        for (hash, m) in &matched {
+            if m.kind.is_game() {
+                let queued = ctx.receipts.push(ReceiptCheck {
+                    hash: hash.clone(),
+                    player: m.player,
+                    kind: m.kind,
+                    attempts: 0,
+                });
+                if !queued {
+                    Counters::add(&ctx.counters.game_unchecked, 1);
+                }
+            }
+        }
         let mut all = lock(&ctx.latency);
         let mut window = lock(&ctx.window_latency);
-        for m in &matched {
+        for (_, m) in &matched {
             let latency_ms = now_ms.saturating_sub(m.submit_ms);
             all.record(latency_ms);
             window.record(latency_ms);
@@ -680,6 +873,7 @@ mod tests {
                 PendingTx {
                     player: 0,
                     submit_ms: 100,
+                    kind: TxKind::Transfer,
                 },
             );
             pending.insert(
@@ -687,6 +881,7 @@ mod tests {
                 PendingTx {
                     player: 1,
                     submit_ms: 150,
+                    kind: TxKind::Transfer,
                 },
             );
             pending.insert(
@@ -694,6 +889,7 @@ mod tests {
                 PendingTx {
                     player: 1,
                     submit_ms: 200,
+                    kind: TxKind::Transfer,
                 },
             );
             pending.insert(
@@ -701,6 +897,7 @@ mod tests {
                 PendingTx {
                     player: 0,
                     submit_ms: 300,
+                    kind: TxKind::Transfer,
                 },
             );
         }

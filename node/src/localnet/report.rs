@@ -4,7 +4,9 @@
 //! The JSON field names are a public interface (CI and the issue's "done
 //! when" read them): extend, never rename.
 
+use crate::api::Roll;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 /// A plain-text table with left-aligned columns sized to their widest cell.
@@ -78,6 +80,11 @@ pub struct NodeSummary {
     pub committed_tx: u64,
     /// Why this node could not be compared, if it could not.
     pub error: Option<String>,
+    /// `/api/v1/supply` `conserved` of this node, read right after the state
+    /// roots (at its then-latest height, at or above `compared_height`);
+    /// `None` if it did not answer.
+    #[serde(default)]
+    pub supply_conserved: Option<bool>,
 }
 
 /// The result of a localnet run (`--json FILE` writes this).
@@ -111,6 +118,51 @@ pub struct LocalnetSummary {
     pub latency_samples: u64,
     /// The height whose state roots were compared.
     pub compared_height: u64,
+    /// Tables the houses opened for the run.
+    #[serde(default)]
+    pub tables: usize,
+    /// Table rolls applied up to `compared_height`: one per table per beacon
+    /// round in which that table had bets (so with two busy tables, about
+    /// twice the beacon rounds). Counted from the tables' roll history.
+    #[serde(default)]
+    pub rolls: u64,
+    /// Bets the players submitted.
+    #[serde(default)]
+    pub bets_offered: u64,
+    /// Committed bets that execution accepted (result `ok`).
+    #[serde(default)]
+    pub bets_placed: u64,
+    /// Settlements that decided a bet (won, lost or push; not come bets
+    /// moving to their number, nor returned odds) in the roll history up to
+    /// `compared_height`.
+    #[serde(default)]
+    pub bets_settled: u64,
+    #[serde(default)]
+    pub bets_won: u64,
+    #[serde(default)]
+    pub bets_lost: u64,
+    #[serde(default)]
+    pub bets_pushed: u64,
+    /// Winnings paid to players in those settlements (chips, stakes excluded).
+    #[serde(default)]
+    pub chips_won: u64,
+    /// Withdrawals of a rail that execution accepted.
+    #[serde(default)]
+    pub withdrawals: u64,
+    /// Committed game transactions (bets, removals, withdrawals) that
+    /// execution rejected; by code in `execution_rejections`. A normal part
+    /// of play: players act on a view that may be a roll old.
+    #[serde(default)]
+    pub game_tx_rejected: u64,
+    #[serde(default)]
+    pub execution_rejections: BTreeMap<String, u64>,
+    /// Committed game transactions whose result could not be read.
+    #[serde(default)]
+    pub game_tx_unchecked: u64,
+    /// Every node's `/api/v1/supply` says balances + table escrow equal the
+    /// genesis supply.
+    #[serde(default)]
+    pub chips_conserved: bool,
     pub nodes: Vec<NodeSummary>,
 }
 
@@ -142,6 +194,21 @@ impl LocalnetSummary {
         }
         if self.committed_tx == 0 {
             return Some("no transaction was committed".into());
+        }
+        if !self.chips_conserved {
+            let detail: Vec<String> = self
+                .nodes
+                .iter()
+                .map(|n| match n.supply_conserved {
+                    Some(true) => format!("{}: conserved", n.name),
+                    Some(false) => format!("{}: NOT conserved", n.name),
+                    None => format!("{}: no answer", n.name),
+                })
+                .collect();
+            return Some(format!(
+                "chip supply not conserved on every node ({})",
+                detail.join(", ")
+            ));
         }
         None
     }
@@ -185,6 +252,40 @@ impl LocalnetSummary {
             self.rejected_tx,
             self.throttled_tx,
             self.lost_tx
+        );
+        let _ = writeln!(
+            out,
+            "game        {} tables, {} rolls: {} bets offered, {} placed, {} settled ({} won, {} lost, {} pushed), {} chips won by players, {} withdrawals",
+            self.tables,
+            self.rolls,
+            self.bets_offered,
+            self.bets_placed,
+            self.bets_settled,
+            self.bets_won,
+            self.bets_lost,
+            self.bets_pushed,
+            self.chips_won,
+            self.withdrawals
+        );
+        if !self.execution_rejections.is_empty() || self.game_tx_unchecked > 0 {
+            let mut list: Vec<String> = self
+                .execution_rejections
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect();
+            if self.game_tx_unchecked > 0 {
+                list.push(format!("unchecked {}", self.game_tx_unchecked));
+            }
+            let _ = writeln!(out, "game tx rejected by execution  {}", list.join(", "));
+        }
+        let _ = writeln!(
+            out,
+            "chips       {}",
+            if self.chips_conserved {
+                format!("conserved on all {} nodes", self.nodes.len())
+            } else {
+                "NOT conserved on every node".to_string()
+            }
         );
         let verdict = if self.state_roots_equal {
             format!(
@@ -230,6 +331,12 @@ pub struct Progress {
     /// Transactions waiting in all nodes' mempools.
     pub mempool: usize,
     pub rejected_tx: u64,
+    /// Table rolls seen since the run started.
+    pub rolls: u64,
+    /// The most recent roll.
+    pub last_roll: Option<Roll>,
+    /// Chips won by players since the previous line.
+    pub won_chips: u64,
 }
 
 impl Progress {
@@ -238,8 +345,12 @@ impl Progress {
             Some(p) => format!("{p}/{}", self.peers_total),
             None => "?".into(),
         };
+        let last = self.last_roll.map_or_else(
+            || "-".to_string(),
+            |r| format!("{}+{}={}", r.d1, r.d2, r.total()),
+        );
         format!(
-            "[{:>6.1}s] height {}  committed {} tx  {:.0} tx/s  p50 {}  peers {}  mempool {}  rejected {}",
+            "[{:>6.1}s] height {}  committed {} tx  {:.0} tx/s  p50 {}  peers {}  mempool {}  rejected {}  rolls {}  last {}  won {}",
             ms_to_s(self.elapsed_ms),
             self.height,
             self.committed_tx,
@@ -247,7 +358,10 @@ impl Progress {
             fmt_ms(self.latency_p50_ms),
             peers,
             self.mempool,
-            self.rejected_tx
+            self.rejected_tx,
+            self.rolls,
+            last,
+            self.won_chips
         )
     }
 }
@@ -279,6 +393,20 @@ mod tests {
             lost_tx: 0,
             latency_samples: 1150,
             compared_height: 57,
+            tables: 2,
+            rolls: 30,
+            bets_offered: 1000,
+            bets_placed: 900,
+            bets_settled: 700,
+            bets_won: 300,
+            bets_lost: 380,
+            bets_pushed: 20,
+            chips_won: 4_000,
+            withdrawals: 12,
+            game_tx_rejected: 100,
+            execution_rejections: BTreeMap::from([("betting_closed".to_string(), 100)]),
+            game_tx_unchecked: 0,
+            chips_conserved: true,
             nodes: vec![
                 NodeSummary {
                     name: "val0".into(),
@@ -287,6 +415,7 @@ mod tests {
                     peers_connected: 1,
                     committed_tx: 1200,
                     error: None,
+                    supply_conserved: Some(true),
                 },
                 NodeSummary {
                     name: "val1".into(),
@@ -295,6 +424,7 @@ mod tests {
                     peers_connected: 1,
                     committed_tx: 1200,
                     error: None,
+                    supply_conserved: Some(true),
                 },
             ],
         }
@@ -316,12 +446,18 @@ mod tests {
             "offered_tx",
             "rejected_tx",
             "nodes",
+            "rolls",
+            "bets_placed",
+            "bets_settled",
+            "chips_conserved",
         ] {
             assert!(v.get(field).is_some(), "missing {field}");
         }
         assert_eq!(v["state_roots_equal"], serde_json::Value::Bool(true));
         assert_eq!(v["committed_tx"], 1200);
         assert_eq!(v["validators"], 2);
+        assert_eq!(v["chips_conserved"], true);
+        assert_eq!(v["execution_rejections"]["betting_closed"], 100);
         let node = &v["nodes"][0];
         for field in ["name", "height", "state_root"] {
             assert!(node.get(field).is_some(), "node missing {field}");
@@ -346,6 +482,13 @@ mod tests {
         assert!(why.contains("height 57"), "{why}");
         assert!(why.contains("val0: unreachable"), "{why}");
         assert!(why.contains("val1: cdcdcdcdcdcdcdcd"), "{why}");
+        let mut s = summary();
+        s.chips_conserved = false;
+        s.nodes[1].supply_conserved = Some(false);
+        s.nodes[0].supply_conserved = None;
+        let why = s.failure_reason().unwrap();
+        assert!(why.contains("val1: NOT conserved"), "{why}");
+        assert!(why.contains("val0: no answer"), "{why}");
     }
 
     #[test]
@@ -381,6 +524,13 @@ mod tests {
         assert!(text.contains("1200 tx in 40 blocks"), "{text}");
         assert!(text.contains("p50 120 ms  p99 480 ms"), "{text}");
         assert!(text.contains("EQUAL on all 2 nodes at height 57"), "{text}");
+        assert!(text.contains("2 tables, 30 rolls"), "{text}");
+        assert!(text.contains("900 placed, 700 settled"), "{text}");
+        assert!(text.contains("betting_closed 100"), "{text}");
+        assert!(
+            text.contains("chips       conserved on all 2 nodes"),
+            "{text}"
+        );
         let mut s = summary();
         s.state_roots_equal = false;
         assert!(s.render().contains("NOT EQUAL"));
@@ -398,16 +548,21 @@ mod tests {
             peers_total: 3,
             mempool: 17,
             rejected_tx: 0,
+            rolls: 9,
+            last_roll: Some(Roll { d1: 3, d2: 4 }),
+            won_chips: 120,
         };
         assert_eq!(
             p.render(),
-            "[  12.3s] height 42  committed 2400 tx  200 tx/s  p50 85 ms  peers 3/3  mempool 17  rejected 0"
+            "[  12.3s] height 42  committed 2400 tx  200 tx/s  p50 85 ms  peers 3/3  mempool 17  rejected 0  rolls 9  last 3+4=7  won 120"
         );
         let q = Progress {
             latency_p50_ms: None,
             peers_min: None,
+            last_roll: None,
             ..p
         };
         assert!(q.render().contains("p50 -  peers ?"));
+        assert!(q.render().contains("last -  won"));
     }
 }
