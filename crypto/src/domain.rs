@@ -32,6 +32,8 @@ pub enum Namespace {
     Release,
     /// A threshold-BLS partial signature for the randomness beacon (one round).
     Beacon,
+    /// The node's periodic test signature that checks its signer backend works.
+    SignerProbe,
 }
 
 impl Namespace {
@@ -44,6 +46,7 @@ impl Namespace {
             Namespace::Handshake => b"p2p/handshake",
             Namespace::Release => b"release",
             Namespace::Beacon => b"beacon",
+            Namespace::SignerProbe => b"signer/probe",
         }
     }
 }

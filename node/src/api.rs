@@ -48,9 +48,16 @@ pub struct StatusView {
 /// Which signing backend holds the consensus key, and whether it works.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignerView {
-    /// `in-memory`, `keystore`, `pkcs11`.
+    /// `memory`, `keystore`, `pkcs11`.
     pub backend: String,
+    /// The last periodic test signature worked (the node votes only then).
     pub healthy: bool,
+    /// Why the last test signature failed.
+    #[serde(default)]
+    pub last_error: Option<String>,
+    /// Latency of the last successful test signature (µs).
+    #[serde(default)]
+    pub sign_latency_us: Option<u64>,
 }
 
 /// `503` body of `/readyz`, and the body of every API error.

@@ -33,17 +33,20 @@ use crate::app::{Allocation, AppGenesis};
 use crate::beacon_key::{read_share_file, write_share_file};
 use crate::chainspec::{ChainSpec, ChainSpecError};
 use crate::config::{Config, ConfigError};
+use crate::validator::signer_health::DEFAULT_PROBE_INTERVAL_MS;
 use crate::validator::ValidatorSetup;
 use bitcraps_consensus::params::Params;
 use bitcraps_consensus::{Genesis, Validator};
 use bitcraps_crypto::beacon::{self, BeaconPublic, SecretShare};
 use bitcraps_crypto::guard::{FileGuardStore, GuardState, GuardStore, GuardStoreError};
+use bitcraps_crypto::signer::InMemorySigner;
 use bitcraps_crypto::{Keypair, PublicKey};
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Largest key file accepted (bytes); a real one is about 400.
 pub const MAX_KEY_FILE_BYTES: u64 = 4096;
@@ -1037,13 +1040,14 @@ pub fn load_setup(home: &Home, config: &Config) -> Result<ValidatorSetup, HomeEr
         me,
         beacon_share,
         identity,
-        consensus_key,
+        signer: Arc::new(InMemorySigner::new(consensus_key)),
         data_dir,
         p2p_listen,
         http_listen,
         net_limits: config.net.limits(),
         mempool: config.mempool.clone(),
         http: config.http.limits(),
+        signer_probe_interval_ms: DEFAULT_PROBE_INTERVAL_MS,
     })
 }
 
@@ -1189,7 +1193,7 @@ mod tests {
         let setup = load_setup(&home, &config).unwrap();
         assert_eq!(setup.me, 0);
         assert_eq!(setup.spec.consensus.chain_id, DEFAULT_CHAIN_ID);
-        assert_ne!(setup.identity.public(), setup.consensus_key.public());
+        assert_ne!(setup.identity.public(), setup.signer.public_key());
         assert_eq!(setup.data_dir, home.data_dir());
         let faucet = read_key_file(&home.faucet_key_path()).unwrap();
         assert_eq!(setup.spec.app.faucet, Some(faucet.public()));
@@ -1199,7 +1203,7 @@ mod tests {
         assert!(matches!(err, HomeError::NotEmpty { .. }));
         assert_eq!(
             read_key_file(&home.consensus_key_path()).unwrap().public(),
-            setup.consensus_key.public()
+            setup.signer.public_key()
         );
 
         // Another chain's guard state is refused.
@@ -1244,7 +1248,7 @@ mod tests {
         )
         .unwrap();
         let fresh = load_setup(&home, &home.load_config().unwrap()).unwrap();
-        assert_ne!(fresh.consensus_key.public(), setup.consensus_key.public());
+        assert_ne!(fresh.signer.public_key(), setup.signer.public_key());
     }
 
     #[test]

@@ -254,7 +254,7 @@ fn keys_show_prints_public_keys_never_seeds() {
     let setup = load_setup(&home, &home.load_config().unwrap()).unwrap();
     let out = ok(&["--home", s(home.root()), "keys", "show"]);
     assert!(
-        out.stdout.contains(&setup.consensus_key.public().to_hex()),
+        out.stdout.contains(&setup.signer.public_key().to_hex()),
         "{out:?}"
     );
     assert!(

@@ -166,8 +166,10 @@ impl NodeApi for TestNode {
             mempool_len: self.txs.lock().unwrap().len(),
             committed_tx: 42,
             signer: SignerView {
-                backend: "in-memory".into(),
+                backend: "memory".into(),
                 healthy: true,
+                last_error: None,
+                sign_latency_us: Some(25),
             },
             uptime_ms: 1234,
             fatal: None,
@@ -517,7 +519,7 @@ async fn status_exact_json() {
             "peers_total": 3,
             "mempool_len": 0,
             "committed_tx": 42,
-            "signer": { "backend": "in-memory", "healthy": true },
+            "signer": { "backend": "memory", "healthy": true, "last_error": null, "sign_latency_us": 25 },
             "uptime_ms": 1234,
             "fatal": null
         })

@@ -165,13 +165,13 @@ mod tests {
     fn readable_orders_known_fields_and_keeps_unknown_ones() {
         let v = serde_json::json!({
             "zeta": 1, "height": 7, "node_id": "val0",
-            "signer": {"backend": "in-memory", "healthy": true}, "fatal": null
+            "signer": {"backend": "memory", "healthy": true}, "fatal": null
         });
         let text = readable(&v);
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines[0].starts_with("node_id"), "{text}");
         assert!(lines[1].starts_with("height"), "{text}");
-        assert!(text.contains("backend=in-memory healthy=true"), "{text}");
+        assert!(text.contains("backend=memory healthy=true"), "{text}");
         assert!(lines.last().unwrap().starts_with("zeta"), "{text}");
     }
 }

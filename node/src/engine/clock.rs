@@ -10,13 +10,31 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub trait Clock: Send + Sync + std::fmt::Debug {
     /// Milliseconds since the Unix epoch. Must never decrease between calls.
     fn now_ms(&self) -> u64;
+
+    /// A monotonic microsecond counter for measuring short durations (signer
+    /// latency); only differences are meaningful.
+    fn now_us(&self) -> u64 {
+        self.now_ms().saturating_mul(1_000)
+    }
 }
 
 /// The operating system's wall clock, clamped so it never steps back (an NTP
 /// correction backwards holds time still instead of rewinding timers).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SystemClock {
     last_ms: AtomicU64,
+    started: std::time::Instant,
+}
+
+impl Default for SystemClock {
+    // The monotonic reference for `now_us`: part of the one clock implementation.
+    #[allow(clippy::disallowed_methods)]
+    fn default() -> Self {
+        SystemClock {
+            last_ms: AtomicU64::new(0),
+            started: std::time::Instant::now(),
+        }
+    }
 }
 
 impl SystemClock {
@@ -37,6 +55,10 @@ impl Clock for SystemClock {
             .unwrap_or(0);
         let previous = self.last_ms.fetch_max(wall, Ordering::AcqRel);
         previous.max(wall)
+    }
+
+    fn now_us(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX)
     }
 }
 

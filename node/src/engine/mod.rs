@@ -117,11 +117,24 @@ impl EngineConfig {
         data_dir: impl Into<PathBuf>,
         listen: Listen,
     ) -> Self {
+        let signer: Arc<dyn Signer> = Arc::new(InMemorySigner::new(consensus_key));
+        Self::with_signer(genesis, me, identity, signer, data_dir, listen)
+    }
+
+    /// Like [`EngineConfig::new`], with the consensus key behind any backend.
+    pub fn with_signer(
+        genesis: Genesis,
+        me: u16,
+        identity: Keypair,
+        signer: Arc<dyn Signer>,
+        data_dir: impl Into<PathBuf>,
+        listen: Listen,
+    ) -> Self {
         EngineConfig {
             genesis,
             me,
             identity,
-            signer: Arc::new(InMemorySigner::new(consensus_key)),
+            signer,
             data_dir: data_dir.into(),
             listen,
             limits: Limits::default(),

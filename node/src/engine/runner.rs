@@ -139,12 +139,8 @@ impl Runner {
         let core = Core::restore(&genesis, Some(me), store.wal()?).map_err(EngineError::Config)?;
         let guard_store = FileGuardStore::open(data_dir.join("guard_state"))
             .map_err(|e| EngineError::Guard(e.to_string()))?;
-        let guard = SigningGuard::new(
-            &genesis.chain_id,
-            signer,
-            guard_store,
-        )
-        .map_err(|e| EngineError::Guard(e.to_string()))?;
+        let guard = SigningGuard::new(&genesis.chain_id, signer, guard_store)
+            .map_err(|e| EngineError::Guard(e.to_string()))?;
 
         // The store can be a block ahead of the WAL's committed tip (blocks are
         // committed before the tip is persisted), so report the higher of the two.

@@ -61,6 +61,28 @@ pub(super) fn render(node: &NodeService) -> String {
         &[],
         s.evidence,
     );
+    let signer = node.signer_health();
+    let backend = [("backend", signer.backend)];
+    w.gauge(
+        "bitcraps_signer_healthy",
+        "1 while the consensus key's backend produces valid test signatures",
+        &backend,
+        if signer.healthy { 1.0 } else { 0.0 },
+    );
+    if let Some(us) = signer.sign_latency_us {
+        w.gauge(
+            "bitcraps_signer_sign_latency_seconds",
+            "Duration of the last successful test signature",
+            &backend,
+            us as f64 / 1e6,
+        );
+    }
+    w.counter(
+        "bitcraps_signer_probe_failures_total",
+        "Test signatures that failed or did not verify",
+        &backend,
+        signer.failures,
+    );
     let b = s.beacon;
     let beacon_counters = [
         (

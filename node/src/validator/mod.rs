@@ -5,6 +5,7 @@
 mod game_api;
 mod metrics;
 mod service;
+pub mod signer_health;
 
 pub use service::NodeService;
 
@@ -14,7 +15,9 @@ use crate::engine::{Clock, Engine, EngineConfig, EngineError, Listen, SystemCloc
 use crate::http::{HttpLimits, NodeApi};
 use crate::net::Limits;
 use bitcraps_crypto::beacon::SecretShare;
+use bitcraps_crypto::signer::Signer;
 use bitcraps_crypto::Keypair;
+use signer_health::SignerMonitor;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -46,8 +49,9 @@ pub struct ValidatorSetup {
     pub me: u16,
     /// QUIC identity key (genesis `identity_key`).
     pub identity: Keypair,
-    /// Consensus key (genesis `consensus_key`); used only through the guard.
-    pub consensus_key: Keypair,
+    /// The consensus key's backend (genesis `consensus_key`); used only
+    /// through the signing guard, and probed for health.
+    pub signer: Arc<dyn Signer>,
     /// Our share of the dice beacon key (when genesis has a beacon).
     pub beacon_share: Option<SecretShare>,
     /// Database and signing-guard state.
@@ -59,6 +63,8 @@ pub struct ValidatorSetup {
     pub net_limits: Limits,
     pub mempool: MempoolLimits,
     pub http: HttpLimits,
+    /// Time between signer test signatures (ms).
+    pub signer_probe_interval_ms: u64,
 }
 
 /// Why a validator could not start or stopped.
@@ -96,11 +102,11 @@ pub async fn run(
         })?;
     let http_addr = listener.local_addr().unwrap_or(setup.http_listen);
     let spec = Arc::new(setup.spec);
-    let mut config = EngineConfig::new(
+    let mut config = EngineConfig::with_signer(
         spec.consensus.clone(),
         setup.me,
         setup.identity,
-        setup.consensus_key,
+        Arc::clone(&setup.signer),
         setup.data_dir,
         Listen::Addr(setup.p2p_listen),
     );
@@ -114,11 +120,24 @@ pub async fn run(
         ..MempoolConfig::default()
     };
     let engine = Engine::start(config)?;
+    let monitor = Arc::new(SignerMonitor::new(
+        Arc::clone(&setup.signer),
+        &spec.consensus.chain_id,
+        Arc::clone(&clock),
+    ));
+    let (stop_monitor, stop_monitor_rx) = tokio::sync::oneshot::channel::<()>();
+    let monitor_task = tokio::spawn(Arc::clone(&monitor).run(
+        setup.signer_probe_interval_ms,
+        async move {
+            let _ = stop_monitor_rx.await;
+        },
+    ));
     let service = Arc::new(NodeService::new(
         engine.client(),
         Arc::clone(&spec),
         setup.me,
         clock,
+        monitor,
     ));
     let name = service.status().node_id;
     tracing::info!(
@@ -157,6 +176,8 @@ pub async fn run(
         Some(f) => tracing::error!(node = %name, "engine stopped: {f}; shutting down"),
     }
     let _ = stop_http.send(());
+    let _ = stop_monitor.send(());
+    let _ = monitor_task.await;
     match http.await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::warn!("HTTP server: {e}"),

@@ -2,8 +2,9 @@
 //! ([`NodeApi`]). Reads come from the engine's status, its mempool and the
 //! store; submissions go through the engine's admission path.
 
-use super::metrics;
 use super::game_api;
+use super::metrics;
+use super::signer_health::{SignerHealth, SignerMonitor};
 use crate::api::{
     AccountView, BlockView, GameView, PeerView, SignerView, StatusView, SubmitTxResponse,
     SupplyView, TableDetailView, TableRoll, TableView, TxStatusView,
@@ -31,10 +32,17 @@ pub struct NodeService {
     started_ms: u64,
     /// Submissions refused, by reason code (for `/metrics`).
     rejected: Mutex<BTreeMap<&'static str, u64>>,
+    signer: Arc<SignerMonitor>,
 }
 
 impl NodeService {
-    pub fn new(engine: EngineClient, spec: Arc<ChainSpec>, me: u16, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(
+        engine: EngineClient,
+        spec: Arc<ChainSpec>,
+        me: u16,
+        clock: Arc<dyn Clock>,
+        signer: Arc<SignerMonitor>,
+    ) -> Self {
         let started_ms = clock.now_ms();
         NodeService {
             engine,
@@ -43,7 +51,12 @@ impl NodeService {
             clock,
             started_ms,
             rejected: Mutex::new(BTreeMap::new()),
+            signer,
         }
+    }
+
+    pub(super) fn signer_health(&self) -> SignerHealth {
+        self.signer.health()
     }
 
     pub(super) fn engine(&self) -> &EngineClient {
@@ -133,9 +146,14 @@ impl NodeApi for NodeService {
             peers_total: self.spec.consensus.validators.len().saturating_sub(1),
             mempool_len: self.engine.mempool_len(),
             committed_tx: s.committed_tx,
-            signer: SignerView {
-                backend: "in-memory".into(),
-                healthy: s.fatal.is_none(),
+            signer: {
+                let h = self.signer.health();
+                SignerView {
+                    backend: h.backend.to_owned(),
+                    healthy: h.healthy,
+                    last_error: h.last_error,
+                    sign_latency_us: h.sign_latency_us,
+                }
             },
             uptime_ms: self.clock.now_ms().saturating_sub(self.started_ms),
             fatal: s.fatal,
@@ -146,6 +164,14 @@ impl NodeApi for NodeService {
         let s = self.engine.status();
         if let Some(fatal) = s.fatal {
             return Err(format!("the engine stopped: {fatal}"));
+        }
+        let signer = self.signer.health();
+        if !signer.healthy {
+            return Err(format!(
+                "signer ({}) unavailable, not voting: {}",
+                signer.backend,
+                signer.last_error.unwrap_or_default()
+            ));
         }
         let n = self.spec.consensus.validators.len();
         let quorum = n - (n - 1) / 3;
