@@ -14,6 +14,7 @@
 //! [`Config::to_toml`] writes every option with a comment saying what it does
 //! and its unit; `bitcraps init` writes that, so the file documents itself.
 
+use crate::config_signer::{AdminSection, SignerSection};
 use crate::http::HttpLimits;
 use crate::net::Limits;
 use crate::validator::MempoolLimits;
@@ -49,6 +50,10 @@ pub struct Config {
     pub net: NetSection,
     #[serde(default)]
     pub log: LogSection,
+    #[serde(default)]
+    pub signer: SignerSection,
+    #[serde(default)]
+    pub admin: AdminSection,
 }
 
 /// `[node]`: where the chain's files are.
@@ -367,6 +372,7 @@ impl Config {
         }
         self.p2p_listen()?;
         self.http_listen()?;
+        self.signer.validate()?;
 
         let h = &self.http;
         positive("http.max_body_bytes", h.max_body_bytes as u64)?;
@@ -519,7 +525,10 @@ impl Config {
         line(&kv("identity", &s(&self.keys.identity.to_string_lossy())));
         line("# This validator's share of the dice beacon's threshold key (needed when");
         line("# genesis has `app.beacon`; dealt by `testnet init`).");
-        line(&kv("beacon_share", &s(&self.keys.beacon_share.to_string_lossy())));
+        line(&kv(
+            "beacon_share",
+            &s(&self.keys.beacon_share.to_string_lossy()),
+        ));
         line("");
         line("[p2p]");
         line("# UDP address of the QUIC endpoint other validators dial (`ip:port`; genesis");
@@ -630,6 +639,13 @@ impl Config {
         line("# \"text\" (human-readable) or \"json\" (one object per line). `--log-format`");
         line("# overrides it. Logs go to stderr.");
         line(&kv("format", &s(self.log.format.as_str())));
+        line("");
+        for l in self.signer.toml_lines(kv, s) {
+            line(&l);
+        }
+        for l in self.admin.toml_lines(kv, s) {
+            line(&l);
+        }
         out
     }
 }
@@ -703,6 +719,12 @@ mod tests {
         c.net.keep_alive_ms = 77;
         c.log.format = LogFormat::Json;
         c.log.level = "debug,bitcraps_node::net=trace".into();
+        c.signer.backend = crate::config_signer::SignerBackend::Pkcs11;
+        c.signer.pkcs11_module = "/usr/lib/softhsm/libsofthsm2.so".into();
+        c.signer.pkcs11_token = "validators".into();
+        c.signer.pin_file = "keys/pin".into();
+        c.signer.probe_interval_ms = 1_234;
+        c.admin.token_file = "keys/admin.token".into();
         let text = c.to_toml();
         assert_eq!(Config::parse(&text).unwrap(), c);
 
@@ -754,6 +776,22 @@ mod tests {
             "mempool.per_account",
         );
         rejects(|c| c.net.max_frame_bytes = 0, "net.max_frame_bytes");
+        rejects(
+            |c| c.signer.probe_interval_ms = 0,
+            "signer.probe_interval_ms",
+        );
+        rejects(|c| c.signer.pin_env = "A B".into(), "signer.pin_env");
+        rejects(
+            |c| c.signer.backend = crate::config_signer::SignerBackend::Pkcs11,
+            "signer.pkcs11_module",
+        );
+        rejects(
+            |c| {
+                c.signer.backend = crate::config_signer::SignerBackend::Pkcs11;
+                c.signer.pkcs11_module = "/usr/lib/softhsm/libsofthsm2.so".into();
+            },
+            "signer.pkcs11_token",
+        );
         rejects(|c| c.net.max_frame_bytes = 1 << 30, "net.max_frame_bytes");
         rejects(
             |c| c.net.outbound_queue_bytes = 10,

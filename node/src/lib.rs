@@ -16,6 +16,8 @@ pub mod chainspec;
 #[cfg(feature = "server")]
 pub mod config;
 #[cfg(feature = "server")]
+pub mod config_signer;
+#[cfg(feature = "server")]
 pub mod home;
 #[cfg(feature = "server")]
 pub mod http;
