@@ -33,6 +33,7 @@ use crate::app::{Allocation, AppGenesis};
 use crate::beacon_key::{read_share_file, write_share_file};
 use crate::chainspec::{ChainSpec, ChainSpecError};
 use crate::config::{Config, ConfigError};
+use crate::validator::killswitch::Killswitch;
 use crate::validator::signer_health::DEFAULT_PROBE_INTERVAL_MS;
 use crate::validator::ValidatorSetup;
 use bitcraps_consensus::params::Params;
@@ -1040,7 +1041,9 @@ pub fn load_setup(home: &Home, config: &Config) -> Result<ValidatorSetup, HomeEr
         me,
         beacon_share,
         identity,
-        signer: Arc::new(InMemorySigner::new(consensus_key)),
+        signer: Arc::new(Killswitch::new(Box::new(InMemorySigner::new(
+            consensus_key,
+        )))),
         data_dir,
         p2p_listen,
         http_listen,

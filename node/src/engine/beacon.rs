@@ -93,6 +93,13 @@ impl BeaconWorker {
         }
     }
 
+    /// Drops (and so zeroizes) our key share: we sign no round from now on;
+    /// the others' shares still recover rounds while t of them are honest.
+    pub fn wipe_share(&mut self) {
+        self.share = None;
+        self.mine = None;
+    }
+
     pub fn stats(&self) -> BeaconStats {
         self.stats
     }

@@ -178,6 +178,8 @@ pub struct EngineStatus {
     pub beacon: BeaconStats,
     /// Where the chips are at `height` (the conservation check).
     pub supply: Supply,
+    /// The beacon key share was wiped (emergency wipe).
+    pub beacon_share_wiped: bool,
     /// Set when the engine stopped on an error (storage failure, ...).
     pub fatal: Option<String>,
 }
@@ -208,6 +210,9 @@ pub enum EngineError {
 pub(crate) struct Shared {
     pub mempool: Mutex<Mempool>,
     pub txlog: Mutex<TxLog>,
+    /// Set by an emergency wipe: the engine drops its beacon key share at its
+    /// next beacon tick (the consensus key is wiped by the signer's owner).
+    pub wipe_requested: std::sync::atomic::AtomicBool,
 }
 
 /// Locks `m`, ignoring poisoning: the data behind these locks stays
@@ -327,6 +332,14 @@ impl EngineClient {
     /// Per-peer transport statistics.
     pub fn peers(&self) -> Vec<PeerStats> {
         self.network.stats()
+    }
+
+    /// Emergency wipe: the engine zeroizes its dice beacon key share within
+    /// one beacon tick and signs no beacon round from then on.
+    pub fn wipe_keys(&self) {
+        self.shared
+            .wipe_requested
+            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Verified transactions waiting for a block.

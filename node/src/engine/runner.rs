@@ -182,6 +182,7 @@ impl Runner {
         let shared = Arc::new(Shared {
             mempool: std::sync::Mutex::new(Mempool::new(mempool)),
             txlog: std::sync::Mutex::new(TxLog::new(DEFAULT_TX_LOG_ENTRIES)),
+            wipe_requested: std::sync::atomic::AtomicBool::new(false),
         });
         let reader = store.reader();
         let start_view = core.view();
@@ -289,6 +290,16 @@ impl Runner {
                     self.publish();
                 }
                 _ = beacon_tick.tick(), if self.beacon.is_some() => {
+                    if self.shared.wipe_requested.load(std::sync::atomic::Ordering::SeqCst)
+                        && !self.status.beacon_share_wiped
+                    {
+                        if let Some(b) = self.beacon.as_mut() {
+                            b.wipe_share();
+                        }
+                        self.status.beacon_share_wiped = true;
+                        tracing::warn!("emergency wipe: beacon key share zeroized");
+                        self.publish();
+                    }
                     let now_ms = self.clock.now_ms();
                     if let Some(msg) = self.beacon.as_mut().and_then(|b| b.resend(now_ms)) {
                         self.broadcast_raw(msg);

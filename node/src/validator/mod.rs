@@ -3,6 +3,7 @@
 //! node's home directory and calls [`run`].
 
 mod game_api;
+pub mod killswitch;
 mod metrics;
 mod service;
 pub mod signer_health;
@@ -17,6 +18,7 @@ use crate::net::Limits;
 use bitcraps_crypto::beacon::SecretShare;
 use bitcraps_crypto::signer::Signer;
 use bitcraps_crypto::Keypair;
+use killswitch::Killswitch;
 use signer_health::SignerMonitor;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -51,7 +53,7 @@ pub struct ValidatorSetup {
     pub identity: Keypair,
     /// The consensus key's backend (genesis `consensus_key`); used only
     /// through the signing guard, and probed for health.
-    pub signer: Arc<dyn Signer>,
+    pub signer: Arc<Killswitch>,
     /// Our share of the dice beacon key (when genesis has a beacon).
     pub beacon_share: Option<SecretShare>,
     /// Database and signing-guard state.
@@ -106,7 +108,7 @@ pub async fn run(
         spec.consensus.clone(),
         setup.me,
         setup.identity,
-        Arc::clone(&setup.signer),
+        Arc::clone(&setup.signer) as Arc<dyn Signer>,
         setup.data_dir,
         Listen::Addr(setup.p2p_listen),
     );
@@ -121,7 +123,7 @@ pub async fn run(
     };
     let engine = Engine::start(config)?;
     let monitor = Arc::new(SignerMonitor::new(
-        Arc::clone(&setup.signer),
+        Arc::clone(&setup.signer) as Arc<dyn Signer>,
         &spec.consensus.chain_id,
         Arc::clone(&clock),
     ));
