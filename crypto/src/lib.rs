@@ -13,10 +13,15 @@
 //!   key material lives (in memory for tests, keystore or PKCS#11 in production).
 //! * [`guard`]: the signing guard that sits in front of every signer and refuses,
 //!   durably, anything that could be a double sign.
+//! * [`secret`]: [`SecretBuf`](secret::SecretBuf), locked, guard-paged,
+//!   zeroized-on-drop memory for keys, PINs, passphrases and tokens; the only
+//!   module with `unsafe` code.
 //!
 //! Nothing in this crate reads a clock or OS randomness except key generation from
 //! the operating system ([`keys::Keypair::generate`]).
-#![forbid(unsafe_code)]
+// Not `forbid`: the secret-memory raw calls (`secret::sys`, audited in
+// UNSAFE_AUDIT.md) are the one place in the workspace allowed to use unsafe.
+#![deny(unsafe_code)]
 
 pub mod batch;
 pub mod beacon;
@@ -24,6 +29,7 @@ pub mod domain;
 pub mod guard;
 pub mod hash;
 pub mod keys;
+pub mod secret;
 pub mod signer;
 pub mod vote;
 
