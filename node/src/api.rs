@@ -124,8 +124,13 @@ pub struct BlockView {
     pub parent: String,
     pub proposer: u16,
     pub timestamp_ms: u64,
-    /// Hex hashes of the transactions, in order.
+    /// Hex hashes of the transactions, in order (the beacon entry, if any,
+    /// is not a transaction and not listed).
     pub txs: Vec<String>,
+    /// The dice beacon round whose signature the block carries, if any
+    /// (whether it rolled the dice is up to execution: a stale copy does not).
+    #[serde(default)]
+    pub beacon_round: Option<u64>,
     /// Validators whose finalize votes are in the certificate.
     pub signers: Vec<u16>,
     /// Hex application state root after executing this block (every honest

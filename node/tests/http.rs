@@ -94,6 +94,7 @@ fn block(height: u64) -> BlockView {
         proposer: (height % 4) as u16,
         timestamp_ms: 1_700_000_000_000 + height,
         txs: vec![format!("{:064x}", height * 1000)],
+        beacon_round: (height % 2 == 1).then_some(height - 1),
         signers: vec![0, 1, 2],
         state_root: Some(format!("{:064x}", height + 7)),
     }
@@ -683,6 +684,7 @@ async fn block_by_height() {
             "proposer": 3,
             "timestamp_ms": 1_700_000_000_003u64,
             "txs": [format!("{:064x}", 3000)],
+            "beacon_round": 2,
             "signers": [0, 1, 2],
             "state_root": format!("{:064x}", 10)
         })

@@ -68,7 +68,15 @@ pub(super) struct Runner {
     send_errors: u64,
     /// The dice beacon (`None` on a chain without one).
     beacon: Option<BeaconWorker>,
+    /// The beacon round we last put in a proposal, and in which view: our
+    /// next proposal usually builds on that one before it is executed here,
+    /// so carrying the entry again would only waste space.
+    beacon_proposed: Option<(u64, bitcraps_consensus::View)>,
 }
+
+/// Views after which we offer a beacon entry again if the round is still
+/// awaited (the block that carried it may have been skipped).
+const BEACON_REPROPOSE_VIEWS: u64 = 3;
 
 /// How often the loop wakes to re-send an unresolved beacon share (ms).
 const BEACON_TICK_MS: u64 = 250;
@@ -209,6 +217,7 @@ impl Runner {
             status_tx,
             send_errors: 0,
             beacon,
+            beacon_proposed: None,
         };
         Ok(Opened {
             runner,
@@ -425,7 +434,15 @@ impl Runner {
     fn take_payload(&mut self, view: bitcraps_consensus::View) -> Vec<u8> {
         let state = &self.executor.state;
         let (awaiting, height) = (state.awaiting_round(), state.height());
-        let entry = self.beacon.as_mut().and_then(|b| b.entry(awaiting, height));
+        let recent = self.beacon_proposed;
+        let entry = self
+            .beacon
+            .as_mut()
+            .and_then(|b| b.entry(awaiting, height))
+            .filter(|e| match recent {
+                Some((round, v)) => round != e.round || view >= v + BEACON_REPROPOSE_VIEWS,
+                None => true,
+            });
         let reserve = if entry.is_some() {
             BEACON_ENTRY_BYTES + ENTRY_HEADER_BYTES
         } else {
@@ -443,6 +460,7 @@ impl Runner {
         if !first.try_push(&entry.encode()) {
             return txs;
         }
+        self.beacon_proposed = Some((entry.round, view));
         let mut payload = first.finish();
         payload.extend_from_slice(&txs);
         payload

@@ -9,6 +9,7 @@ use crate::api::{
     AccountView, BlockView, GameView, PeerView, SignerView, StatusView, SubmitTxResponse,
     SupplyView, TableDetailView, TableRoll, TableView, TxStatusView,
 };
+use crate::app::beacon_entry::BeaconEntry;
 use crate::app::payload::split_payload;
 use crate::app::state::{account_key, decode_account, decode_receipt, receipt_key, root_key};
 use crate::app::tx::tx_hash;
@@ -81,9 +82,17 @@ impl NodeService {
 
     fn block_view(&self, cb: &CommittedBlock) -> Result<BlockView, ApiError> {
         let h = &cb.block.header;
-        let txs = split_payload(&cb.block.payload)
-            .map(|txs| txs.iter().map(|raw| tx_hash(raw).to_hex()).collect())
-            .unwrap_or_default();
+        let entries = split_payload(&cb.block.payload).unwrap_or_default();
+        let beacon = entries
+            .first()
+            .and_then(|e| BeaconEntry::decode(e))
+            .and_then(Result::ok);
+        let skip = usize::from(beacon.is_some());
+        let txs = entries
+            .iter()
+            .skip(skip)
+            .map(|raw| tx_hash(raw).to_hex())
+            .collect();
         let state_root = self
             .engine
             .reader()
@@ -99,6 +108,7 @@ impl NodeService {
             proposer: h.proposer,
             timestamp_ms: h.timestamp_ms,
             txs,
+            beacon_round: beacon.map(|b| b.round),
             signers: cb.finalization.signatures.iter().map(|(i, _)| *i).collect(),
             state_root,
         })

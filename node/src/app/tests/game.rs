@@ -463,16 +463,15 @@ proptest! {
         let mut blocks: Vec<Vec<u8>> = vec![payload(&[open(0)])];
         let r = run(&mut s, &[open(0)]);
         apply_writes(&mut kv, &r.writes);
-        let mut nonces: BTreeMap<u8, u64> = BTreeMap::from([(HOUSE, 1)]);
+        let mut sent_nonce = 0u64;
         for step in steps {
             let h = s.height() + 1;
             let ctx = BlockContext { chain_id: CHAIN, height: h, timestamp_ms: h * BLOCK_MS };
             let entries: Vec<Vec<u8>> = match &step {
                 Step::Tx { from, action, nonce_delta } => {
-                    let n = nonces.entry(*from).or_default();
-                    let nonce = n.saturating_add_signed(i64::from(*nonce_delta));
-                    if *nonce_delta == 0 { *n += 1; }
-                    vec![tx(*from, nonce, *action)]
+                    let expected = s.account(&kp(*from).public()).nonce;
+                    sent_nonce = expected.saturating_add_signed(i64::from(*nonce_delta));
+                    vec![tx(*from, sent_nonce, *action)]
                 }
                 Step::Beacon => s.awaiting_round().map(|r| dice.entry(r)).into_iter().collect(),
                 Step::Forged => s.awaiting_round().map(|r| Dice::new(10).entry(r)).into_iter().collect(),
@@ -492,8 +491,10 @@ proptest! {
                     prop_assert_eq!(observable(&s), observable(&without));
                     let (a, b) = (s.account(&kp(*from).public()), without.account(&kp(*from).public()));
                     prop_assert!(a.nonce == b.nonce || a.nonce == b.nonce + 1);
-                } else if *nonces.get(from).unwrap_or(&0) == 0 {
-                    prop_assert!(false, "accepted with a nonce nobody issued");
+                } else {
+                    let before = without.account(&kp(*from).public()).nonce;
+                    prop_assert_eq!(sent_nonce, before, "accepted with a wrong nonce");
+                    prop_assert_eq!(s.account(&kp(*from).public()).nonce, before + 1);
                 }
             }
             apply_writes(&mut kv, &r.writes);
