@@ -29,6 +29,7 @@ pub mod domain;
 pub mod guard;
 pub mod hash;
 pub mod keys;
+pub mod pkcs11;
 pub mod secret;
 pub mod signer;
 pub mod vote;
