@@ -239,3 +239,30 @@ pub struct SupplyView {
     /// `balances + escrow == genesis`.
     pub conserved: bool,
 }
+
+/// `GET /api/v1/memory-protection/status`: how this node holds its secrets
+/// (`bitcraps_crypto::secret`: locked, guard-paged, zeroized buffers).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemoryProtectionView {
+    /// False once an `mlock` failed (RLIMIT_MEMLOCK): secrets may reach swap.
+    pub mlock_available: bool,
+    pub live_buffers: u64,
+    pub locked_bytes: u64,
+    pub unlocked_buffers: u64,
+    pub lock_failures: u64,
+    /// Every secret buffer sits between inaccessible guard pages.
+    pub guard_pages: bool,
+    /// The consensus key and beacon share were wiped by an operator.
+    pub keys_wiped: bool,
+}
+
+/// `POST /api/v1/admin/wipe` response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WipeView {
+    /// False when an earlier call already wiped the keys.
+    pub wiped_now: bool,
+    /// The consensus key's backend that was dropped (`memory`, `keystore`, `pkcs11`).
+    pub signer_backend: String,
+    /// What still runs: the node keeps serving reads but signs nothing.
+    pub message: String,
+}

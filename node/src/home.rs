@@ -33,13 +33,13 @@ use crate::app::{Allocation, AppGenesis};
 use crate::beacon_key::{read_share_file, write_share_file};
 use crate::chainspec::{ChainSpec, ChainSpecError};
 use crate::config::{Config, ConfigError};
-use crate::validator::killswitch::Killswitch;
-use crate::validator::signer_health::DEFAULT_PROBE_INTERVAL_MS;
+use crate::validator::killswitch::{Killswitch, MIN_ADMIN_TOKEN_BYTES};
 use crate::validator::ValidatorSetup;
 use bitcraps_consensus::params::Params;
 use bitcraps_consensus::{Genesis, Validator};
 use bitcraps_crypto::beacon::{self, BeaconPublic, SecretShare};
 use bitcraps_crypto::guard::{FileGuardStore, GuardState, GuardStore, GuardStoreError};
+use bitcraps_crypto::secret::SecretBuf;
 use bitcraps_crypto::signer::InMemorySigner;
 use bitcraps_crypto::{Keypair, PublicKey};
 use serde::{Deserialize, Serialize};
@@ -325,13 +325,38 @@ pub fn read_key_file(path: &Path) -> Result<Keypair, HomeError> {
 
 /// Reads a plaintext key file and its purpose. Refuses files that group or
 /// others may access, files larger than [`MAX_KEY_FILE_BYTES`], other backends
-/// and a public key that does not match the seed.
+/// and a public key that does not match the seed. An encrypted keystore is
+/// refused with a hint: it needs a passphrase ([`load_key_file_with`]).
 pub fn load_key_file(path: &Path) -> Result<KeyFile, HomeError> {
+    load_key_file_with(path, None)
+}
+
+/// [`load_key_file`] for either backend: a plaintext file as there, an
+/// encrypted keystore (`backend: "keystore"`) decrypted with a passphrase from
+/// `passphrase`, which is only consulted for a keystore.
+pub fn load_key_file_with(
+    path: &Path,
+    passphrase: Option<&crate::keystore_file::PassphraseSource>,
+) -> Result<KeyFile, HomeError> {
     let bad = |reason: &str| HomeError::KeyFile {
         path: path.to_owned(),
         reason: reason.to_owned(),
     };
     let mut bytes = read_private_file(path)?;
+    if crate::keystore_file::backend_of(&bytes).as_deref()
+        == Some(bitcraps_crypto::keystore::BACKEND)
+    {
+        let parsed = crate::keystore_file::parse_keystore(path, &bytes);
+        wipe(&mut bytes);
+        let file = parsed?;
+        let source = passphrase.ok_or_else(|| {
+            bad(
+                "this key is in an encrypted keystore; configure a passphrase source \
+                 (a passphrase file, an environment variable or a terminal prompt)",
+            )
+        })?;
+        return crate::keystore_file::unlock(path, &file, source);
+    }
     let parsed = {
         // The serde error is not shown: it can quote the file's content.
         serde_json::from_slice::<KeyFileOwned>(&bytes)
@@ -355,7 +380,7 @@ pub fn load_key_file(path: &Path) -> Result<KeyFile, HomeError> {
     }
     if backend != "plaintext" {
         return Err(bad(&format!(
-            "backend {backend:?} is not supported by this build (only \"plaintext\")"
+            "backend {backend:?} is not supported by this build (only \"plaintext\" and \"keystore\")"
         )));
     }
     let keypair = keypair.ok_or_else(|| bad("secret_seed is not 64 hex characters"))?;
@@ -1050,8 +1075,36 @@ pub fn load_setup(home: &Home, config: &Config) -> Result<ValidatorSetup, HomeEr
         net_limits: config.net.limits(),
         mempool: config.mempool.clone(),
         http: config.http.limits(),
-        signer_probe_interval_ms: DEFAULT_PROBE_INTERVAL_MS,
+        signer_probe_interval_ms: config.signer.probe_interval_ms,
+        admin_token: read_admin_token(home, config)?,
     })
+}
+
+/// The admin API's bearer token from `admin.token_file` (mode 0600, one
+/// trailing newline ignored, at least [`MIN_ADMIN_TOKEN_BYTES`]), straight
+/// into secret memory. `None` when no file is configured.
+fn read_admin_token(home: &Home, config: &Config) -> Result<Option<SecretBuf>, HomeError> {
+    if config.admin.token_file.as_os_str().is_empty() {
+        return Ok(None);
+    }
+    let path = home.resolve(&config.admin.token_file);
+    let mut bytes = read_private_file(&path)?;
+    while matches!(bytes.last(), Some(b'\n' | b'\r')) {
+        bytes.pop();
+    }
+    if bytes.len() < MIN_ADMIN_TOKEN_BYTES {
+        wipe(&mut bytes);
+        return Err(HomeError::KeyFile {
+            path,
+            reason: format!("the admin token must be at least {MIN_ADMIN_TOKEN_BYTES} bytes"),
+        });
+    }
+    SecretBuf::from_vec(bytes)
+        .map(Some)
+        .map_err(|e| HomeError::KeyFile {
+            path,
+            reason: format!("holding the admin token in secret memory: {e}"),
+        })
 }
 
 fn check_guard_state(guard_path: &Path, key_path: &Path, chain_id: &str) -> Result<(), HomeError> {

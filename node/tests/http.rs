@@ -13,8 +13,9 @@
 
 use bitcraps_crypto::{hash, Hash32, Keypair, PublicKey};
 use bitcraps_node::api::{
-    AccountView, BlockView, ErrorBody, GameView, PeerView, Phase, RailView, SignerView, StatusView,
-    SubmitTxResponse, SupplyView, TableDetailView, TableRoll, TableView, TxStatusView,
+    AccountView, BlockView, ErrorBody, GameView, MemoryProtectionView, PeerView, Phase, RailView,
+    SignerView, StatusView, SubmitTxResponse, SupplyView, TableDetailView, TableRoll, TableView,
+    TxStatusView, WipeView,
 };
 use bitcraps_node::http::prom::PromWriter;
 use bitcraps_node::http::{self, ApiError, HttpLimits, NodeApi, SubmitFuture};
@@ -46,6 +47,7 @@ const SLOW: &[u8] = b"SLOW";
 const PANIC: &[u8] = b"PANIC";
 const FULL: &[u8] = b"FULL";
 const BROKEN: &[u8] = b"BROKEN";
+const ADMIN_TOKEN: &[u8] = b"open-sesame-0123456789";
 
 struct TestNode {
     ready: AtomicBool,
@@ -215,6 +217,31 @@ impl NodeApi for TestNode {
                 })
             }
         })
+    }
+
+    fn memory_protection(&self) -> MemoryProtectionView {
+        MemoryProtectionView {
+            mlock_available: true,
+            live_buffers: 1,
+            locked_bytes: 4096,
+            unlocked_buffers: 0,
+            lock_failures: 0,
+            guard_pages: true,
+            keys_wiped: false,
+        }
+    }
+
+    fn admin_wipe(&self, bearer: Option<&[u8]>) -> Result<WipeView, ApiError> {
+        match bearer {
+            Some(ADMIN_TOKEN) => Ok(WipeView {
+                wiped_now: true,
+                signer_backend: "memory".into(),
+                message: "wiped".into(),
+            }),
+            _ => Err(ApiError::Unauthorized(
+                "missing or wrong bearer token".into(),
+            )),
+        }
     }
 
     fn tables(&self) -> Result<Vec<TableView>, ApiError> {
@@ -773,6 +800,39 @@ async fn game_routes() {
     // Internal errors are reported without their details.
     let body = error(s.get("/api/v1/game").await, 500, "internal").await;
     assert!(!body.message.contains("secret"), "{body:?}");
+}
+
+#[tokio::test]
+async fn admin_wipe_needs_the_bearer_token() {
+    let s = start(roomy()).await;
+    let post = |auth: Option<String>| {
+        let mut req = s.client.post(s.url("/api/v1/admin/wipe"));
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        req.send()
+    };
+    error(post(None).await.unwrap(), 401, "unauthorized").await;
+    error(
+        post(Some("Bearer nope".into())).await.unwrap(),
+        401,
+        "unauthorized",
+    )
+    .await;
+    let token = String::from_utf8(ADMIN_TOKEN.to_vec()).unwrap();
+    // The scheme must be Bearer.
+    error(
+        post(Some(format!("Basic {token}"))).await.unwrap(),
+        401,
+        "unauthorized",
+    )
+    .await;
+    let ok = ok_json(post(Some(format!("Bearer {token}"))).await.unwrap(), 200).await;
+    assert_eq!(ok["wiped_now"], true);
+    // GET is not a wipe.
+    error(s.get("/api/v1/admin/wipe").await, 405, "method_not_allowed").await;
+    let m = ok_json(s.get("/api/v1/memory-protection/status").await, 200).await;
+    assert_eq!(m["guard_pages"], true);
 }
 
 #[tokio::test]

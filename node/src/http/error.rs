@@ -36,6 +36,10 @@ pub mod codes {
     pub const TIMEOUT: &str = "timeout";
     /// 500: something broke inside the node (details are in its log only).
     pub const INTERNAL: &str = "internal";
+    /// 401: an admin call without the right bearer token.
+    pub const UNAUTHORIZED: &str = "unauthorized";
+    /// 403: the admin API is disabled on this node.
+    pub const FORBIDDEN: &str = "forbidden";
 }
 
 /// An error response: a status and an [`ErrorBody`].
@@ -112,6 +116,10 @@ impl From<ApiError> for HttpError {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, codes::UNAVAILABLE, m)
             }
             ApiError::Internal(detail) => Self::internal(&detail),
+            ApiError::Unauthorized(m) => {
+                Self::new(StatusCode::UNAUTHORIZED, codes::UNAUTHORIZED, m)
+            }
+            ApiError::Forbidden(m) => Self::new(StatusCode::FORBIDDEN, codes::FORBIDDEN, m),
         }
     }
 }

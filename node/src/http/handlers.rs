@@ -6,11 +6,11 @@ use super::error::{codes, HttpError};
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::NodeApi;
 use crate::api::{
-    AccountView, BlockView, GameView, PeerView, StatusView, SubmitTx, SupplyView, TableDetailView,
-    TableRoll, TableView, TxStatusView,
+    AccountView, BlockView, GameView, MemoryProtectionView, PeerView, StatusView, SubmitTx,
+    SupplyView, TableDetailView, TableRoll, TableView, TxStatusView, WipeView,
 };
 use axum::extract::State;
-use axum::http::{header, Method, StatusCode};
+use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bitcraps_crypto::{Hash32, PublicKey};
@@ -157,6 +157,25 @@ pub(crate) async fn game(State(node): Node) -> Result<Json<GameView>, HttpError>
 
 pub(crate) async fn supply(State(node): Node) -> Result<Json<SupplyView>, HttpError> {
     Ok(Json(node.supply()?))
+}
+
+pub(crate) async fn memory_protection(State(node): Node) -> Json<MemoryProtectionView> {
+    Json(node.memory_protection())
+}
+
+/// The bearer token, if the request carries one (`authorization: Bearer T`).
+fn bearer(headers: &HeaderMap) -> Option<&[u8]> {
+    let value = headers.get(header::AUTHORIZATION)?.as_bytes();
+    value
+        .strip_prefix(b"Bearer ")
+        .or_else(|| value.strip_prefix(b"bearer "))
+}
+
+pub(crate) async fn admin_wipe(
+    State(node): Node,
+    headers: HeaderMap,
+) -> Result<Json<WipeView>, HttpError> {
+    Ok(Json(node.admin_wipe(bearer(&headers))?))
 }
 
 pub(crate) async fn peers(State(node): Node) -> Json<Vec<PeerView>> {

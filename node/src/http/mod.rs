@@ -22,8 +22,8 @@
 //! * `clock.rs`: the module's one clock read.
 
 use crate::api::{
-    AccountView, BlockView, GameView, PeerView, StatusView, SubmitTxResponse, SupplyView,
-    TableDetailView, TableRoll, TableView, TxStatusView,
+    AccountView, BlockView, GameView, MemoryProtectionView, PeerView, StatusView, SubmitTxResponse,
+    SupplyView, TableDetailView, TableRoll, TableView, TxStatusView, WipeView,
 };
 use bitcraps_crypto::{Hash32, PublicKey};
 use std::future::Future;
@@ -73,6 +73,12 @@ pub trait NodeApi: Send + Sync + 'static {
     fn supply(&self) -> Result<SupplyView, ApiError>;
     /// `GET /api/v1/peers`.
     fn peers(&self) -> Vec<PeerView>;
+    /// `GET /api/v1/memory-protection/status`: how secrets are held.
+    fn memory_protection(&self) -> MemoryProtectionView;
+    /// `POST /api/v1/admin/wipe` with `authorization: Bearer TOKEN`: zeroize
+    /// every key this node holds in memory and stop signing. `bearer` is the
+    /// token the client sent, if any; the node compares it in constant time.
+    fn admin_wipe(&self, bearer: Option<&[u8]>) -> Result<WipeView, ApiError>;
     /// `GET /metrics`: Prometheus text exposition format.
     fn metrics(&self) -> String;
 }
@@ -97,6 +103,12 @@ pub enum ApiError {
     /// 500: a storage or internal failure (details are logged, not returned).
     #[error("{0}")]
     Internal(String),
+    /// 401: missing or wrong admin token.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 403: the call is disabled on this node.
+    #[error("{0}")]
+    Forbidden(String),
 }
 
 /// Limits on what clients may send. Every field is configurable in

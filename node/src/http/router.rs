@@ -60,6 +60,11 @@ pub fn router(api: Arc<dyn NodeApi>, limits: &HttpLimits) -> Router {
         .route("/api/v1/game", get(handlers::game))
         .route("/api/v1/supply", get(handlers::supply))
         .route("/api/v1/peers", get(handlers::peers))
+        .route(
+            "/api/v1/memory-protection/status",
+            get(handlers::memory_protection),
+        )
+        .route("/api/v1/admin/wipe", post(handlers::admin_wipe))
         // Applies to the routes above only: keep it after the last route.
         .method_not_allowed_fallback(handlers::method_not_allowed)
         .fallback(handlers::not_found)

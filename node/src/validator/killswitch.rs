@@ -10,6 +10,10 @@
 //!
 //! [`wipe`]: Killswitch::wipe
 
+use crate::api::WipeView;
+use crate::engine::EngineClient;
+use crate::http::ApiError;
+use bitcraps_crypto::secret::SecretBuf;
 use bitcraps_crypto::signer::{SignFuture, Signer, SignerError};
 use bitcraps_crypto::PublicKey;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -93,6 +97,52 @@ impl Signer for Killswitch {
                 WIPED.to_owned(),
             )))),
         }
+    }
+}
+
+/// Shortest admin token accepted (bytes): a guessable token would make the
+/// wipe a denial-of-service lever.
+pub const MIN_ADMIN_TOKEN_BYTES: usize = 16;
+
+/// The admin API's authority: the token (held in secret memory) and what the
+/// wipe reaches.
+#[derive(Debug)]
+pub struct AdminAccess {
+    pub killswitch: Arc<Killswitch>,
+    /// `None`: the admin API is disabled.
+    pub token: Option<SecretBuf>,
+}
+
+impl AdminAccess {
+    /// Checks `bearer` in constant time, then wipes the consensus key (here)
+    /// and the beacon share (the engine, within one beacon tick).
+    pub fn wipe(&self, bearer: Option<&[u8]>, engine: &EngineClient) -> Result<WipeView, ApiError> {
+        let Some(token) = &self.token else {
+            return Err(ApiError::Forbidden(
+                "the admin API is disabled on this node (set admin.token_file)".into(),
+            ));
+        };
+        // Both arms take the same path through ct_eq; the length check inside
+        // it may end early, which reveals only the token's length class.
+        let authorized = bearer.is_some_and(|b| token.ct_eq(b));
+        if !authorized {
+            tracing::warn!("admin wipe refused: missing or wrong bearer token");
+            return Err(ApiError::Unauthorized(
+                "missing or wrong bearer token".into(),
+            ));
+        }
+        let wiped_now = self.killswitch.wipe();
+        engine.wipe_keys();
+        tracing::warn!(
+            backend = self.killswitch.backend(),
+            wiped_now,
+            "EMERGENCY WIPE: consensus key and beacon share zeroized; this node no longer signs"
+        );
+        Ok(WipeView {
+            wiped_now,
+            signer_backend: self.killswitch.backend().to_owned(),
+            message: "keys zeroized: the node keeps serving reads but signs nothing until restarted with its keys".into(),
+        })
     }
 }
 

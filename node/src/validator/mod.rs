@@ -16,9 +16,10 @@ use crate::engine::{Clock, Engine, EngineConfig, EngineError, Listen, SystemCloc
 use crate::http::{HttpLimits, NodeApi};
 use crate::net::Limits;
 use bitcraps_crypto::beacon::SecretShare;
+use bitcraps_crypto::secret::SecretBuf;
 use bitcraps_crypto::signer::Signer;
 use bitcraps_crypto::Keypair;
-use killswitch::Killswitch;
+use killswitch::{AdminAccess, Killswitch};
 use signer_health::SignerMonitor;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -67,6 +68,8 @@ pub struct ValidatorSetup {
     pub http: HttpLimits,
     /// Time between signer test signatures (ms).
     pub signer_probe_interval_ms: u64,
+    /// Bearer token of the admin API (`None`: disabled).
+    pub admin_token: Option<SecretBuf>,
 }
 
 /// Why a validator could not start or stopped.
@@ -140,6 +143,10 @@ pub async fn run(
         setup.me,
         clock,
         monitor,
+        AdminAccess {
+            killswitch: Arc::clone(&setup.signer),
+            token: setup.admin_token,
+        },
     ));
     let name = service.status().node_id;
     tracing::info!(

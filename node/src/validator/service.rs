@@ -3,11 +3,12 @@
 //! store; submissions go through the engine's admission path.
 
 use super::game_api;
+use super::killswitch::{self, AdminAccess};
 use super::metrics;
 use super::signer_health::{SignerHealth, SignerMonitor};
 use crate::api::{
-    AccountView, BlockView, GameView, PeerView, SignerView, StatusView, SubmitTxResponse,
-    SupplyView, TableDetailView, TableRoll, TableView, TxStatusView,
+    AccountView, BlockView, GameView, MemoryProtectionView, PeerView, SignerView, StatusView,
+    SubmitTxResponse, SupplyView, TableDetailView, TableRoll, TableView, TxStatusView, WipeView,
 };
 use crate::app::beacon_entry::BeaconEntry;
 use crate::app::payload::split_payload;
@@ -34,6 +35,7 @@ pub struct NodeService {
     /// Submissions refused, by reason code (for `/metrics`).
     rejected: Mutex<BTreeMap<&'static str, u64>>,
     signer: Arc<SignerMonitor>,
+    admin: AdminAccess,
 }
 
 impl NodeService {
@@ -43,6 +45,7 @@ impl NodeService {
         me: u16,
         clock: Arc<dyn Clock>,
         signer: Arc<SignerMonitor>,
+        admin: AdminAccess,
     ) -> Self {
         let started_ms = clock.now_ms();
         NodeService {
@@ -53,6 +56,7 @@ impl NodeService {
             started_ms,
             rejected: Mutex::new(BTreeMap::new()),
             signer,
+            admin,
         }
     }
 
@@ -158,10 +162,15 @@ impl NodeApi for NodeService {
             committed_tx: s.committed_tx,
             signer: {
                 let h = self.signer.health();
+                let wiped = self.admin.killswitch.is_wiped();
                 SignerView {
                     backend: h.backend.to_owned(),
-                    healthy: h.healthy,
-                    last_error: h.last_error,
+                    healthy: h.healthy && !wiped,
+                    last_error: if wiped {
+                        Some(killswitch::WIPED.to_owned())
+                    } else {
+                        h.last_error
+                    },
                     sign_latency_us: h.sign_latency_us,
                 }
             },
@@ -174,6 +183,9 @@ impl NodeApi for NodeService {
         let s = self.engine.status();
         if let Some(fatal) = s.fatal {
             return Err(format!("the engine stopped: {fatal}"));
+        }
+        if self.admin.killswitch.is_wiped() {
+            return Err(format!("not signing: {}", killswitch::WIPED));
         }
         let signer = self.signer.health();
         if !signer.healthy {
@@ -329,6 +341,23 @@ impl NodeApi for NodeService {
 
     fn supply(&self) -> Result<SupplyView, ApiError> {
         Ok(game_api::supply(&self.engine))
+    }
+
+    fn memory_protection(&self) -> MemoryProtectionView {
+        let p = bitcraps_crypto::secret::protection_status();
+        MemoryProtectionView {
+            mlock_available: p.mlock_available,
+            live_buffers: p.live_buffers,
+            locked_bytes: p.locked_bytes,
+            unlocked_buffers: p.unlocked_buffers,
+            lock_failures: p.lock_failures,
+            guard_pages: p.guard_pages,
+            keys_wiped: self.admin.killswitch.is_wiped(),
+        }
+    }
+
+    fn admin_wipe(&self, bearer: Option<&[u8]>) -> Result<WipeView, ApiError> {
+        self.admin.wipe(bearer, &self.engine)
     }
 
     fn peers(&self) -> Vec<PeerView> {
