@@ -19,6 +19,10 @@ cargo --version
 rustfmt --version >/dev/null 2>&1 || rustup component add rustfmt
 cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
 command -v python3 >/dev/null || { apt-get update && apt-get install -y python3; }
+# PKCS#11 signer tests need a SoftHSM2 token and OpenSC's pkcs11-tool; the
+# secret-memory tests also run under valgrind memcheck.
+command -v softhsm2-util >/dev/null && command -v pkcs11-tool >/dev/null && command -v valgrind >/dev/null \
+  || { apt-get update && apt-get install -y softhsm2 opensc valgrind; }
 
 step "format"
 cargo fmt --all -- --check
@@ -37,6 +41,9 @@ else
 fi
 # Doc tests (nextest does not run them).
 cargo test --workspace --doc
+
+step "secret memory under valgrind memcheck"
+bash scripts/valgrind-secret.sh
 
 step "simulator campaigns (release)"
 cargo build --release -p bitcraps-chaos

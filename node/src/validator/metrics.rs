@@ -83,6 +83,31 @@ pub(super) fn render(node: &NodeService) -> String {
         &backend,
         signer.failures,
     );
+    let mem = bitcraps_crypto::secret::protection_status();
+    w.gauge(
+        "bitcraps_memory_lock_available",
+        "1 while every secret buffer could be locked in RAM (mlock)",
+        &[],
+        if mem.mlock_available { 1.0 } else { 0.0 },
+    );
+    w.gauge(
+        "bitcraps_secret_buffers",
+        "Secret buffers alive (keys, PINs, passphrases, tokens)",
+        &[],
+        mem.live_buffers as f64,
+    );
+    w.gauge(
+        "bitcraps_secret_locked_bytes",
+        "Bytes of secret memory locked in RAM",
+        &[],
+        mem.locked_bytes as f64,
+    );
+    w.counter(
+        "bitcraps_mlock_failures_total",
+        "Secret buffers that could not be locked in RAM",
+        &[],
+        mem.lock_failures,
+    );
     let b = s.beacon;
     let beacon_counters = [
         (

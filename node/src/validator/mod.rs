@@ -149,6 +149,11 @@ pub async fn run(
         },
     ));
     let name = service.status().node_id;
+    // mlock can fail under a small RLIMIT_MEMLOCK: the node keeps running
+    // (secrets stay guard-paged and zeroized) but says so once.
+    if let Some(warning) = bitcraps_crypto::secret::take_lock_warning() {
+        tracing::warn!("{warning}");
+    }
     tracing::info!(
         node = %name,
         chain_id = %spec.consensus.chain_id,
