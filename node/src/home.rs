@@ -40,7 +40,6 @@ use bitcraps_consensus::{Genesis, Validator};
 use bitcraps_crypto::beacon::{self, BeaconPublic, SecretShare};
 use bitcraps_crypto::guard::{FileGuardStore, GuardState, GuardStore, GuardStoreError};
 use bitcraps_crypto::secret::SecretBuf;
-use bitcraps_crypto::signer::InMemorySigner;
 use bitcraps_crypto::{Keypair, PublicKey};
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File, OpenOptions};
@@ -1022,9 +1021,8 @@ pub fn load_setup(home: &Home, config: &Config) -> Result<ValidatorSetup, HomeEr
     let genesis_path = home.resolve(&config.node.genesis);
     let spec = ChainSpec::load(&genesis_path)?;
 
-    let consensus_path = home.resolve(&config.keys.consensus);
+    let consensus_path = crate::signer_setup::key_location(home, config);
     let identity_path = home.resolve(&config.keys.identity);
-    let consensus_key = read_key_file(&consensus_path)?;
     let identity = read_key_file(&identity_path)?;
 
     let data_dir = home.resolve(&config.node.data_dir);
@@ -1032,14 +1030,16 @@ pub fn load_setup(home: &Home, config: &Config) -> Result<ValidatorSetup, HomeEr
     // Checked before anything else about the chain: a key without its guard
     // state must never start, whatever else is wrong.
     check_guard_state(&guard_path, &consensus_path, &spec.consensus.chain_id)?;
+    let signer = crate::signer_setup::open_consensus_signer(home, config)?;
+    let consensus_public = signer.public_key();
 
     let position = spec
         .consensus
         .validators
         .iter()
-        .position(|v| v.consensus_key == consensus_key.public())
+        .position(|v| v.consensus_key == consensus_public)
         .ok_or_else(|| HomeError::NotAValidator {
-            public_key: consensus_key.public().to_hex(),
+            public_key: consensus_public.to_hex(),
             key_path: consensus_path.clone(),
             genesis: genesis_path.clone(),
         })?;
@@ -1066,9 +1066,7 @@ pub fn load_setup(home: &Home, config: &Config) -> Result<ValidatorSetup, HomeEr
         me,
         beacon_share,
         identity,
-        signer: Arc::new(Killswitch::new(Box::new(InMemorySigner::new(
-            consensus_key,
-        )))),
+        signer: Arc::new(Killswitch::from_arc(signer)),
         data_dir,
         p2p_listen,
         http_listen,

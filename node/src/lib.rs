@@ -18,9 +18,13 @@ pub mod config;
 #[cfg(feature = "server")]
 pub mod config_signer;
 #[cfg(feature = "server")]
+pub mod signer_setup;
+#[cfg(feature = "server")]
 pub mod home;
 #[cfg(feature = "server")]
 pub mod http;
+#[cfg(feature = "server")]
+pub mod keystore_file;
 #[cfg(feature = "server")]
 pub mod localnet;
 #[cfg(feature = "server")]

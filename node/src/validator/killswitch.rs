@@ -33,13 +33,24 @@ pub struct Killswitch {
 }
 
 impl Killswitch {
-    /// Takes sole ownership of `signer`: nothing else may keep a clone of it,
-    /// or the wipe could not drop it.
+    /// Takes ownership of `signer`. It must be the only reference: nothing
+    /// else may keep a clone, or the wipe could not drop it.
     pub fn new(signer: Box<dyn Signer>) -> Killswitch {
+        Self::from_arc(Arc::from(signer))
+    }
+
+    /// Like [`Killswitch::new`] for a signer already in an `Arc`, which must
+    /// hold the only strong reference (checked in debug builds).
+    pub fn from_arc(signer: Arc<dyn Signer>) -> Killswitch {
+        debug_assert_eq!(
+            Arc::strong_count(&signer),
+            1,
+            "the killswitch must own the signer"
+        );
         let public = signer.public_key();
         let backend = signer.backend();
         Killswitch {
-            inner: RwLock::new(Some(Arc::from(signer))),
+            inner: RwLock::new(Some(signer)),
             public,
             backend,
             wiped: AtomicBool::new(false),
