@@ -13,6 +13,8 @@
 //!   key material lives (in memory for tests, keystore or PKCS#11 in production).
 //! * [`guard`]: the signing guard that sits in front of every signer and refuses,
 //!   durably, anything that could be a double sign.
+//! * [`keystore`]: an ed25519 seed sealed under a passphrase (Argon2id +
+//!   XChaCha20-Poly1305) and the [`KeystoreSigner`](keystore::KeystoreSigner).
 //! * [`secret`]: [`SecretBuf`](secret::SecretBuf), locked, guard-paged,
 //!   zeroized-on-drop memory for keys, PINs, passphrases and tokens; the only
 //!   module with `unsafe` code.
@@ -29,6 +31,7 @@ pub mod domain;
 pub mod guard;
 pub mod hash;
 pub mod keys;
+pub mod keystore;
 pub mod pkcs11;
 pub mod secret;
 pub mod signer;

@@ -1,9 +1,13 @@
-//! `bitcraps keys generate|show`: plaintext ed25519 key files. Only public
-//! keys are ever printed.
+//! `bitcraps keys generate|show|import`: ed25519 key files, plaintext
+//! (localnet/testnet) or encrypted keystores (production without an HSM).
+//! Only public keys are ever printed; passphrases never appear in output or
+//! errors (errors name where a passphrase came from, not what it was).
 
 use super::{emit, CliResult, Context};
+use bitcraps_crypto::keystore::KdfParams;
 use bitcraps_node::home;
-use std::path::PathBuf;
+use bitcraps_node::keystore_file::{self, PassphraseSource, DEFAULT_PASSPHRASE_ENV};
+use std::path::{Path, PathBuf};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -15,8 +19,13 @@ pub struct Args {
 enum KeysCommand {
     /// Write a new key file (mode 0600; never overwrites).
     Generate(GenerateArgs),
-    /// Print the public keys of the home's keys, or of one key file.
+    /// Print the public keys of the home's keys, or of one key file. Needs no
+    /// passphrase, even for a keystore, unless --unlock asks to prove that the
+    /// passphrase opens it.
     Show(ShowArgs),
+    /// Encrypt an existing plaintext key file into a new keystore file. The
+    /// plaintext file is left as it is: delete it once the keystore is backed up.
+    Import(ImportArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -27,6 +36,93 @@ struct GenerateArgs {
     /// What the key is for (recorded in the file).
     #[arg(long, value_enum, default_value_t = Purpose::Consensus)]
     purpose: Purpose,
+    /// How the key is stored. `plaintext` is for localnet/testnet only.
+    #[arg(long, value_enum, default_value_t = Backend::Plaintext)]
+    backend: Backend,
+    #[command(flatten)]
+    passphrase: PassphraseArgs,
+    #[command(flatten)]
+    kdf: KdfArgs,
+}
+
+#[derive(clap::Args, Debug)]
+struct ImportArgs {
+    /// The plaintext key file to encrypt (left unchanged).
+    #[arg(long, value_name = "FILE")]
+    from: PathBuf,
+    /// Where to write the new keystore file.
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    #[command(flatten)]
+    passphrase: PassphraseArgs,
+    #[command(flatten)]
+    kdf: KdfArgs,
+}
+
+/// Where a keystore's passphrase comes from. Without either option it is
+/// asked for on the terminal (twice for a new keystore), which needs stdin to
+/// be a terminal.
+#[derive(clap::Args, Debug)]
+struct PassphraseArgs {
+    /// Read the keystore passphrase from FILE (must not be readable by group or
+    /// others; one trailing newline is ignored). A new keystore needs at least
+    /// 12 bytes.
+    #[arg(long, value_name = "FILE", conflicts_with = "passphrase_env")]
+    passphrase_file: Option<PathBuf>,
+    /// Read the keystore passphrase from environment variable VAR
+    /// (default: BITCRAPS_KEYSTORE_PASSPHRASE). A new keystore needs at least
+    /// 12 bytes.
+    #[arg(long, value_name = "VAR", num_args = 0..=1, default_missing_value = DEFAULT_PASSPHRASE_ENV)]
+    passphrase_env: Option<String>,
+}
+
+impl PassphraseArgs {
+    fn given(&self) -> bool {
+        self.passphrase_file.is_some() || self.passphrase_env.is_some()
+    }
+
+    fn source(&self) -> PassphraseSource {
+        match (&self.passphrase_file, &self.passphrase_env) {
+            (Some(file), _) => PassphraseSource::File(file.clone()),
+            (None, Some(var)) => PassphraseSource::Env(var.clone()),
+            (None, None) => PassphraseSource::Prompt,
+        }
+    }
+}
+
+/// Argon2id cost of a new keystore. Higher is slower for an attacker guessing
+/// passphrases, and for the node unlocking the key once at start-up.
+#[derive(clap::Args, Debug)]
+struct KdfArgs {
+    /// Argon2id memory in KiB (8192..=4194304; default 65536 = 64 MiB).
+    #[arg(long, value_name = "KIB")]
+    kdf_memory_kib: Option<u32>,
+    /// Argon2id passes over that memory (1..=16; default 3).
+    #[arg(long, value_name = "N")]
+    kdf_iterations: Option<u32>,
+}
+
+impl KdfArgs {
+    fn given(&self) -> bool {
+        self.kdf_memory_kib.is_some() || self.kdf_iterations.is_some()
+    }
+
+    fn params(&self) -> KdfParams {
+        let default = KdfParams::default();
+        KdfParams {
+            m_kib: self.kdf_memory_kib.unwrap_or(default.m_kib),
+            t: self.kdf_iterations.unwrap_or(default.t),
+            p: default.p,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Backend {
+    /// Seed in clear JSON (marked as such). localnet/testnet only.
+    Plaintext,
+    /// Seed encrypted under a passphrase (Argon2id + XChaCha20-Poly1305).
+    Keystore,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -49,8 +145,18 @@ impl Purpose {
 #[derive(clap::Args, Debug)]
 struct ShowArgs {
     /// A key file to show instead of the home's consensus and identity keys.
+    #[arg(value_name = "FILE", conflicts_with = "file")]
+    path: Option<PathBuf>,
+    /// Same as the FILE argument.
     #[arg(long, value_name = "FILE")]
     file: Option<PathBuf>,
+    /// Also decrypt keystores, proving the passphrase opens them and that they
+    /// hold the key they claim (implied by --passphrase-file/--passphrase-env).
+    /// Plaintext files are always checked.
+    #[arg(long)]
+    unlock: bool,
+    #[command(flatten)]
+    passphrase: PassphraseArgs,
     /// Machine-readable output.
     #[arg(long)]
     json: bool,
@@ -60,22 +166,90 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
     match args.command {
         KeysCommand::Generate(a) => generate(a),
         KeysCommand::Show(a) => show(ctx, a),
+        KeysCommand::Import(a) => import(a),
     }
 }
 
 fn generate(args: GenerateArgs) -> CliResult {
-    let key = home::generate_key()?;
-    home::write_key_file(&args.out, &key, args.purpose.as_str())?;
+    let purpose = args.purpose.as_str();
+    match args.backend {
+        Backend::Plaintext => {
+            if args.passphrase.given() || args.kdf.given() {
+                return Err(
+                    "--passphrase-* and --kdf-* apply to --backend keystore only; \
+                            a plaintext key file is not encrypted"
+                        .into(),
+                );
+            }
+            let key = home::generate_key()?;
+            home::write_key_file(&args.out, &key, purpose)?;
+            emit(&format!(
+                "wrote {purpose} key {} to {} (plaintext: localnet/testnet only; \
+                 use --backend keystore or an HSM in production)\n",
+                key.public(),
+                args.out.display()
+            ))
+        }
+        Backend::Keystore => {
+            let key = home::generate_key()?;
+            keystore_file::create_keystore_file(
+                &args.out,
+                &key,
+                purpose,
+                &args.passphrase.source(),
+                args.kdf.params(),
+            )?;
+            emit(&format!(
+                "wrote {purpose} key {} to encrypted keystore {}\n\
+                 keep the passphrase safe: without it the key cannot be recovered\n",
+                key.public(),
+                args.out.display()
+            ))
+        }
+    }
+}
+
+fn import(args: ImportArgs) -> CliResult {
+    let info = keystore_file::inspect_key_file(&args.from)?;
+    if info.backend != "plaintext" {
+        return Err(format!(
+            "{} is already an encrypted {} file; import reads plaintext key files only",
+            args.from.display(),
+            info.backend
+        )
+        .into());
+    }
+    let key = home::load_key_file(&args.from)?;
+    keystore_file::create_keystore_file(
+        &args.out,
+        &key.keypair,
+        &key.purpose,
+        &args.passphrase.source(),
+        args.kdf.params(),
+    )?;
+    // Opened again with the same passphrase source before anyone deletes the
+    // plaintext copy: a keystore that cannot be opened must be found now.
+    if !matches!(args.passphrase.source(), PassphraseSource::Prompt) {
+        let back = keystore_file::unlock_keystore_file(&args.out, &args.passphrase.source())?;
+        if back.keypair.public() != key.keypair.public() {
+            return Err(format!("{} does not open to the imported key", args.out.display()).into());
+        }
+    }
     emit(&format!(
-        "wrote {} key {} to {}\n",
-        args.purpose.as_str(),
-        key.public(),
-        args.out.display()
+        "imported {} key {} from {} into encrypted keystore {}\n\
+         {} was left unchanged: once the keystore and its passphrase are backed up, \
+         delete it (for example `shred -u {}`)\n",
+        key.purpose,
+        key.keypair.public(),
+        args.from.display(),
+        args.out.display(),
+        args.from.display(),
+        args.from.display(),
     ))
 }
 
 fn show(ctx: &Context, args: ShowArgs) -> CliResult {
-    let files: Vec<PathBuf> = match args.file {
+    let files: Vec<PathBuf> = match args.path.or(args.file) {
         Some(f) => vec![f],
         None => {
             let home = ctx.home()?;
@@ -92,18 +266,32 @@ fn show(ctx: &Context, args: ShowArgs) -> CliResult {
             }
         }
     };
+    let unlock = args.unlock || args.passphrase.given();
+    let source = args.passphrase.source();
     let mut rows = Vec::new();
     for path in files {
-        let key = home::load_key_file(&path)?;
-        rows.push((key.purpose, key.keypair.public().to_hex(), path));
+        let mut info = keystore_file::inspect_key_file(&path)?;
+        if unlock && !info.verified {
+            let key = keystore_file::unlock_keystore_file(&path, &source)?;
+            if key.keypair.public() != info.public_key {
+                // decrypt() checks this; kept as a guard on what we print.
+                return Err(
+                    format!("{} holds a different key than it claims", path.display()).into(),
+                );
+            }
+            info.verified = true;
+        }
+        rows.push((info, path));
     }
     if args.json {
         let list: Vec<_> = rows
             .iter()
-            .map(|(purpose, public_key, path)| {
+            .map(|(info, path)| {
                 serde_json::json!({
-                    "purpose": purpose,
-                    "public_key": public_key,
+                    "purpose": info.purpose,
+                    "backend": info.backend,
+                    "verified": info.verified,
+                    "public_key": info.public_key.to_hex(),
                     "file": path.display().to_string(),
                 })
             })
@@ -111,8 +299,23 @@ fn show(ctx: &Context, args: ShowArgs) -> CliResult {
         return emit(&format!("{}\n", serde_json::Value::Array(list)));
     }
     let mut text = String::new();
-    for (purpose, public_key, path) in rows {
-        text.push_str(&format!("{purpose:<10} {public_key}  {}\n", path.display()));
+    for (info, path) in &rows {
+        text.push_str(&row(info, path));
     }
     emit(&text)
+}
+
+fn row(info: &keystore_file::KeyFileInfo, path: &Path) -> String {
+    let note = if info.backend == "keystore" && info.verified {
+        "  (unlocked: passphrase ok)"
+    } else {
+        ""
+    };
+    format!(
+        "{:<10} {:<9} {}  {}{note}\n",
+        info.purpose,
+        info.backend,
+        info.public_key.to_hex(),
+        path.display()
+    )
 }
