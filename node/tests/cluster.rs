@@ -10,6 +10,7 @@
 #![cfg(feature = "server")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use bitcraps_crypto::guard::{FileGuardStore, GuardState, GuardStore};
 use bitcraps_crypto::{Keypair, PublicKey};
 use bitcraps_node::app::tx::{Action, Transaction};
 use bitcraps_node::chainspec::ChainSpec;
@@ -424,5 +425,123 @@ async fn bad_http_input_gets_clear_errors_and_loses_nothing() {
     assert!(value("bitcraps_tx_committed_total ") >= 1.0);
     assert!(value("bitcraps_tx_rejected_total{reason=\"bad_signature\"}") >= 2.0);
     assert!(cluster.is_running(0));
+    cluster.stop_all();
+}
+
+/// Runs node `i` outside the cluster's control with the guard-write crash
+/// armed, and waits for it to abort there.
+async fn crash_after_guard_writes(cluster: &Cluster, i: usize, writes: u64) {
+    use std::os::unix::process::ExitStatusExt;
+    let home = cluster.node(i).home.clone();
+    let log = std::fs::File::create(home.join(format!("crash-{writes}.log"))).unwrap();
+    let mut child = std::process::Command::new(bin())
+        .arg("--home")
+        .arg(&home)
+        .arg("start")
+        .env(
+            bitcraps_node::engine::fault::CRASH_AFTER_GUARD_WRITES_ENV,
+            writes.to_string(),
+        )
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let end = Instant::now() + DEADLINE;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > end {
+            let _ = child.kill();
+            panic!("node {i} never reached guard write {writes}");
+        }
+        sleep(POLL).await;
+    };
+    // SIGABRT: it died inside the guard write, not some other way.
+    assert_eq!(status.signal(), Some(6), "node {i} ended with {status}");
+}
+
+async fn evidence_total(cluster: &Cluster, i: usize) -> u64 {
+    let text = reqwest::get(format!("{}/metrics", cluster.http_url(i)))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("bitcraps_evidence_total "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map(|v| v as u64)
+        .expect("bitcraps_evidence_total in /metrics")
+}
+
+/// A validator killed right after its signing guard made a new signature
+/// durable, before the signature could reach the network, restarts from its
+/// data directory and carries on: the guard state it died with is intact and
+/// never goes back, no validator ever sees two conflicting votes from it
+/// (double-sign evidence stays 0), and the chain agrees. (That a reloaded
+/// guard refuses to sign a conflicting vote is tested directly in
+/// `crypto/src/guard/tests.rs`; the simulator crashes validators at every
+/// step under byzantine schedules.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_between_guard_write_and_broadcast_never_double_signs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tn, _spec) = testnet(dir.path(), 4);
+    let mut cluster = Cluster::create(bin(), &tn, &[]).unwrap();
+    for i in 1..4 {
+        cluster.start_node(i).unwrap();
+    }
+    for i in 1..4 {
+        cluster.wait_ready(i, READY_MS).await.unwrap();
+    }
+    let guard_path = cluster.node(0).home.join("data").join("guard_state");
+    let mut last_crash_state = None;
+    for writes in [3, 17, 40] {
+        crash_after_guard_writes(&cluster, 0, writes).await;
+        // The write it died after is complete and loads: a vote is recorded,
+        // and no recorded view ever goes back across crashes.
+        let state = {
+            let store = FileGuardStore::open(&guard_path).unwrap();
+            store.load().unwrap().expect("guard state after the crash")
+        };
+        assert!(
+            state.last_notarize.is_some() || state.last_nullify.is_some(),
+            "{state:?}"
+        );
+        if let Some(prev) = last_crash_state.replace(state.clone()) {
+            let views = |s: &GuardState| {
+                [s.last_notarize, s.last_nullify, s.last_finalize].map(|r| r.map(|r| r.view))
+            };
+            for (a, b) in views(&prev).into_iter().zip(views(&state)) {
+                assert!(a <= b, "a recorded view went back: {prev:?} -> {state:?}");
+            }
+        }
+        // Restarted normally, it resumes from the guard state it fsynced.
+        cluster.start_node(0).unwrap();
+        cluster.wait_ready(0, READY_MS).await.unwrap();
+        let target = height(&cluster, 1).await + 5;
+        wait_height(&cluster, 0, target, "progress after the crash").await;
+        cluster.stop(0).unwrap();
+    }
+    cluster.start_node(0).unwrap();
+    cluster.wait_ready(0, READY_MS).await.unwrap();
+    let target = height(&cluster, 1).await + 5;
+    for i in 0..4 {
+        wait_height(&cluster, i, target, "progress with everyone back").await;
+    }
+    for i in 0..4 {
+        assert_eq!(
+            evidence_total(&cluster, i).await,
+            0,
+            "node {i} saw a double vote"
+        );
+    }
+    let mut common = u64::MAX;
+    for i in 0..4 {
+        common = common.min(height(&cluster, i).await);
+    }
+    let roots = roots_at(&cluster, &[0, 1, 2, 3], common).await;
+    assert!(roots.iter().all(|r| *r == roots[0]), "{roots:?}");
     cluster.stop_all();
 }

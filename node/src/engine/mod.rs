@@ -40,6 +40,7 @@ pub mod admission;
 pub mod beacon;
 pub mod clock;
 mod execute;
+pub mod fault;
 pub mod progress;
 mod runner;
 pub mod timers;

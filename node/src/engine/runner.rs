@@ -5,6 +5,7 @@
 use super::admission::Pending;
 use super::beacon::{BeaconWorker, BEACON_SHARE_TAG};
 use super::execute::Executor;
+use super::fault::CrashAfterWrites;
 use super::progress::{catching_up, Progress};
 use super::timers::Timers;
 use super::txlog::{TxLog, DEFAULT_TX_LOG_ENTRIES};
@@ -26,7 +27,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
-type Guard = SigningGuard<Arc<dyn Signer>, FileGuardStore>;
+type Guard = SigningGuard<Arc<dyn Signer>, CrashAfterWrites<FileGuardStore>>;
 type Signed = (VoteBody, Result<Signature, String>);
 
 /// Verified transactions admitted per wake-up before the loop looks at
@@ -147,6 +148,7 @@ impl Runner {
         let core = Core::restore(&genesis, Some(me), store.wal()?).map_err(EngineError::Config)?;
         let guard_store = FileGuardStore::open(data_dir.join("guard_state"))
             .map_err(|e| EngineError::Guard(e.to_string()))?;
+        let guard_store = CrashAfterWrites::from_env(guard_store);
         let guard = SigningGuard::new(&genesis.chain_id, signer, guard_store)
             .map_err(|e| EngineError::Guard(e.to_string()))?;
 
