@@ -438,3 +438,49 @@ fn home_keys_show_mixes_backends() {
     assert_eq!(v[1]["backend"], "plaintext");
     assert_eq!(v[1]["verified"], true);
 }
+
+/// `keys generate --backend pkcs11`: the key is created inside a SoftHSM2
+/// token (scripts/softhsm-init.sh, installed by scripts/test.sh); a second key
+/// under the same label and a wrong PIN are clear refusals that never show
+/// the PIN.
+#[test]
+fn generate_inside_a_softhsm_token() {
+    const PIN: &str = "80417732";
+    let dir = tempfile::tempdir().unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/softhsm-init.sh");
+    let init = Command::new("bash")
+        .arg(&script)
+        .arg("--dir")
+        .arg(dir.path().join("tokens"))
+        .args(["--label", "keys-cli", "--pin", PIN])
+        .output()
+        .expect("run softhsm-init.sh (apt-get install softhsm2)");
+    assert!(init.status.success(), "{init:?}");
+    let conf = dir.path().join("tokens/softhsm2.conf");
+    let env = [("SOFTHSM2_CONF", s(&conf))];
+    let pin = pass_file(dir.path(), "pin", PIN);
+    let args = [
+        "keys",
+        "generate",
+        "--backend",
+        "pkcs11",
+        "--module",
+        "/usr/lib/softhsm/libsofthsm2.so",
+        "--token",
+        "keys-cli",
+        "--pin-file",
+        s(&pin),
+    ];
+    let out = ok(&args, &env, &[PIN]);
+    assert!(out.stdout.contains("never extractable"), "{out:?}");
+    assert!(out.stdout.contains("backend = \"pkcs11\""), "{out:?}");
+    fails(&args, &env, &["already holds an object labelled"], &[PIN]);
+    let bad = pass_file(dir.path(), "bad-pin", "11112222");
+    let mut wrong = args;
+    wrong[9] = s(&bad);
+    fails(&wrong, &env, &["PIN is incorrect"], &[PIN, "11112222"]);
+    // --out makes no sense for a key that never leaves the token.
+    let mut with_out = args.to_vec();
+    with_out.extend(["--out", "x.key"]);
+    fails(&with_out, &env, &["drop --out"], &[PIN]);
+}

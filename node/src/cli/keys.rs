@@ -30,9 +30,10 @@ enum KeysCommand {
 
 #[derive(clap::Args, Debug)]
 struct GenerateArgs {
-    /// Where to write the key file.
-    #[arg(long, value_name = "FILE")]
-    out: PathBuf,
+    /// Where to write the key file (not with --backend pkcs11: the key stays
+    /// in the token).
+    #[arg(long, value_name = "FILE", required_unless_present = "module")]
+    out: Option<PathBuf>,
     /// What the key is for (recorded in the file).
     #[arg(long, value_enum, default_value_t = Purpose::Consensus)]
     purpose: Purpose,
@@ -43,6 +44,28 @@ struct GenerateArgs {
     passphrase: PassphraseArgs,
     #[command(flatten)]
     kdf: KdfArgs,
+    #[command(flatten)]
+    pkcs11: Pkcs11Args,
+}
+
+/// Where to create a key inside a PKCS#11 token (`--backend pkcs11`).
+#[derive(clap::Args, Debug)]
+struct Pkcs11Args {
+    /// The token's PKCS#11 module, e.g. /usr/lib/softhsm/libsofthsm2.so.
+    #[arg(long, value_name = "PATH")]
+    module: Option<PathBuf>,
+    /// Label of the (initialised) token.
+    #[arg(long, value_name = "LABEL")]
+    token: Option<String>,
+    /// Label for the new key object.
+    #[arg(long, value_name = "LABEL", default_value = bitcraps_node::config_signer::DEFAULT_KEY_LABEL)]
+    key_label: String,
+    /// File (mode 0600) holding the token user PIN.
+    #[arg(long, value_name = "FILE", conflicts_with = "pin_env")]
+    pin_file: Option<PathBuf>,
+    /// Environment variable holding the token user PIN.
+    #[arg(long, value_name = "VAR")]
+    pin_env: Option<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -123,6 +146,9 @@ enum Backend {
     Plaintext,
     /// Seed encrypted under a passphrase (Argon2id + XChaCha20-Poly1305).
     Keystore,
+    /// Generated inside a PKCS#11 token (HSM, YubiKey, SoftHSM2), never
+    /// extractable; every signature is made there.
+    Pkcs11,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -172,7 +198,24 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
 
 fn generate(args: GenerateArgs) -> CliResult {
     let purpose = args.purpose.as_str();
+    if args.backend != Backend::Pkcs11 && args.pkcs11.module.is_some() {
+        return Err("--module/--token/--pin-* apply to --backend pkcs11 only".into());
+    }
+    let out = match (&args.out, args.backend) {
+        (Some(_), Backend::Pkcs11) => {
+            return Err("--backend pkcs11 keeps the key in the token: drop --out".into())
+        }
+        (Some(out), _) => out.clone(),
+        (None, Backend::Pkcs11) => return generate_in_token(&args.pkcs11),
+        (None, _) => return Err("--out FILE is required".into()),
+    };
+    let args = GenerateArgs {
+        out: Some(out.clone()),
+        ..args
+    };
+    let out = &out;
     match args.backend {
+        Backend::Pkcs11 => generate_in_token(&args.pkcs11),
         Backend::Plaintext => {
             if args.passphrase.given() || args.kdf.given() {
                 return Err(
@@ -182,18 +225,18 @@ fn generate(args: GenerateArgs) -> CliResult {
                 );
             }
             let key = home::generate_key()?;
-            home::write_key_file(&args.out, &key, purpose)?;
+            home::write_key_file(out, &key, purpose)?;
             emit(&format!(
                 "wrote {purpose} key {} to {} (plaintext: localnet/testnet only; \
                  use --backend keystore or an HSM in production)\n",
                 key.public(),
-                args.out.display()
+                out.display()
             ))
         }
         Backend::Keystore => {
             let key = home::generate_key()?;
             keystore_file::create_keystore_file(
-                &args.out,
+                out,
                 &key,
                 purpose,
                 &args.passphrase.source(),
@@ -203,10 +246,46 @@ fn generate(args: GenerateArgs) -> CliResult {
                 "wrote {purpose} key {} to encrypted keystore {}\n\
                  keep the passphrase safe: without it the key cannot be recovered\n",
                 key.public(),
-                args.out.display()
+                out.display()
             ))
         }
     }
+}
+
+/// `keys generate --backend pkcs11`: the key pair is created inside the
+/// token (sensitive, never extractable); prints the public key and the
+/// `[signer]` settings that use it.
+fn generate_in_token(p: &Pkcs11Args) -> CliResult {
+    let (Some(module), Some(token)) = (&p.module, &p.token) else {
+        return Err("--backend pkcs11 needs --module PATH and --token LABEL".into());
+    };
+    let section = bitcraps_node::config_signer::SignerSection {
+        pin_file: p.pin_file.clone().unwrap_or_default(),
+        pin_env: p
+            .pin_env
+            .clone()
+            .unwrap_or_else(|| bitcraps_node::config_signer::DEFAULT_PIN_ENV.to_owned()),
+        ..Default::default()
+    };
+    // Paths on the command line are relative to the working directory.
+    let here = home::Home::new(".");
+    let pin = bitcraps_node::signer_setup::read_pin(&here, &section)?;
+    let config = bitcraps_crypto::pkcs11::Pkcs11Config {
+        module: module.clone(),
+        token_label: token.clone(),
+        key_label: p.key_label.clone(),
+    };
+    let public = bitcraps_crypto::pkcs11::Pkcs11Signer::generate(&config, pin.expose())
+        .map_err(|e| format!("generating the key in token {token:?}: {e}"))?;
+    emit(&format!(
+        "generated consensus key {public} inside PKCS#11 token {token:?} (label {:?}, never extractable)\n\
+         use it with, in config.toml:\n\
+         [signer]\nbackend = \"pkcs11\"\npkcs11_module = {:?}\npkcs11_token = {token:?}\npkcs11_key_label = {:?}\n\
+         pin_file = \"...\"   # or pin_env\n",
+        p.key_label,
+        module.display().to_string(),
+        p.key_label
+    ))
 }
 
 fn import(args: ImportArgs) -> CliResult {

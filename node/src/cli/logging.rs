@@ -34,7 +34,15 @@ pub fn parse_level(value: &str) -> Result<String, String> {
 }
 
 pub fn init(level: &str, format: LogFormat) -> CliResult {
-    let filter = EnvFilter::try_new(level).map_err(|e| format!("log level {level:?}: {e}"))?;
+    let mut filter = EnvFilter::try_new(level).map_err(|e| format!("log level {level:?}: {e}"))?;
+    // cryptoki logs an ERROR for every mechanism a token lists that it has no
+    // name for (dozens per login on SoftHSM2); that is noise, not an error.
+    // An operator who names the target in --log-level still gets it.
+    if !level.contains("cryptoki") {
+        if let Ok(quiet) = "cryptoki::mechanism=off".parse() {
+            filter = filter.add_directive(quiet);
+        }
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
