@@ -545,3 +545,137 @@ async fn crash_between_guard_write_and_broadcast_never_double_signs() {
     assert!(roots.iter().all(|r| *r == roots[0]), "{roots:?}");
     cluster.stop_all();
 }
+
+/// The emergency wipe on a real validator: a wrong or missing token is
+/// refused; the right one zeroizes the consensus key and the beacon share.
+/// The node stays up and readable, reports the wipe, stops voting, and the
+/// other three keep committing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emergency_wipe_stops_signing_and_the_node_stays_readable() {
+    const TOKEN: &str = "wipe-token-5f0c2a9e71d34b8a";
+    let dir = tempfile::tempdir().unwrap();
+    let (tn, _spec) = testnet(dir.path(), 4);
+    {
+        let home = bitcraps_node::home::Home::new(&tn.nodes[0].home);
+        let token_path = home.keys_dir().join("admin.token");
+        {
+            use std::io::Write as _;
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&token_path)
+                .unwrap();
+            writeln!(f, "{TOKEN}").unwrap();
+        }
+        let mut config = home.load_config().unwrap();
+        config.admin.token_file = "keys/admin.token".into();
+        std::fs::write(home.config_path(), config.to_toml()).unwrap();
+    }
+    let mut cluster = Cluster::start(bin(), &tn, &[]).unwrap();
+    for i in 0..4 {
+        cluster.wait_ready(i, READY_MS).await.unwrap();
+    }
+    let url = cluster.http_url(0);
+    let http = reqwest::Client::new();
+    let wipe = |auth: Option<&str>| {
+        let mut req = http.post(format!("{url}/api/v1/admin/wipe"));
+        if let Some(a) = auth {
+            req = req.header("authorization", format!("Bearer {a}"));
+        }
+        req.send()
+    };
+    assert_eq!(wipe(None).await.unwrap().status().as_u16(), 401);
+    assert_eq!(
+        wipe(Some("wipe-token-wrong"))
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        401
+    );
+    // Another node has no admin token configured: the API is off there.
+    let off = http
+        .post(format!("{}/api/v1/admin/wipe", cluster.http_url(1)))
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(off.status().as_u16(), 403);
+    let status = cluster.status(0).await.unwrap();
+    assert!(status.signer.healthy, "{status:?}");
+
+    let ok = wipe(Some(TOKEN)).await.unwrap();
+    assert_eq!(ok.status().as_u16(), 200);
+    let body: serde_json::Value = ok.json().await.unwrap();
+    assert_eq!(body["wiped_now"], true, "{body}");
+
+    // Readable, and says why it no longer signs.
+    let status = cluster.status(0).await.unwrap();
+    assert!(!status.signer.healthy, "{status:?}");
+    assert!(
+        status
+            .signer
+            .last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("wiped"),
+        "{status:?}"
+    );
+    let ready = http.get(format!("{url}/readyz")).send().await.unwrap();
+    assert_eq!(ready.status().as_u16(), 503);
+    assert!(ready.text().await.unwrap().contains("wiped"));
+    let mem: serde_json::Value = http
+        .get(format!("{url}/api/v1/memory-protection/status"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(mem["keys_wiped"], true, "{mem}");
+    // The admin token itself is held in a guard-paged secret buffer.
+    assert!(mem["live_buffers"].as_u64().unwrap() >= 1, "{mem}");
+
+    // The other three are a quorum: the chain goes on, and node 0 follows it
+    // (it still verifies and executes) without voting.
+    let wiped_at = height(&cluster, 1).await;
+    let target = wiped_at + 5;
+    for i in 0..4 {
+        wait_height(&cluster, i, target, "progress after the wipe").await;
+    }
+    // No finalization after the wipe carries a vote from node 0. (Blocks a
+    // couple of heights on: votes signed just before the call may still land.)
+    for h in wiped_at + 2..=target {
+        let block: serde_json::Value = http
+            .get(format!("{}/api/v1/blocks/{h}", cluster.http_url(1)))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let signers: Vec<u64> = block["signers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect();
+        assert!(
+            !signers.is_empty() && !signers.contains(&0),
+            "height {h}: {signers:?}"
+        );
+    }
+    let text = reqwest::get(format!("{url}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("bitcraps_secret_buffers"), "metrics");
+    let log = std::fs::read_to_string(cluster.log_path(0)).unwrap();
+    assert!(log.contains("EMERGENCY WIPE"), "the wipe is logged");
+    assert!(!log.contains(TOKEN), "the token never reaches the log");
+    cluster.stop_all();
+}
