@@ -34,6 +34,10 @@ pub enum Namespace {
     Beacon,
     /// The node's periodic test signature that checks its signer backend works.
     SignerProbe,
+    /// A validator announcing a new QUIC identity key, signed with its
+    /// consensus key. Not a vote: its own tag keeps it from ever being read
+    /// as one, which is why it may bypass the signing guard.
+    IdentityRotation,
 }
 
 impl Namespace {
@@ -47,6 +51,7 @@ impl Namespace {
             Namespace::Release => b"release",
             Namespace::Beacon => b"beacon",
             Namespace::SignerProbe => b"signer/probe",
+            Namespace::IdentityRotation => b"p2p/identity-rotation",
         }
     }
 }
@@ -84,5 +89,9 @@ mod tests {
         assert_ne!(a, c);
         assert_ne!(a, d);
         assert!(a.starts_with(PREFIX));
+        let r = signing_bytes("main", Namespace::IdentityRotation, b"x");
+        for ns in [Namespace::Notarize, Namespace::Nullify, Namespace::Finalize] {
+            assert_ne!(r, signing_bytes("main", ns, b"x"));
+        }
     }
 }

@@ -32,9 +32,10 @@
 //! Other tasks (network, other engines in tests) keep running on the remaining
 //! workers, so run the engine on a multi-thread runtime.
 //!
-//! Files under `data_dir`: `db` (redb: WAL and committed blocks) and
+//! Files under `data_dir`: `db` (redb: WAL and committed blocks),
 //! `guard_state` (the signing guard's double-sign protection, kept apart from the
-//! database on purpose; see `storage` module docs).
+//! database on purpose; see `storage` module docs) and, once a validator rotated
+//! its QUIC identity key, `identity_rotations.json` ([`rotation`]).
 
 pub mod admission;
 pub mod beacon;
@@ -42,6 +43,7 @@ pub mod clock;
 mod execute;
 pub mod fault;
 pub mod progress;
+pub mod rotation;
 mod runner;
 pub mod timers;
 pub mod txlog;
@@ -87,7 +89,8 @@ pub struct EngineConfig {
     pub genesis: Genesis,
     /// Our validator index in `genesis`.
     pub me: u16,
-    /// QUIC identity key (genesis `identity_key`).
+    /// QUIC identity key: genesis `identity_key`, or the key of our latest
+    /// identity rotation accepted in `data_dir` (see [`rotation`]).
     pub identity: Keypair,
     /// Holds the consensus key (genesis `consensus_key`): in memory, an
     /// encrypted keystore or an HSM. Used only through the signing guard.
@@ -214,6 +217,13 @@ pub(crate) struct Shared {
     /// Set by an emergency wipe: the engine drops its beacon key share at its
     /// next beacon tick (the consensus key is wiped by the signer's owner).
     pub wipe_requested: std::sync::atomic::AtomicBool,
+    /// Accepted identity rotations (ours and peers'), persisted.
+    pub rotations: Mutex<rotation::RotationBook>,
+    /// The consensus key's signer, for identity rotations only (votes go
+    /// through the guard; see [`rotation`] for why this is not a vote).
+    pub rotation_signer: Arc<dyn Signer>,
+    pub chain_id: String,
+    pub me: u16,
 }
 
 /// Locks `m`, ignoring poisoning: the data behind these locks stays
@@ -341,6 +351,45 @@ impl EngineClient {
         self.shared
             .wipe_requested
             .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Announces `new_identity_key` as our QUIC identity key: signs an
+    /// identity rotation with the consensus key (next sequence), persists it
+    /// and broadcasts it to every peer (and keeps re-broadcasting it). Peers
+    /// then accept both our old and new key until we connect with the new one,
+    /// so restart with the new key to complete the rotation.
+    pub async fn rotate_identity(
+        &self,
+        new_identity_key: PublicKey,
+    ) -> Result<rotation::SignedRotation, rotation::RotationError> {
+        let shared = &self.shared;
+        let unsigned = rotation::IdentityRotation {
+            chain_id: shared.chain_id.clone(),
+            validator: shared.me,
+            new_identity_key,
+            sequence: lock(&shared.rotations).next_sequence(shared.me),
+        };
+        let signed = unsigned.sign(shared.rotation_signer.as_ref()).await?;
+        lock(&shared.rotations).accept(signed.clone())?;
+        // Best effort: the engine re-broadcasts it every ROTATION_RESEND_MS.
+        let _ = self.network.broadcast(bytes::Bytes::from(signed.encode()));
+        tracing::info!(
+            sequence = signed.rotation.sequence,
+            new_identity_key = ?new_identity_key,
+            "identity rotation signed and broadcast; restart with the new identity key to complete it"
+        );
+        Ok(signed)
+    }
+
+    /// Our latest accepted identity rotation, if any.
+    pub fn identity_rotation(&self) -> Option<rotation::Accepted> {
+        lock(&self.shared.rotations).latest(self.shared.me).cloned()
+    }
+
+    /// The identity keys this node accepts for peer `index`: (current,
+    /// previous still in its transition window).
+    pub fn peer_identity_keys(&self, index: u16) -> Option<(PublicKey, Option<PublicKey>)> {
+        self.network.peer_keys(index)
     }
 
     /// Verified transactions waiting for a block.

@@ -7,6 +7,9 @@ use super::beacon::{BeaconWorker, BEACON_SHARE_TAG};
 use super::execute::Executor;
 use super::fault::CrashAfterWrites;
 use super::progress::{catching_up, Progress};
+use super::rotation::{
+    RotationBook, RotationError, SignedRotation, IDENTITY_ROTATION_TAG, ROTATION_RESEND_MS,
+};
 use super::timers::Timers;
 use super::txlog::{TxLog, DEFAULT_TX_LOG_ENTRIES};
 use super::{lock, Clock, EngineConfig, EngineError, EngineStatus, Listen, Shared};
@@ -113,15 +116,36 @@ impl Runner {
                 "consensus key does not match genesis".into(),
             ));
         }
-        if validator.identity_key != identity.public() {
-            return Err(EngineError::Config(
-                "identity key does not match genesis".into(),
-            ));
-        }
         std::fs::create_dir_all(&data_dir).map_err(|source| EngineError::DataDir {
             path: data_dir.clone(),
             source,
         })?;
+        let rotations = RotationBook::load(&data_dir, &genesis)
+            .map_err(|e| EngineError::Config(format!("identity rotations: {e}")))?;
+        // Our identity key: the genesis one, or that of our latest rotation.
+        // The key it replaced is still accepted by peers until we connect with
+        // the new one, so starting with it (rotation signed, restart pending)
+        // is allowed.
+        let ours = rotations.latest(me);
+        let current = ours.map_or(validator.identity_key, |a| {
+            a.rotation.rotation.new_identity_key
+        });
+        if identity.public() != current {
+            if ours.is_some_and(|a| a.previous_key == identity.public()) {
+                tracing::warn!(
+                    "running with the identity key our rotation replaces; restart with the new key to complete the rotation"
+                );
+            } else if ours.is_some() {
+                return Err(EngineError::Config(
+                    "identity key matches neither genesis nor our latest identity rotation".into(),
+                ));
+            } else {
+                return Err(EngineError::Config(
+                    "identity key does not match genesis".into(),
+                ));
+            }
+        }
+        let rotation_signer = Arc::clone(&signer);
 
         let store = Store::open(data_dir.join("db"))?;
         let executor = Executor::open(&store.reader(), &app, &genesis.chain_id)?;
@@ -182,17 +206,35 @@ impl Runner {
                 Some(s),
             ),
         };
-        let net_config = NetConfig::from_genesis(&genesis, me, identity, listen_addr, limits)?;
+        let mut net_config = NetConfig::from_genesis(&genesis, me, identity, listen_addr, limits)?;
+        for p in &mut net_config.peers {
+            if let Some(key) = rotations.current_key(p.index) {
+                p.identity_key = key;
+            }
+        }
         let (network, incoming) = match socket {
             Some(s) => Network::start_with_socket(net_config, s)?,
             None => Network::start(net_config)?,
         };
+        for a in rotations
+            .all()
+            .filter(|a| a.rotation.rotation.validator != me)
+        {
+            let r = &a.rotation.rotation;
+            network
+                .set_peer_keys(r.validator, r.new_identity_key, Some(a.previous_key))
+                .map_err(|e| EngineError::Config(format!("identity rotations: {e}")))?;
+        }
 
         let (status_tx, status_rx) = watch::channel(status.clone());
         let shared = Arc::new(Shared {
             mempool: std::sync::Mutex::new(Mempool::new(mempool)),
             txlog: std::sync::Mutex::new(TxLog::new(DEFAULT_TX_LOG_ENTRIES)),
             wipe_requested: std::sync::atomic::AtomicBool::new(false),
+            rotations: std::sync::Mutex::new(rotations),
+            rotation_signer,
+            chain_id: genesis.chain_id.clone(),
+            me,
         });
         let reader = store.reader();
         let start_view = core.view();
@@ -263,6 +305,8 @@ impl Runner {
         self.after_execution();
         let mut beacon_tick = tokio::time::interval(Duration::from_millis(BEACON_TICK_MS));
         beacon_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut rotation_tick = tokio::time::interval(Duration::from_millis(ROTATION_RESEND_MS));
+        rotation_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let payload_at = self.payload_wanted.map(|(_, at)| at);
             let wait_ms = match (self.timers.next_deadline(), payload_at) {
@@ -316,6 +360,7 @@ impl Runner {
                         self.broadcast_raw(msg);
                     }
                 }
+                _ = rotation_tick.tick() => self.resend_rotations(),
                 Some(joined) = self.signing.join_next() => {
                     let (vote, result) = joined.map_err(|e| EngineError::Task(format!("signing task: {e}")))?;
                     let input = match result {
@@ -332,6 +377,12 @@ impl Runner {
         let (from, relayed_by) = (incoming.from, incoming.relayed_by);
         if incoming.bytes.first() == Some(&BEACON_SHARE_TAG) {
             return self.on_beacon_share(incoming);
+        }
+        if incoming.bytes.first() == Some(&IDENTITY_ROTATION_TAG) {
+            let decoded = SignedRotation::decode(&incoming.bytes);
+            drop(incoming);
+            self.on_rotation(from, relayed_by, decoded);
+            return Ok(());
         }
         let decoded = Message::decode(&incoming.bytes);
         // Release the sender's inbound queue slot as soon as the bytes are decoded.
@@ -375,6 +426,73 @@ impl Runner {
             }
         }
         Ok(())
+    }
+
+    /// An identity rotation from a peer (its own or gossiped: rotations are
+    /// self-authenticating). Newer ones update the keys the transport accepts;
+    /// stale copies are normal gossip and cost nothing; forged or malformed
+    /// ones cost the sender (or the relay path).
+    fn on_rotation(
+        &mut self,
+        from: u16,
+        relayed_by: Option<u16>,
+        decoded: Result<SignedRotation, RotationError>,
+    ) {
+        let result = decoded.and_then(|s| lock(&self.shared.rotations).accept(s));
+        let penalty = match result {
+            Ok(a) => {
+                let r = &a.rotation.rotation;
+                tracing::info!(
+                    validator = r.validator,
+                    sequence = r.sequence,
+                    new_identity_key = ?r.new_identity_key,
+                    "identity rotation accepted"
+                );
+                if r.validator != self.network.me() {
+                    if let Err(e) = self.network.set_peer_keys(
+                        r.validator,
+                        r.new_identity_key,
+                        Some(a.previous_key),
+                    ) {
+                        tracing::warn!(validator = r.validator, error = %e, "rotated identity key not applied");
+                    }
+                }
+                // Pass it on at once so peers we reach and the rotator does
+                // not learn it quickly.
+                self.broadcast_raw(a.rotation.encode());
+                None
+            }
+            Err(RotationError::Stale { .. }) => None,
+            Err(e @ (RotationError::Io { .. } | RotationError::Corrupt { .. })) => {
+                tracing::error!(error = %e, "identity rotation not persisted");
+                None
+            }
+            // Signed by the validator itself: its choice, not the sender's fault.
+            Err(e @ RotationError::KeyInUse(_)) => {
+                tracing::warn!(peer = from, error = %e, "identity rotation refused");
+                None
+            }
+            Err(RotationError::BadSignature) => Some(PenaltyReason::BadSignature),
+            Err(e) => {
+                tracing::debug!(peer = from, error = %e, "bad identity rotation");
+                Some(PenaltyReason::Garbage)
+            }
+        };
+        if let Some(reason) = penalty {
+            self.network.penalize_message(from, relayed_by, reason);
+        }
+    }
+
+    /// Re-broadcasts every rotation we hold, so peers that were away (and the
+    /// rotated validator's new connections) learn them.
+    fn resend_rotations(&mut self) {
+        let frames: Vec<Vec<u8>> = {
+            let book = lock(&self.shared.rotations);
+            book.all().map(|a| a.rotation.encode()).collect()
+        };
+        for f in frames {
+            self.broadcast_raw(f);
+        }
     }
 
     /// After executing blocks: sign the awaited beacon round if its block is in.

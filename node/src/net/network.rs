@@ -10,6 +10,7 @@ use super::stats::PeerStats;
 use super::task::{run_acceptor, run_dialer};
 use super::tls::{self, AllowedKeys, TlsIdentity};
 use super::{Incoming, Limits, NetConfig, NetError, PenaltyReason, SendError};
+use bitcraps_crypto::PublicKey;
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, UdpSocket};
@@ -116,14 +117,19 @@ impl Network {
         let my_key = config.identity.public().to_bytes();
         for (info, peer) in infos.values().zip(peers.values()) {
             if peer.we_dial {
-                let client =
-                    tls::client_config(&identity, info.identity_key, Arc::clone(&transport))?;
+                let client = tls::client_config_for(
+                    &identity,
+                    allowed.clone(),
+                    info.index,
+                    Arc::clone(&transport),
+                )?;
                 let seed = jitter_seed(&my_key, me, info.index);
                 tasks.push(tokio::spawn(run_dialer(
                     Arc::clone(peer),
                     ctx.clone(),
                     endpoint.clone(),
                     client,
+                    allowed.clone(),
                     seed,
                 )));
             } else if let Some(handoff_rx) = handoffs.remove(&info.index) {
@@ -230,10 +236,12 @@ async fn handshake(incoming: quinn::Incoming, shared: &Shared) {
         // Unknown keys fail here, inside the TLS handshake.
         _ => return refuse(None, b""),
     };
-    let peer = tls::peer_public_key(&conn)
-        .and_then(|k| shared.allowed.index_of(&k))
+    let key = tls::peer_public_key(&conn);
+    let peer = key
+        .as_ref()
+        .and_then(|k| shared.allowed.index_of(k))
         .and_then(|i| shared.peers.get(&i));
-    let Some(peer) = peer else {
+    let (Some(peer), Some(key)) = (peer, key) else {
         return refuse(Some(&conn), b"unknown identity");
     };
     if !tls::negotiated_alpn(&conn) {
@@ -248,7 +256,13 @@ async fn handshake(incoming: quinn::Incoming, shared: &Shared) {
     }
     if let Err(e) = peer.handoff.try_send(conn) {
         let conn = e.into_inner();
-        refuse(Some(&conn), b"busy");
+        return refuse(Some(&conn), b"busy");
+    }
+    if shared.allowed.confirm(peer.index, &key) {
+        tracing::info!(
+            peer = peer.index,
+            "peer uses its rotated identity key; previous key retired"
+        );
     }
 }
 
@@ -423,6 +437,25 @@ impl NetworkHandle {
     /// One peer's statistics.
     pub fn peer_stats(&self, peer: u16) -> Option<PeerStats> {
         self.inner.shared.peers.get(&peer).map(|p| p.stats(now()))
+    }
+
+    /// Sets the identity keys accepted for validator `index` (identity key
+    /// rotation): `current`, and `previous` until a connection authenticated
+    /// by `current` is established. Takes effect at the next handshake; live
+    /// connections are kept.
+    pub fn set_peer_keys(
+        &self,
+        index: u16,
+        current: PublicKey,
+        previous: Option<PublicKey>,
+    ) -> Result<(), tls::KeyConflict> {
+        self.inner.shared.allowed.set(index, current, previous)
+    }
+
+    /// The identity keys accepted for validator `index`: (current, previous).
+    pub fn peer_keys(&self, index: u16) -> Option<(PublicKey, Option<PublicKey>)> {
+        let allowed = &self.inner.shared.allowed;
+        Some((allowed.current(index)?, allowed.previous(index)))
     }
 
     /// Incoming connections refused: unknown keys, failed handshakes, wrong

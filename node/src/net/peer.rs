@@ -11,7 +11,6 @@ use super::frame::{Frame, RelayHeader};
 use super::ratelimit::TokenBucket;
 use super::stats::{LatencyWindow, PeerStats};
 use super::{Limits, PeerInfo, PenaltyReason};
-use bitcraps_crypto::PublicKey;
 use bytes::Bytes;
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -84,7 +83,6 @@ struct PeerState {
 #[derive(Debug)]
 pub(crate) struct Peer {
     pub(crate) index: u16,
-    pub(crate) key: PublicKey,
     pub(crate) addr: SocketAddr,
     /// We dial this peer (our index is lower); otherwise it dials us.
     pub(crate) we_dial: bool,
@@ -155,7 +153,6 @@ impl Peer {
         };
         let peer = Peer {
             index: info.index,
-            key: info.identity_key,
             addr: info.address,
             we_dial: me < info.index,
             inbound_permits: Arc::new(Semaphore::new(limits.inbound_queue_messages)),

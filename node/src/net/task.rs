@@ -26,6 +26,7 @@ async fn sleep_or_shutdown(d: Duration, ctx: &Ctx) -> bool {
 async fn dial(
     endpoint: &quinn::Endpoint,
     config: &quinn::ClientConfig,
+    allowed: &tls::AllowedKeys,
     peer: &Peer,
     timeout: Duration,
 ) -> Result<quinn::Connection, String> {
@@ -39,14 +40,26 @@ async fn dial(
     };
     // The verifier already pinned the key; these cannot fail with our own
     // configuration, but a connection we cannot attribute is never served.
-    if tls::peer_public_key(&conn) != Some(peer.key) || !tls::negotiated_alpn(&conn) {
-        conn.close(conn::code::REFUSED.into(), b"identity");
-        return Err(format!(
-            "dial {}: unexpected identity or protocol",
-            peer.addr
-        ));
+    let key = tls::peer_public_key(&conn);
+    let index = key.as_ref().and_then(|k| allowed.index_of(k));
+    match key {
+        Some(key) if index == Some(peer.index) && tls::negotiated_alpn(&conn) => {
+            if allowed.confirm(peer.index, &key) {
+                tracing::info!(
+                    peer = peer.index,
+                    "peer uses its rotated identity key; previous key retired"
+                );
+            }
+            Ok(conn)
+        }
+        _ => {
+            conn.close(conn::code::REFUSED.into(), b"identity");
+            Err(format!(
+                "dial {}: unexpected identity or protocol",
+                peer.addr
+            ))
+        }
     }
-    Ok(conn)
 }
 
 fn refused_by_peer(conn: &quinn::Connection) -> bool {
@@ -62,6 +75,7 @@ pub(crate) async fn run_dialer(
     ctx: Ctx,
     endpoint: quinn::Endpoint,
     client: quinn::ClientConfig,
+    allowed: tls::AllowedKeys,
     jitter_seed: u64,
 ) {
     let limits = Arc::clone(&ctx.limits);
@@ -84,7 +98,7 @@ pub(crate) async fn run_dialer(
             continue;
         }
         let attempt = tokio::select! {
-            r = dial(&endpoint, &client, &peer, connect_timeout) => r,
+            r = dial(&endpoint, &client, &allowed, &peer, connect_timeout) => r,
             () = shutdown_requested(&mut shutdown) => return,
         };
         match attempt {

@@ -11,8 +11,11 @@
 //! * Servers (the accepting side) allow every peer identity key in genesis and
 //!   require a client certificate; who connected is then read back from the
 //!   connection with [`peer_public_key`].
-//! * Clients (the dialing side) allow exactly the key of the peer they dial, so a
+//! * Clients (the dialing side) allow exactly the keys of the peer they dial, so a
 //!   different validator answering at that address is refused.
+//! * The allowed keys can change at run time ([`AllowedKeys`]): a validator may
+//!   rotate its identity key (`crate::engine::rotation`), and a connection
+//!   authenticated by its old or new key maps to the same validator index.
 //!
 //! Only TLS 1.3 with the ed25519 signature scheme is offered or accepted.
 
@@ -26,7 +29,7 @@ use rustls::server::ParsedCertificate;
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 /// The one application protocol we speak. Bump it with any incompatible change
 /// to the framing in [`super::frame`].
@@ -163,18 +166,119 @@ pub fn negotiated_alpn(conn: &quinn::Connection) -> bool {
         .is_some_and(|p| p == ALPN)
 }
 
-/// Identity keys a verifier accepts, with the validator index each belongs to.
+/// Identity keys the verifiers accept, with the validator index each belongs
+/// to. Updatable at run time (identity key rotation): clones share one table,
+/// and every TLS verifier consults it on each handshake.
+///
+/// Per validator there is a *current* key and at most one *previous* key. A
+/// rotation makes the new key current and keeps the old one as previous, so
+/// the rotating node (which keeps its old key until it restarts) stays
+/// reachable. The previous key is retired as soon as a connection
+/// authenticated with the current key is established ([`Self::confirm`]): from
+/// then on a leaked old key no longer gets in. See `crate::engine::rotation`.
 #[derive(Debug, Clone, Default)]
-pub struct AllowedKeys(BTreeMap<[u8; 32], u16>);
+pub struct AllowedKeys(Arc<RwLock<BTreeMap<u16, KeySlot>>>);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct KeySlot {
+    current: PublicKey,
+    previous: Option<PublicKey>,
+}
+
+/// Why [`AllowedKeys::set`] refused a key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyConflict {
+    #[error("identity key already belongs to validator {0}")]
+    InUse(u16),
+    #[error("validator {0} is not a peer")]
+    UnknownPeer(u16),
+}
 
 impl AllowedKeys {
     pub fn new(keys: impl IntoIterator<Item = (u16, PublicKey)>) -> Self {
-        AllowedKeys(keys.into_iter().map(|(i, k)| (k.to_bytes(), i)).collect())
+        let table = keys
+            .into_iter()
+            .map(|(i, current)| {
+                (
+                    i,
+                    KeySlot {
+                        current,
+                        previous: None,
+                    },
+                )
+            })
+            .collect();
+        AllowedKeys(Arc::new(RwLock::new(table)))
     }
 
-    /// The validator index of `key`, if allowed.
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<u16, KeySlot>> {
+        // The table is consistent between statements; a panicked writer must
+        // not stop every future handshake.
+        self.0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<u16, KeySlot>> {
+        self.0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The validator index of `key`, if allowed (current or previous key).
     pub fn index_of(&self, key: &PublicKey) -> Option<u16> {
-        self.0.get(key.as_bytes()).copied()
+        self.read()
+            .iter()
+            .find(|(_, s)| s.current == *key || s.previous == Some(*key))
+            .map(|(i, _)| *i)
+    }
+
+    /// The current key of `index`.
+    pub fn current(&self, index: u16) -> Option<PublicKey> {
+        self.read().get(&index).map(|s| s.current)
+    }
+
+    /// The previous key of `index` still accepted, if any.
+    pub fn previous(&self, index: u16) -> Option<PublicKey> {
+        self.read().get(&index).and_then(|s| s.previous)
+    }
+
+    /// Replaces the keys of `index`: `current` and, during a rotation's
+    /// transition, `previous`. Refused if either key belongs to another
+    /// validator (a key must map to exactly one index).
+    pub fn set(
+        &self,
+        index: u16,
+        current: PublicKey,
+        previous: Option<PublicKey>,
+    ) -> Result<(), KeyConflict> {
+        let mut table = self.write();
+        if !table.contains_key(&index) {
+            return Err(KeyConflict::UnknownPeer(index));
+        }
+        for (i, s) in table.iter().filter(|(i, _)| **i != index) {
+            let clash = |k: &PublicKey| s.current == *k || s.previous == Some(*k);
+            if clash(&current) || previous.as_ref().is_some_and(clash) {
+                return Err(KeyConflict::InUse(*i));
+            }
+        }
+        let previous = previous.filter(|p| *p != current);
+        table.insert(index, KeySlot { current, previous });
+        Ok(())
+    }
+
+    /// A connection with `index` authenticated by `key` is established: if
+    /// `key` is the current key, the previous one is retired. Returns true if
+    /// a key was retired.
+    pub fn confirm(&self, index: u16, key: &PublicKey) -> bool {
+        let mut table = self.write();
+        match table.get_mut(&index) {
+            Some(s) if s.current == *key && s.previous.is_some() => {
+                s.previous = None;
+                true
+            }
+            _ => false,
+        }
     }
 }
 
@@ -193,11 +297,12 @@ impl PinnedKeys {
         }
     }
 
+    /// The validator index the certificate's key belongs to, or an error.
     fn check_cert(
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
-    ) -> Result<(), rustls::Error> {
+    ) -> Result<u16, rustls::Error> {
         // A pinned self-signed certificate never needs a chain.
         if !intermediates.is_empty() {
             return Err(rustls::Error::InvalidCertificate(
@@ -206,7 +311,7 @@ impl PinnedKeys {
         }
         let key = public_key_from_cert(end_entity)?;
         match self.allowed.index_of(&key) {
-            Some(_) => Ok(()),
+            Some(i) => Ok(i),
             None => Err(rustls::Error::InvalidCertificate(
                 CertificateError::ApplicationVerificationFailure,
             )),
@@ -235,9 +340,13 @@ fn tls12_refused() -> Result<HandshakeSignatureValid, rustls::Error> {
     ))
 }
 
-/// Client-side verifier: accepts the server iff its key is pinned.
+/// Client-side verifier: accepts the server iff its key is pinned to the
+/// validator we dial (`expect`).
 #[derive(Debug)]
-struct ServerVerifier(PinnedKeys);
+struct ServerVerifier {
+    pins: PinnedKeys,
+    expect: u16,
+}
 
 impl ServerCertVerifier for ServerVerifier {
     fn verify_server_cert(
@@ -248,9 +357,13 @@ impl ServerCertVerifier for ServerVerifier {
         _ocsp_response: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        self.0
-            .check_cert(end_entity, intermediates)
-            .map(|()| ServerCertVerified::assertion())
+        match self.pins.check_cert(end_entity, intermediates)? {
+            i if i == self.expect => Ok(ServerCertVerified::assertion()),
+            // Another validator answering at this address.
+            _ => Err(rustls::Error::InvalidCertificate(
+                CertificateError::ApplicationVerificationFailure,
+            )),
+        }
     }
 
     fn verify_tls12_signature(
@@ -268,7 +381,7 @@ impl ServerCertVerifier for ServerVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.check_tls13(message, cert, dss)
+        self.pins.check_tls13(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -297,7 +410,7 @@ impl ClientCertVerifier for ClientVerifier {
     ) -> Result<ClientCertVerified, rustls::Error> {
         self.0
             .check_cert(end_entity, intermediates)
-            .map(|()| ClientCertVerified::assertion())
+            .map(|_| ClientCertVerified::assertion())
     }
 
     fn verify_tls12_signature(
@@ -348,9 +461,21 @@ pub fn client_config(
     peer: PublicKey,
     transport: Arc<quinn::TransportConfig>,
 ) -> Result<quinn::ClientConfig, TlsError> {
-    let verifier = Arc::new(ServerVerifier(PinnedKeys::new(AllowedKeys::new([(
-        0, peer,
-    )]))));
+    client_config_for(identity, AllowedKeys::new([(0, peer)]), 0, transport)
+}
+
+/// QUIC client configuration for dialing validator `index`, accepting whatever
+/// keys `allowed` holds for it at handshake time (so it follows rotations).
+pub fn client_config_for(
+    identity: &TlsIdentity,
+    allowed: AllowedKeys,
+    index: u16,
+    transport: Arc<quinn::TransportConfig>,
+) -> Result<quinn::ClientConfig, TlsError> {
+    let verifier = Arc::new(ServerVerifier {
+        pins: PinnedKeys::new(allowed),
+        expect: index,
+    });
     let mut tls = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()
@@ -392,6 +517,42 @@ mod tests {
                 &CertificateDer::from(vec![0x30, 0x03, 0x02, 0x01, 0x00]),
                 &[]
             )
+            .is_err());
+    }
+
+    #[test]
+    fn rotated_keys_map_to_one_index_and_the_previous_key_retires() {
+        let k = |i: u8| Keypair::from_seed(&[i; 32]).public();
+        let allowed = AllowedKeys::new([(1, k(1)), (2, k(2))]);
+        let pins = PinnedKeys::new(allowed.clone());
+        let cert = |i: u8| {
+            TlsIdentity::from_keypair(&Keypair::from_seed(&[i; 32]))
+                .unwrap()
+                .cert
+        };
+        assert!(pins.check_cert(&cert(9), &[]).is_err());
+        allowed.set(1, k(9), Some(k(1))).unwrap();
+        // Both keys of validator 1 are accepted, as validator 1.
+        assert_eq!(pins.check_cert(&cert(9), &[]).unwrap(), 1);
+        assert_eq!(pins.check_cert(&cert(1), &[]).unwrap(), 1);
+        // Another validator's key is refused as a rotation target.
+        assert_eq!(allowed.set(1, k(2), None), Err(KeyConflict::InUse(2)));
+        assert_eq!(allowed.set(7, k(7), None), Err(KeyConflict::UnknownPeer(7)));
+        // A connection under the old key does not retire it; one under the new does.
+        assert!(!allowed.confirm(1, &k(1)));
+        assert!(allowed.confirm(1, &k(9)));
+        assert!(pins.check_cert(&cert(1), &[]).is_err());
+        assert_eq!(pins.check_cert(&cert(9), &[]).unwrap(), 1);
+        // The dialing side wants exactly the validator it dials.
+        let v = ServerVerifier {
+            pins: PinnedKeys::new(allowed.clone()),
+            expect: 2,
+        };
+        let now = UnixTime::since_unix_epoch(std::time::Duration::from_secs(0));
+        let name = ServerName::try_from(SERVER_NAME).unwrap();
+        assert!(v.verify_server_cert(&cert(2), &[], &name, &[], now).is_ok());
+        assert!(v
+            .verify_server_cert(&cert(9), &[], &name, &[], now)
             .is_err());
     }
 }
