@@ -8,6 +8,8 @@
 //! <home>/keys/                0700
 //! <home>/keys/consensus.key   0600, signs votes (genesis consensus_key)
 //! <home>/keys/identity.key    0600, authenticates QUIC (genesis identity_key)
+//! <home>/keys/pkcs11.pin      0600, instead of consensus.key when the key is in
+//!                             a PKCS#11 token (`testnet init --signer pkcs11`, home_pkcs11.rs)
 //! <home>/data/                0700: redb database and guard_state
 //! <home>/data/guard_state     the signing guard's double-sign memory
 //! ```
@@ -33,6 +35,8 @@ use crate::app::{Allocation, AppGenesis};
 use crate::beacon_key::{read_share_file, write_share_file};
 use crate::chainspec::{ChainSpec, ChainSpecError};
 use crate::config::{Config, ConfigError};
+use crate::home_pkcs11::HomeConsensus;
+pub use crate::home_pkcs11::TestnetSigner;
 use crate::validator::killswitch::{Killswitch, MIN_ADMIN_TOKEN_BYTES};
 use crate::validator::ValidatorSetup;
 use bitcraps_consensus::params::Params;
@@ -662,7 +666,8 @@ fn genesis_time_and_params() -> (u64, Params) {
 
 /// The secrets a validator home holds.
 struct HomeKeys<'a> {
-    consensus: &'a Keypair,
+    /// A plaintext key pair, or a key in a PKCS#11 token (home_pkcs11.rs).
+    consensus: &'a HomeConsensus,
     identity: &'a Keypair,
     share: &'a SecretShare,
 }
@@ -684,13 +689,14 @@ fn write_home(
     create_private_dir(home.root())?;
     create_private_dir(&home.keys_dir())?;
     create_private_dir(&home.data_dir())?;
-    write_key_file(&home.consensus_key_path(), consensus, "consensus")?;
+    consensus.write(home)?;
     write_key_file(&home.identity_key_path(), identity, "identity")?;
     write_share_file(&home.beacon_share_path(), share)?;
     create_guard_state(&home.guard_state_path(), chain_id)?;
     let mut config = Config::default();
     config.p2p.listen = p2p.to_string();
     config.http.listen = http.to_string();
+    consensus.configure(&mut config);
     config.validate()?;
     write_new_file(&home.config_path(), config.to_toml().as_bytes(), 0o644)?;
     write_new_file(&home.genesis_path(), spec_json.as_bytes(), 0o644)
@@ -703,7 +709,7 @@ fn check_chain_spec(spec: &ChainSpec) -> Result<(), HomeError> {
 /// `bitcraps init`: a single-validator home (this node is the whole chain),
 /// with a funded faucet key in `keys/faucet.key`.
 pub fn init(home: &Home, opts: &InitOptions) -> Result<(), HomeError> {
-    let consensus = generate_key()?;
+    let consensus = HomeConsensus::File(generate_key()?);
     let identity = generate_key()?;
     let faucet = generate_key()?;
     let (beacon, mut shares) = deal_beacon(1)?;
@@ -782,6 +788,9 @@ pub struct TestnetOptions {
     pub roll_interval_ms: u64,
     /// Remove a previous testnet in `out_dir` first.
     pub force: bool,
+    /// Where the consensus keys live: plaintext key files (default) or keys
+    /// generated inside a PKCS#11 token (home_pkcs11.rs).
+    pub signer: TestnetSigner,
 }
 
 impl Default for TestnetOptions {
@@ -795,6 +804,7 @@ impl Default for TestnetOptions {
             faucet_balance: DEFAULT_FAUCET_BALANCE,
             roll_interval_ms: DEFAULT_ROLL_INTERVAL_MS,
             force: false,
+            signer: TestnetSigner::Plaintext,
         }
     }
 }
@@ -907,9 +917,11 @@ pub fn testnet_init(opts: &TestnetOptions) -> Result<Testnet, HomeError> {
         ));
     }
     let addrs = testnet_addrs(opts)?;
+    // Consensus keys: key pairs, or generated inside a PKCS#11 token
+    // (home_pkcs11.rs); then the identity keys.
     let mut keys = Vec::with_capacity(opts.validators);
-    for _ in 0..opts.validators {
-        keys.push((generate_key()?, generate_key()?));
+    for consensus in crate::home_pkcs11::consensus_keys(opts)? {
+        keys.push((consensus, generate_key()?));
     }
     let faucet = generate_key()?;
     // The trusted dealer (for now; a DKG replaces it later): the shares exist

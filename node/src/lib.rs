@@ -22,6 +22,8 @@ pub mod signer_setup;
 #[cfg(feature = "server")]
 pub mod home;
 #[cfg(feature = "server")]
+pub mod home_pkcs11;
+#[cfg(feature = "server")]
 pub mod http;
 #[cfg(feature = "server")]
 pub mod keystore_file;

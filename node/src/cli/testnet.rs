@@ -4,6 +4,7 @@
 use super::{emit, CliResult, Context};
 use bitcraps_node::app::genesis::DEFAULT_ROLL_INTERVAL_MS;
 use bitcraps_node::home::{self, TestnetOptions, DEFAULT_CHAIN_ID, DEFAULT_FAUCET_BALANCE};
+use bitcraps_node::home_pkcs11::{self, TestnetSigner, TokenPin};
 use std::net::IpAddr;
 use std::path::PathBuf;
 
@@ -46,6 +47,74 @@ struct InitArgs {
     /// Replace a previous testnet in DIR (its genesis, faucet key and valN homes).
     #[arg(long)]
     force: bool,
+    /// Where the validators' consensus keys live: `plaintext` key files
+    /// (keys/consensus.key), or `pkcs11`: generated inside a PKCS#11 token
+    /// (never extractable, label bitcraps-<chain-id>-val<i>), with each home's
+    /// [signer] section and keys/pkcs11.pin pointing at it. The module reads
+    /// its own environment (SoftHSM2: SOFTHSM2_CONF), here and in every node.
+    #[arg(long, value_enum, value_name = "BACKEND", default_value_t = SignerArg::Plaintext)]
+    signer: SignerArg,
+    /// PKCS#11 module (.so) of the token, with --signer pkcs11, e.g.
+    /// /usr/lib/softhsm/libsofthsm2.so.
+    #[arg(long, value_name = "PATH")]
+    pkcs11_module: Option<PathBuf>,
+    /// Label of the token that generates and keeps the keys, with --signer
+    /// pkcs11. A `{i}` in it is replaced by the validator's index, giving each
+    /// validator its own token (e.g. val-{i}: val-0, val-1, ...), which
+    /// docs/hsm.md recommends and SoftHSM2 needs for validators that run at
+    /// the same time.
+    #[arg(long, value_name = "LABEL")]
+    pkcs11_token: Option<String>,
+    /// File with the token's user PIN (mode 0600; one trailing newline
+    /// ignored), with --signer pkcs11. Copied into each home's keys/pkcs11.pin.
+    #[arg(long, value_name = "FILE")]
+    pin_file: Option<PathBuf>,
+}
+
+/// `--signer`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum SignerArg {
+    Plaintext,
+    Pkcs11,
+}
+
+/// The `--signer` flags as a [`TestnetSigner`], or why they do not fit together.
+fn testnet_signer(args: &InitArgs) -> CliResult<TestnetSigner> {
+    match args.signer {
+        SignerArg::Plaintext => {
+            let stray = [
+                ("--pkcs11-module", args.pkcs11_module.is_some()),
+                ("--pkcs11-token", args.pkcs11_token.is_some()),
+                ("--pin-file", args.pin_file.is_some()),
+            ];
+            if let Some((flag, _)) = stray.iter().find(|(_, given)| *given) {
+                return Err(format!("{flag} needs --signer pkcs11").into());
+            }
+            Ok(TestnetSigner::Plaintext)
+        }
+        SignerArg::Pkcs11 => {
+            let missing = |flag: &str, example: &str| {
+                format!("--signer pkcs11 needs {flag} (e.g. {flag} {example})")
+            };
+            let module = args
+                .pkcs11_module
+                .clone()
+                .ok_or_else(|| missing("--pkcs11-module", home_pkcs11::SOFTHSM_MODULE))?;
+            let token_label = args
+                .pkcs11_token
+                .clone()
+                .ok_or_else(|| missing("--pkcs11-token", "validators"))?;
+            let pin_file = args
+                .pin_file
+                .as_deref()
+                .ok_or_else(|| missing("--pin-file", "token.pin"))?;
+            Ok(TestnetSigner::Pkcs11 {
+                module,
+                token_label,
+                pin: TokenPin::from_file(pin_file)?,
+            })
+        }
+    }
 }
 
 pub fn run(_ctx: &Context, args: Args) -> CliResult {
@@ -55,6 +124,7 @@ pub fn run(_ctx: &Context, args: Args) -> CliResult {
 }
 
 fn init(args: InitArgs) -> CliResult {
+    let signer = testnet_signer(&args)?;
     let opts = TestnetOptions {
         validators: args.validators,
         out_dir: args.out,
@@ -64,6 +134,7 @@ fn init(args: InitArgs) -> CliResult {
         faucet_balance: args.faucet_balance,
         roll_interval_ms: args.roll_interval_ms,
         force: args.force,
+        signer,
     };
     let net = home::testnet_init(&opts)?;
     let mut rows = vec![[
@@ -87,12 +158,31 @@ fn init(args: InitArgs) -> CliResult {
         }
     }
     let mut text = format!(
-        "testnet {} with {} validators\n  genesis     {}\n  faucet key  {}\n\n",
+        "testnet {} with {} validators\n  genesis     {}\n  faucet key  {}\n",
         opts.chain_id,
         net.nodes.len(),
         net.genesis_path.display(),
         net.faucet_key_path.display()
     );
+    if let TestnetSigner::Pkcs11 {
+        module,
+        token_label,
+        ..
+    } = &opts.signer
+    {
+        let last = net.nodes.len().saturating_sub(1);
+        text.push_str(&format!(
+            "  consensus keys in PKCS#11 tokens {:?}..={:?} ({}), labels {}..={}\n  \
+             each home's keys/pkcs11.pin holds the token PIN; the nodes need the \
+             module's environment (SoftHSM2: SOFTHSM2_CONF)\n",
+            home_pkcs11::token_label(token_label, 0),
+            home_pkcs11::token_label(token_label, last),
+            module.display(),
+            home_pkcs11::key_label(&opts.chain_id, 0),
+            home_pkcs11::key_label(&opts.chain_id, last),
+        ));
+    }
+    text.push('\n');
     for row in &rows {
         let line = format!(
             "{:<w0$}  {:<w1$}  {:<w2$}  {}",

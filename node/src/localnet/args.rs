@@ -41,6 +41,51 @@ pub struct LocalnetArgs {
     /// wiping it and initialising a fresh one.
     #[arg(long)]
     pub keep: bool,
+    /// Where the validators' consensus keys live: `memory` (plaintext key
+    /// files, loaded into memory) or `softhsm`: generated inside a SoftHSM2
+    /// token made for this run in `<dir>/softhsm/`, so every vote is signed
+    /// through PKCS#11.
+    #[arg(long, value_enum, default_value_t = LocalnetSigner::Memory, value_name = "BACKEND")]
+    pub signer: LocalnetSigner,
+}
+
+/// `--signer` of `bitcraps localnet`.
+#[derive(
+    clap::ValueEnum,
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum LocalnetSigner {
+    /// Plaintext key files; the nodes report signer backend `memory`.
+    #[default]
+    Memory,
+    /// Keys in a SoftHSM2 token; the nodes report signer backend `pkcs11`.
+    Softhsm,
+}
+
+impl LocalnetSigner {
+    /// `memory` or `softhsm`, as on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LocalnetSigner::Memory => "memory",
+            LocalnetSigner::Softhsm => "softhsm",
+        }
+    }
+
+    /// The backend every node's `/status` must report (`signer.backend`).
+    pub fn node_backend(self) -> &'static str {
+        match self {
+            LocalnetSigner::Memory => "memory",
+            LocalnetSigner::Softhsm => "pkcs11",
+        }
+    }
 }
 
 impl LocalnetArgs {
@@ -54,6 +99,7 @@ impl LocalnetArgs {
             rate: 200,
             json: None,
             keep: false,
+            signer: LocalnetSigner::Memory,
         }
     }
 }
@@ -218,8 +264,12 @@ mod tests {
             "--keep",
             "--dir",
             "/tmp/ln",
+            "--signer",
+            "softhsm",
         ])
         .unwrap();
+        assert_eq!(cli.args.signer, LocalnetSigner::Softhsm);
+        assert_eq!(cli.args.signer.node_backend(), "pkcs11");
         assert_eq!(cli.args.validators, 7);
         assert_eq!(cli.args.players, 1024);
         assert_eq!(cli.args.duration, 0);
@@ -232,6 +282,7 @@ mod tests {
             vec!["x", "--players", "0"],
             vec!["x", "--players", "1025"],
             vec!["x", "--duration", "forever"],
+            vec!["x", "--signer", "pkcs11"],
         ] {
             assert!(Cli::try_parse_from(&bad).is_err(), "{bad:?} accepted");
         }

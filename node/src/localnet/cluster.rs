@@ -4,7 +4,9 @@
 //! Used by `bitcraps localnet` and by process-level tests (kill -9 and
 //! restart, late joiners). Each node runs as
 //! `bitcraps --home <home> --log-format json start <extra args>` with stdout
-//! and stderr appended to `<home>/node.log`.
+//! and stderr appended to `<home>/node.log`, in this process's environment
+//! plus the cluster's extra variables ([`Cluster::set_env`], e.g.
+//! `SOFTHSM2_CONF` for validators whose keys are in a SoftHSM2 token).
 //!
 //! Guarantees:
 //! * **No leaked processes.** Dropping the [`Cluster`] SIGKILLs and reaps
@@ -23,6 +25,7 @@ use super::client::{http_client, NodeClient};
 use super::error::LocalnetError;
 use crate::api::StatusView;
 use serde::{Deserialize, Serialize};
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
@@ -73,6 +76,8 @@ struct Slot {
 pub struct Cluster {
     bin: PathBuf,
     extra_args: Vec<String>,
+    /// Set in every node's environment, on top of this process's.
+    extra_env: Vec<(OsString, OsString)>,
     slots: Vec<Slot>,
     http: reqwest::Client,
     stop_timeout_ms: u64,
@@ -117,6 +122,7 @@ impl Cluster {
         Ok(Cluster {
             bin: bin.to_path_buf(),
             extra_args: extra_args.to_vec(),
+            extra_env: Vec::new(),
             slots: nodes
                 .into_iter()
                 .map(|spec| Slot {
@@ -128,6 +134,20 @@ impl Cluster {
             http,
             stop_timeout_ms: DEFAULT_STOP_TIMEOUT_MS,
         })
+    }
+
+    /// Sets `name=value` in the environment of every node started from now
+    /// on (a later value for the same name replaces the earlier one). For a
+    /// PKCS#11 module's own settings, such as SoftHSM2's `SOFTHSM2_CONF`:
+    /// never put a secret here, the environment of a process is readable by
+    /// its user in `/proc`.
+    pub fn set_env(&mut self, name: impl Into<OsString>, value: impl Into<OsString>) {
+        let name = name.into();
+        let value = value.into();
+        match self.extra_env.iter_mut().find(|(n, _)| *n == name) {
+            Some(entry) => entry.1 = value,
+            None => self.extra_env.push((name, value)),
+        }
     }
 
     /// Changes how long [`Cluster::stop`] waits before SIGKILL.
@@ -200,6 +220,7 @@ impl Cluster {
             .arg("json")
             .arg("start")
             .args(&self.extra_args)
+            .envs(self.extra_env.iter().map(|(n, v)| (n, v)))
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)
@@ -543,6 +564,27 @@ mod tests {
         assert!(statuses[2].unwrap().success());
         assert_eq!(c.http_url(2), "http://127.0.0.1:1");
         assert_eq!(c.log_path(2), dir.path().join("val2").join("node.log"));
+    }
+
+    #[test]
+    fn extra_environment_reaches_every_node() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = fake_bin(dir.path(), "env", "echo \"conf=$BITCRAPS_TEST_CONF\"");
+        let mut c = Cluster::from_nodes(&bin, nodes(dir.path(), 2), &[]).unwrap();
+        c.set_env("BITCRAPS_TEST_CONF", "first");
+        c.set_env("BITCRAPS_TEST_CONF", "/x/softhsm2.conf");
+        c.start_all().unwrap();
+        for i in 0..2 {
+            for _ in 0..100 {
+                if !c.is_running(i) {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            let log = c.log_tail(i, 10);
+            assert!(log.contains("conf=/x/softhsm2.conf"), "{log}");
+            assert!(!log.contains("first"), "{log}");
+        }
     }
 
     #[test]

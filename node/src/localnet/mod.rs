@@ -18,6 +18,11 @@
 //!
 //! Time: the run reads the wall clock only through [`RunClock`], which wraps
 //! the engine's [`SystemClock`] (the one place the node reads the clock).
+//!
+//! Signers: with `--signer softhsm` the validators' consensus keys are
+//! generated inside a SoftHSM2 token made for the run in `<dir>/softhsm/`
+//! (`home_pkcs11`), every node signs through PKCS#11, and the run checks that
+//! each node's `/status` says so (`signer.backend = "pkcs11"`, healthy).
 
 pub mod args;
 pub mod client;
@@ -32,13 +37,14 @@ pub mod report;
 pub mod stats;
 pub mod strategy;
 
-pub use args::{parse_duration_ms, LocalnetArgs};
+pub use args::{parse_duration_ms, LocalnetArgs, LocalnetSigner};
 pub use client::{NodeClient, SubmitOutcome};
 pub use cluster::{Cluster, NodeSpec};
 pub use error::LocalnetError;
 pub use report::{LocalnetSummary, NodeSummary};
 
 use crate::engine::{Clock, SystemClock};
+use crate::home_pkcs11::SoftHsmTokens;
 use cluster::join_all;
 use load::Schedule;
 use observer::{HistoryTotals, Observer};
@@ -95,6 +101,9 @@ struct Manifest {
     chain_id: String,
     /// Node names (their homes are `<dir>/<name>`) and addresses.
     nodes: Vec<ManifestNode>,
+    /// Where the consensus keys are (manifests without it: `memory`).
+    #[serde(default)]
+    signer: LocalnetSigner,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -144,29 +153,97 @@ fn read_manifest(dir: &Path) -> Result<Option<Manifest>, LocalnetError> {
     })
 }
 
-/// Initialises a fresh localnet in `args.dir`, or with `--keep` reuses the
-/// one there. `testnet init --force` removes only what it wrote before
-/// (genesis, faucet key, `valN/`), so other files in the directory survive.
-fn prepare(args: &LocalnetArgs) -> Result<Layout, LocalnetError> {
+/// With `--keep`, the manifest of the localnet in `args.dir` (if there is
+/// one), checked against the arguments.
+fn kept_manifest(args: &LocalnetArgs) -> Result<Option<Manifest>, LocalnetError> {
+    if !args.keep {
+        return Ok(None);
+    }
     let dir = &args.dir;
-    if args.keep {
-        if let Some(m) = read_manifest(dir)? {
-            if m.nodes.len() != usize::from(args.validators) {
-                return Err(LocalnetError::Args(format!(
-                    "--keep: the localnet in {} has {} validators, not {}; pass --validators {} or drop --keep",
-                    dir.display(),
-                    m.nodes.len(),
-                    args.validators,
-                    m.nodes.len()
-                )));
-            }
-            return Ok(layout_from_manifest(dir, &m));
+    let Some(m) = read_manifest(dir)? else {
+        return Ok(None);
+    };
+    if m.nodes.len() != usize::from(args.validators) {
+        return Err(LocalnetError::Args(format!(
+            "--keep: the localnet in {} has {} validators, not {}; pass --validators {} or drop --keep",
+            dir.display(),
+            m.nodes.len(),
+            args.validators,
+            m.nodes.len()
+        )));
+    }
+    if m.signer != args.signer {
+        return Err(LocalnetError::Args(format!(
+            "--keep: the localnet in {} was made with --signer {}, not {}; pass --signer {} or drop --keep",
+            dir.display(),
+            m.signer.as_str(),
+            args.signer.as_str(),
+            m.signer.as_str()
+        )));
+    }
+    Ok(Some(m))
+}
+
+/// Labels of a localnet's SoftHSM2 tokens, one per validator (`{i}`: the
+/// validator's index; see `home_pkcs11` for why one each).
+pub const SOFTHSM_TOKEN_LABELS: &str = "bitcraps-localnet-val{i}";
+
+/// With `--signer softhsm`: the run's SoftHSM2 tokens (made afresh, or the
+/// kept ones), with `SOFTHSM2_CONF` set in this process's environment.
+///
+/// Why the variable is set here, and why that is safe: SoftHSM2 reads
+/// `SOFTHSM2_CONF` with `getenv` inside `C_Initialize`, which happens at
+/// the first PKCS#11 call of this process, the key generation in
+/// [`prepare`]; the module offers no other way to be told. `set_var` is
+/// only unsound while another thread reads the environment through libc
+/// (Rust's own readers take std's lock). This runs at the top of [`run`],
+/// before anything is spawned on the runtime (the signal task, HTTP
+/// clients and validator processes all come later) and before any PKCS#11
+/// module is loaded: tokio's worker threads are idle and nothing else in the
+/// process reads the environment. It is set once per process, to a path
+/// that is not secret. The validators get it through [`Cluster::set_env`].
+fn softhsm_token(
+    args: &LocalnetArgs,
+    kept: Option<&Manifest>,
+) -> Result<Option<SoftHsmTokens>, LocalnetError> {
+    let dir = args.dir.join(crate::home_pkcs11::SOFTHSM_DIR);
+    if args.signer != LocalnetSigner::Softhsm {
+        if kept.is_none() {
+            // A fresh memory localnet: the tokens of an earlier softhsm run
+            // in this directory hold keys whose homes are about to be wiped.
+            crate::home_pkcs11::remove_token_dir(&dir)
+                .map_err(|e| LocalnetError::Testnet(format!("SoftHSM2 tokens: {e}")))?;
         }
+        return Ok(None);
+    }
+    let token = if kept.is_some() {
+        SoftHsmTokens::open(&dir, SOFTHSM_TOKEN_LABELS)
+    } else {
+        SoftHsmTokens::create(&dir, SOFTHSM_TOKEN_LABELS, usize::from(args.validators))
+    }
+    .map_err(|e| LocalnetError::Testnet(format!("SoftHSM2 tokens: {e}")))?;
+    std::env::set_var("SOFTHSM2_CONF", token.conf_path());
+    Ok(Some(token))
+}
+
+/// Initialises a fresh localnet in `args.dir` (its consensus keys in
+/// `token` if there is one), or with `--keep` reuses the one there.
+/// `testnet init --force` removes only what it wrote before (genesis,
+/// faucet key, `valN/`), so other files in the directory survive.
+fn prepare(
+    args: &LocalnetArgs,
+    kept: Option<&Manifest>,
+    token: Option<&SoftHsmTokens>,
+) -> Result<Layout, LocalnetError> {
+    let dir = &args.dir;
+    if let Some(m) = kept {
+        return Ok(layout_from_manifest(dir, m));
     }
     let opts = crate::home::TestnetOptions {
         validators: usize::from(args.validators),
         out_dir: dir.clone(),
         force: true,
+        signer: token.map(SoftHsmTokens::testnet_signer).unwrap_or_default(),
         ..crate::home::TestnetOptions::default()
     };
     let testnet =
@@ -182,6 +259,7 @@ fn prepare(args: &LocalnetArgs) -> Result<Layout, LocalnetError> {
                 http_addr: n.http_addr,
             })
             .collect(),
+        signer: args.signer,
     };
     let path = dir.join(MANIFEST_FILE);
     let json = serde_json::to_string_pretty(&manifest).unwrap_or_default();
@@ -247,11 +325,18 @@ pub async fn run(args: LocalnetArgs) -> Result<LocalnetSummary, LocalnetError> {
     }
     let bin =
         std::env::current_exe().map_err(|e| LocalnetError::io("finding the bitcraps binary", e))?;
+    // First: SOFTHSM2_CONF must be set before anything else runs (see
+    // softhsm_token).
+    let kept = kept_manifest(&args)?;
+    let softhsm = softhsm_token(&args, kept.as_ref())?;
     let shutdown = Shutdown::install()?;
-    let layout = prepare(&args)?;
-    print_validators(&args, &layout);
+    let layout = prepare(&args, kept.as_ref(), softhsm.as_ref())?;
+    print_validators(&args, &layout, softhsm.as_ref());
 
     let mut cluster = Cluster::from_nodes(&bin, layout.nodes.clone(), &[])?;
+    if let Some(token) = &softhsm {
+        cluster.set_env("SOFTHSM2_CONF", token.conf_path());
+    }
     let outcome = match cluster.start_all() {
         Ok(()) => drive(&args, &layout, &cluster, shutdown.rx.clone()).await,
         Err(e) => Err(e),
@@ -270,7 +355,13 @@ pub async fn run(args: LocalnetArgs) -> Result<LocalnetSummary, LocalnetError> {
         }
     }
     drop(shutdown);
-    let summary = outcome?;
+    let (summary, signers) = outcome?;
+    if !signers.healthy {
+        return Err(LocalnetError::Unhealthy(format!(
+            "a validator's signer stopped working: {}",
+            signers.lines.join(", ")
+        )));
+    }
     match summary.failure_reason() {
         None => {
             println!("localnet OK");
@@ -280,7 +371,7 @@ pub async fn run(args: LocalnetArgs) -> Result<LocalnetSummary, LocalnetError> {
     }
 }
 
-fn print_validators(args: &LocalnetArgs, layout: &Layout) {
+fn print_validators(args: &LocalnetArgs, layout: &Layout, softhsm: Option<&SoftHsmTokens>) {
     println!(
         "localnet: {}, {}, {} in {}",
         plural(layout.nodes.len(), "validator"),
@@ -305,6 +396,94 @@ fn print_validators(args: &LocalnetArgs, layout: &Layout) {
         ]);
     }
     print!("{}", t.render());
+    match softhsm {
+        Some(token) => println!(
+            "signer: validators sign through SoftHSM2 (PKCS#11 tokens {:?} in {}; PINs in 0600 files there)",
+            token.label_template(),
+            token.dir().display()
+        ),
+        None => println!("signer: plaintext key files, signing in memory"),
+    }
+}
+
+/// What the nodes said about their signers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct SignerCheck {
+    /// The backend every node reported (`memory`, `pkcs11`, ...).
+    backend: String,
+    /// Every node answered, and its last test signature worked.
+    healthy: bool,
+    /// `val0 pkcs11 healthy 180 us`, one per node.
+    lines: Vec<String>,
+}
+
+/// Asks every node's `/status` which backend signs and whether it works.
+/// Fails if a node reports another backend than `--signer` asks for.
+async fn check_signers(
+    cluster: &Cluster,
+    signer: LocalnetSigner,
+) -> Result<SignerCheck, LocalnetError> {
+    let expected = signer.node_backend();
+    let statuses = join_all((0..cluster.node_count()).map(|i| cluster.status(i))).await;
+    let mut check = SignerCheck {
+        backend: expected.to_owned(),
+        healthy: true,
+        lines: Vec::with_capacity(statuses.len()),
+    };
+    for (i, status) in statuses.into_iter().enumerate() {
+        let name = cluster.name(i);
+        let s = match status {
+            Ok(s) => s.signer,
+            Err(e) => {
+                check.healthy = false;
+                check.lines.push(format!("{name} no status: {e}"));
+                continue;
+            }
+        };
+        if s.backend != expected {
+            return Err(LocalnetError::Unhealthy(format!(
+                "{name} signs with backend {:?}, but --signer {} needs {expected:?}; see {}",
+                s.backend,
+                signer.as_str(),
+                cluster.log_path(i).display()
+            )));
+        }
+        check.healthy &= s.healthy;
+        let state = match (&s.last_error, s.healthy) {
+            (_, true) => "healthy".to_owned(),
+            (Some(e), false) => format!("UNHEALTHY ({e})"),
+            (None, false) => "UNHEALTHY".to_owned(),
+        };
+        let latency = s
+            .sign_latency_us
+            .map(|us| format!(" {us} us"))
+            .unwrap_or_default();
+        check
+            .lines
+            .push(format!("{name} {} {state}{latency}", s.backend));
+    }
+    Ok(check)
+}
+
+/// The `--json` summary: the summary's fields, then the signer's.
+#[derive(Serialize)]
+struct SummaryJson<'a> {
+    #[serde(flatten)]
+    summary: &'a LocalnetSummary,
+    /// The backend every node reported (`memory` or `pkcs11`).
+    signer_backend: &'a str,
+    /// Every node's signer was healthy at the end of the run.
+    signers_healthy: bool,
+}
+
+fn summary_json(summary: &LocalnetSummary, signers: &SignerCheck) -> String {
+    // Plain data with string keys: serialization cannot fail.
+    serde_json::to_string_pretty(&SummaryJson {
+        summary,
+        signer_backend: &signers.backend,
+        signers_healthy: signers.healthy,
+    })
+    .unwrap_or_default()
 }
 
 /// Everything between "processes started" and "stop them": readiness,
@@ -314,7 +493,7 @@ async fn drive(
     layout: &Layout,
     cluster: &Cluster,
     mut stop: watch::Receiver<bool>,
-) -> Result<LocalnetSummary, LocalnetError> {
+) -> Result<(LocalnetSummary, SignerCheck), LocalnetError> {
     println!(
         "waiting for {} to be ready ...",
         plural(cluster.node_count(), "validator")
@@ -333,6 +512,20 @@ async fn drive(
         return Err(e);
     }
     println!("all validators ready");
+    let signers = check_signers(cluster, args.signer).await?;
+    match args.signer {
+        LocalnetSigner::Softhsm => println!(
+            "validators sign through SoftHSM2 (PKCS#11): {}",
+            signers.lines.join(", ")
+        ),
+        LocalnetSigner::Memory => println!("signers: {}", signers.lines.join(", ")),
+    }
+    if !signers.healthy {
+        return Err(LocalnetError::Unhealthy(format!(
+            "a validator's signer does not work: {}",
+            signers.lines.join(", ")
+        )));
+    }
 
     let spec = crate::chainspec::ChainSpec::load(&layout.genesis_path)
         .map_err(|e| LocalnetError::Genesis(e.to_string()))?;
@@ -455,7 +648,19 @@ async fn drive(
     }
     let history = history_at(cluster, &tables, convergence.height).await;
     let summary = summarize(args, &ctx, convergence, history, load_end_ms);
+    // Again at the end: a token that stopped working during the run shows here.
+    let signers = check_signers(cluster, args.signer).await?;
     print!("\n{}", summary.render());
+    println!(
+        "signer      {} on all {} nodes{}",
+        signers.backend,
+        summary.validators,
+        if signers.healthy {
+            String::new()
+        } else {
+            format!(" (NOT all healthy: {})", signers.lines.join(", "))
+        }
+    );
     let codes = ctx
         .reject_codes
         .lock()
@@ -466,11 +671,11 @@ async fn drive(
         println!("submissions refused  {}", list.join(", "));
     }
     if let Some(path) = &args.json {
-        std::fs::write(path, summary.to_json() + "\n")
+        std::fs::write(path, summary_json(&summary, &signers) + "\n")
             .map_err(|e| LocalnetError::io(format!("writing {}", path.display()), e))?;
         println!("summary written to {}", path.display());
     }
-    Ok(summary)
+    Ok((summary, signers))
 }
 
 /// `1, 2, 3`.
@@ -799,12 +1004,22 @@ mod tests {
                 p2p_addr: "127.0.0.1:9000".parse().unwrap(),
                 http_addr: "127.0.0.1:9001".parse().unwrap(),
             }],
+            signer: LocalnetSigner::Memory,
         };
+        // Manifests written before --signer existed are memory localnets.
+        let old: Manifest = serde_json::from_str(r#"{"chain_id":"c","nodes":[]}"#).unwrap();
+        assert_eq!(old.signer, LocalnetSigner::Memory);
         let l = layout_from_manifest(Path::new("/x/ln"), &m);
         assert_eq!(l.genesis_path, Path::new("/x/ln/genesis.json"));
         assert_eq!(l.faucet_key_path, Path::new("/x/ln/faucet.key"));
         assert_eq!(l.nodes[0].home, Path::new("/x/ln/val0"));
         assert_eq!(l.nodes[0].http_addr.port(), 9001);
+    }
+
+    /// `run`'s order, for a memory localnet.
+    fn prep(args: &LocalnetArgs) -> Result<Layout, LocalnetError> {
+        let kept = kept_manifest(args)?;
+        prepare(args, kept.as_ref(), None)
     }
 
     #[test]
@@ -814,20 +1029,27 @@ mod tests {
         args.dir = dir.path().join("ln");
         args.validators = 2;
         args.keep = true;
-        let first = prepare(&args).unwrap();
+        let first = prep(&args).unwrap();
         assert_eq!(first.nodes.len(), 2);
         assert!(first.genesis_path.exists());
         assert!(first.nodes[1].home.join("config.toml").exists());
         // Kept: same addresses, nothing rewritten.
-        let again = prepare(&args).unwrap();
+        let again = prep(&args).unwrap();
         assert_eq!(again.nodes, first.nodes);
+        // A kept localnet must be run with the signer it was made with.
+        args.signer = LocalnetSigner::Softhsm;
+        match prep(&args) {
+            Err(LocalnetError::Args(m)) => assert!(m.contains("--signer memory"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        args.signer = LocalnetSigner::Memory;
         args.validators = 3;
-        assert!(matches!(prepare(&args), Err(LocalnetError::Args(_))));
+        assert!(matches!(prep(&args), Err(LocalnetError::Args(_))));
         // Without --keep: wiped and re-initialised (new ports, new genesis),
         // other files untouched.
         std::fs::write(args.dir.join("notes.txt"), "mine").unwrap();
         args.keep = false;
-        let fresh = prepare(&args).unwrap();
+        let fresh = prep(&args).unwrap();
         assert_eq!(fresh.nodes.len(), 3);
         assert!(args.dir.join("notes.txt").exists());
     }
