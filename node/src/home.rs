@@ -1057,7 +1057,15 @@ pub fn load_setup(home: &Home, config: &Config) -> Result<ValidatorSetup, HomeEr
         })?;
     let me = u16::try_from(position).map_err(|_| invalid("genesis", "too many validators"))?;
     let ours = &spec.consensus.validators[position];
-    if ours.identity_key != identity.public() {
+    // A rotated identity (`engine::rotation`) is as good as the genesis one:
+    // the engine checks the same rule against the rotations it has accepted.
+    let rotations = crate::engine::rotation::RotationBook::load(&data_dir, &spec.consensus)
+        .map_err(|e| invalid("identity rotations", e.to_string()))?;
+    let rotated = rotations.current_key(me) == Some(identity.public())
+        || rotations
+            .latest(me)
+            .is_some_and(|a| a.previous_key == identity.public());
+    if ours.identity_key != identity.public() && !rotated {
         return Err(HomeError::IdentityMismatch {
             public_key: identity.public().to_hex(),
             key_path: identity_path,

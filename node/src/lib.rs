@@ -18,8 +18,6 @@ pub mod config;
 #[cfg(feature = "server")]
 pub mod config_signer;
 #[cfg(feature = "server")]
-pub mod signer_setup;
-#[cfg(feature = "server")]
 pub mod home;
 #[cfg(feature = "server")]
 pub mod home_pkcs11;
@@ -31,6 +29,8 @@ pub mod keystore_file;
 pub mod localnet;
 #[cfg(feature = "server")]
 pub mod play;
+#[cfg(feature = "server")]
+pub mod signer_setup;
 #[cfg(feature = "server")]
 pub mod validator;
 
