@@ -266,3 +266,16 @@ pub struct WipeView {
     /// What still runs: the node keeps serving reads but signs nothing.
     pub message: String,
 }
+
+/// `POST /api/v1/admin/rotate-identity` response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RotateIdentityView {
+    /// Hex of the new QUIC identity key.
+    pub new_identity_key: String,
+    /// The rotation's sequence number for this validator.
+    pub sequence: u64,
+    /// Where the new key was written (0600): point `keys.identity` at it and
+    /// restart to complete the rotation.
+    pub key_file: String,
+    pub message: String,
+}

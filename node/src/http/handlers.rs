@@ -6,8 +6,9 @@ use super::error::{codes, HttpError};
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::NodeApi;
 use crate::api::{
-    AccountView, BlockView, GameView, MemoryProtectionView, PeerView, StatusView, SubmitTx,
-    SupplyView, TableDetailView, TableRoll, TableView, TxStatusView, WipeView,
+    AccountView, BlockView, GameView, MemoryProtectionView, PeerView, RotateIdentityView,
+    StatusView, SubmitTx, SupplyView, TableDetailView, TableRoll, TableView, TxStatusView,
+    WipeView,
 };
 use axum::extract::State;
 use axum::http::{header, HeaderMap, Method, StatusCode};
@@ -169,6 +170,14 @@ fn bearer(headers: &HeaderMap) -> Option<&[u8]> {
     value
         .strip_prefix(b"Bearer ")
         .or_else(|| value.strip_prefix(b"bearer "))
+}
+
+pub(crate) async fn admin_rotate_identity(
+    State(node): Node,
+    headers: HeaderMap,
+) -> Result<Json<RotateIdentityView>, HttpError> {
+    let bearer = bearer(&headers).map(<[u8]>::to_vec);
+    Ok(Json(node.admin_rotate_identity(bearer).await?))
 }
 
 pub(crate) async fn admin_wipe(

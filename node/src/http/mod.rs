@@ -22,12 +22,17 @@
 //! * `clock.rs`: the module's one clock read.
 
 use crate::api::{
-    AccountView, BlockView, GameView, MemoryProtectionView, PeerView, StatusView, SubmitTxResponse,
-    SupplyView, TableDetailView, TableRoll, TableView, TxStatusView, WipeView,
+    AccountView, BlockView, GameView, MemoryProtectionView, PeerView, RotateIdentityView,
+    StatusView, SubmitTxResponse, SupplyView, TableDetailView, TableRoll, TableView, TxStatusView,
+    WipeView,
 };
 use bitcraps_crypto::{Hash32, PublicKey};
 use std::future::Future;
 use std::pin::Pin;
+
+/// A boxed future returned by [`NodeApi::admin_rotate_identity`].
+pub type AdminFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<RotateIdentityView, ApiError>> + Send + 'a>>;
 
 /// A boxed future returned by [`NodeApi::submit`].
 pub type SubmitFuture<'a> =
@@ -79,6 +84,15 @@ pub trait NodeApi: Send + Sync + 'static {
     /// every key this node holds in memory and stop signing. `bearer` is the
     /// token the client sent, if any; the node compares it in constant time.
     fn admin_wipe(&self, bearer: Option<&[u8]>) -> Result<WipeView, ApiError>;
+    /// `POST /api/v1/admin/rotate-identity` (same bearer token): a new QUIC
+    /// identity key, announced to every peer under the consensus key.
+    /// Disabled (403) unless the node implements it.
+    fn admin_rotate_identity(&self, bearer: Option<Vec<u8>>) -> AdminFuture<'_> {
+        let _ = bearer;
+        Box::pin(std::future::ready(Err(ApiError::Forbidden(
+            "identity rotation is not available on this node".into(),
+        ))))
+    }
     /// `GET /metrics`: Prometheus text exposition format.
     fn metrics(&self) -> String;
 }

@@ -65,6 +65,10 @@ pub fn router(api: Arc<dyn NodeApi>, limits: &HttpLimits) -> Router {
             get(handlers::memory_protection),
         )
         .route("/api/v1/admin/wipe", post(handlers::admin_wipe))
+        .route(
+            "/api/v1/admin/rotate-identity",
+            post(handlers::admin_rotate_identity),
+        )
         // Applies to the routes above only: keep it after the last route.
         .method_not_allowed_fallback(handlers::method_not_allowed)
         .fallback(handlers::not_found)

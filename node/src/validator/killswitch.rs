@@ -10,7 +10,7 @@
 //!
 //! [`wipe`]: Killswitch::wipe
 
-use crate::api::WipeView;
+use crate::api::{RotateIdentityView, WipeView};
 use crate::engine::EngineClient;
 use crate::http::ApiError;
 use bitcraps_crypto::secret::SecretBuf;
@@ -122,26 +122,84 @@ pub struct AdminAccess {
     pub killswitch: Arc<Killswitch>,
     /// `None`: the admin API is disabled.
     pub token: Option<SecretBuf>,
+    /// The QUIC identity key file in use (a rotation writes the new key next
+    /// to it).
+    pub identity_key_path: std::path::PathBuf,
 }
 
 impl AdminAccess {
-    /// Checks `bearer` in constant time, then wipes the consensus key (here)
-    /// and the beacon share (the engine, within one beacon tick).
-    pub fn wipe(&self, bearer: Option<&[u8]>, engine: &EngineClient) -> Result<WipeView, ApiError> {
+    /// Checks `bearer` against the token in constant time (the length check
+    /// inside `ct_eq` may end early, which reveals only the length class).
+    pub fn authorize(&self, bearer: Option<&[u8]>, what: &str) -> Result<(), ApiError> {
         let Some(token) = &self.token else {
             return Err(ApiError::Forbidden(
                 "the admin API is disabled on this node (set admin.token_file)".into(),
             ));
         };
-        // Both arms take the same path through ct_eq; the length check inside
-        // it may end early, which reveals only the token's length class.
-        let authorized = bearer.is_some_and(|b| token.ct_eq(b));
-        if !authorized {
-            tracing::warn!("admin wipe refused: missing or wrong bearer token");
-            return Err(ApiError::Unauthorized(
-                "missing or wrong bearer token".into(),
-            ));
+        if bearer.is_some_and(|b| token.ct_eq(b)) {
+            return Ok(());
         }
+        tracing::warn!(
+            call = what,
+            "admin call refused: missing or wrong bearer token"
+        );
+        Err(ApiError::Unauthorized(
+            "missing or wrong bearer token".into(),
+        ))
+    }
+
+    /// Rotates the QUIC identity key: a new key file next to the current one
+    /// (0600), a rotation signed by the consensus key and sent to every peer
+    /// (`engine::rotation`). Peers accept both keys until the node reconnects
+    /// with the new one; restarting with `keys.identity` pointing at the new
+    /// file completes it. Consensus is untouched: votes are signed by the
+    /// consensus key, which does not change.
+    pub async fn rotate_identity(
+        &self,
+        bearer: Option<&[u8]>,
+        engine: &EngineClient,
+    ) -> Result<RotateIdentityView, ApiError> {
+        self.authorize(bearer, "rotate-identity")?;
+        let key = crate::home::generate_key().map_err(|e| ApiError::Internal(e.to_string()))?;
+        let public = key.public();
+        let dir = self
+            .identity_key_path
+            .parent()
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_default();
+        let path = dir.join(format!("identity-{}.key", &public.to_hex()[..16]));
+        crate::home::write_key_file(&path, &key, "identity")
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        drop(key);
+        let signed = match engine.rotate_identity(public).await {
+            Ok(s) => s,
+            Err(e) => {
+                // Nothing was announced: do not leave an unusable key around.
+                let _ = std::fs::remove_file(&path);
+                return Err(ApiError::Rejected {
+                    code: "rotation_refused".into(),
+                    message: e.to_string(),
+                });
+            }
+        };
+        tracing::warn!(
+            new_identity_key = %public,
+            sequence = signed.rotation.sequence,
+            "identity key rotation announced; restart with keys.identity = {} to complete it",
+            path.display()
+        );
+        Ok(RotateIdentityView {
+            new_identity_key: public.to_hex(),
+            sequence: signed.rotation.sequence,
+            key_file: path.display().to_string(),
+            message: "peers accept the new key now; restart with keys.identity set to key_file to complete the rotation".into(),
+        })
+    }
+
+    /// Checks `bearer`, then wipes the consensus key (here) and the beacon
+    /// share (the engine, within one beacon tick).
+    pub fn wipe(&self, bearer: Option<&[u8]>, engine: &EngineClient) -> Result<WipeView, ApiError> {
+        self.authorize(bearer, "wipe")?;
         let wiped_now = self.killswitch.wipe();
         engine.wipe_keys();
         tracing::warn!(

@@ -70,6 +70,8 @@ pub struct ValidatorSetup {
     pub signer_probe_interval_ms: u64,
     /// Bearer token of the admin API (`None`: disabled).
     pub admin_token: Option<SecretBuf>,
+    /// The identity key file in use (identity rotation writes next to it).
+    pub identity_key_path: PathBuf,
 }
 
 /// Why a validator could not start or stopped.
@@ -146,6 +148,7 @@ pub async fn run(
         AdminAccess {
             killswitch: Arc::clone(&setup.signer),
             token: setup.admin_token,
+            identity_key_path: setup.identity_key_path,
         },
     ));
     let name = service.status().node_id;

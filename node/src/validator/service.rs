@@ -16,7 +16,7 @@ use crate::app::state::{account_key, decode_account, decode_receipt, receipt_key
 use crate::app::tx::tx_hash;
 use crate::chainspec::ChainSpec;
 use crate::engine::{Clock, EngineClient, SubmitError};
-use crate::http::{ApiError, NodeApi, SubmitFuture};
+use crate::http::{AdminFuture, ApiError, NodeApi, SubmitFuture};
 use crate::net::{BreakerState, PeerStats};
 use crate::storage::StorageError;
 use bitcraps_consensus::CommittedBlock;
@@ -358,6 +358,14 @@ impl NodeApi for NodeService {
 
     fn admin_wipe(&self, bearer: Option<&[u8]>) -> Result<WipeView, ApiError> {
         self.admin.wipe(bearer, &self.engine)
+    }
+
+    fn admin_rotate_identity(&self, bearer: Option<Vec<u8>>) -> AdminFuture<'_> {
+        Box::pin(async move {
+            self.admin
+                .rotate_identity(bearer.as_deref(), &self.engine)
+                .await
+        })
     }
 
     fn peers(&self) -> Vec<PeerView> {
