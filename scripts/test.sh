@@ -21,8 +21,10 @@ cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
 command -v python3 >/dev/null || { apt-get update && apt-get install -y python3; }
 # PKCS#11 signer tests need a SoftHSM2 token and OpenSC's pkcs11-tool; the
 # secret-memory tests also run under valgrind memcheck.
+# promtool (Debian `prometheus`) lints a running node's /metrics.
 command -v softhsm2-util >/dev/null && command -v pkcs11-tool >/dev/null && command -v valgrind >/dev/null \
-  || { apt-get update && apt-get install -y softhsm2 opensc valgrind; }
+  && command -v promtool >/dev/null \
+  || { apt-get update && apt-get install -y softhsm2 opensc valgrind prometheus; }
 
 step "format"
 cargo fmt --all -- --check

@@ -424,6 +424,7 @@ async fn bad_http_input_gets_clear_errors_and_loses_nothing() {
     assert!(value("bitcraps_height ") >= 1.0);
     assert!(value("bitcraps_tx_committed_total ") >= 1.0);
     assert!(value("bitcraps_tx_rejected_total{reason=\"bad_signature\"}") >= 2.0);
+    promtool_check(&metrics);
     assert!(cluster.is_running(0));
     cluster.stop_all();
 }
@@ -759,4 +760,31 @@ async fn identity_key_rotation_through_the_admin_api_keeps_consensus() {
         assert_eq!(evidence_total(&cluster, i).await, 0, "node {i}");
     }
     cluster.stop_all();
+}
+
+/// `promtool check metrics` (Debian `prometheus`, installed by
+/// scripts/test.sh) on a running node's exposition: it must parse, and the
+/// lint (names, units, `_total` counters, help texts) must find nothing.
+fn promtool_check(metrics: &str) {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool not found: apt-get install prometheus (scripts/test.sh does)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(metrics.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
