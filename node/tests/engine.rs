@@ -7,7 +7,10 @@
 #![cfg(feature = "server")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use bitcraps_consensus::{Genesis, Params};
+#[path = "support/engines.rs"]
+mod support;
+
+use bitcraps_consensus::Genesis;
 use bitcraps_crypto::beacon::{deal_from_seed, SecretShare};
 use bitcraps_crypto::Keypair;
 use bitcraps_node::app::craps::{BetKind, Table, TableParams};
@@ -16,28 +19,15 @@ use bitcraps_node::app::state::{account_key, decode_account, root_key};
 use bitcraps_node::app::tx::{Action, Transaction};
 use bitcraps_node::app::{Allocation, AppGenesis};
 use bitcraps_node::engine::{Engine, EngineConfig, EngineHandle, EngineStatus, Listen};
-use bitcraps_node::net::Limits;
 use bitcraps_node::storage::Store;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
 use std::time::Duration;
+use support::{consensus_key, identity_key, limits};
 
 const N: u16 = 4;
-const GENESIS_MS: u64 = 1_700_000_000_000;
 const POLL: Duration = Duration::from_millis(100);
 const DEADLINE: Duration = Duration::from_secs(60);
-
-fn consensus_key(i: u16) -> Keypair {
-    let mut seed = [0xc0; 32];
-    seed[..2].copy_from_slice(&i.to_be_bytes());
-    Keypair::from_seed(&seed)
-}
-
-fn identity_key(i: u16) -> Keypair {
-    let mut seed = [0x1d; 32];
-    seed[..2].copy_from_slice(&i.to_be_bytes());
-    Keypair::from_seed(&seed)
-}
 
 /// Players funded at genesis; player `i` submits through engine `i`.
 fn player(i: u16) -> Keypair {
@@ -62,35 +52,8 @@ fn app_genesis() -> AppGenesis {
     }
 }
 
-fn limits() -> Limits {
-    Limits {
-        reconnect_base_ms: 20,
-        reconnect_max_ms: 300,
-        connect_timeout_ms: 1_500,
-        breaker_failure_threshold: 50,
-        breaker_cooldown_ms: 300,
-        keep_alive_ms: 200,
-        idle_timeout_ms: 3_000,
-        ..Limits::default()
-    }
-}
-
 fn genesis(addrs: &[SocketAddr]) -> Genesis {
-    let keys: Vec<Keypair> = (0..N).map(consensus_key).collect();
-    let params = Params {
-        view_timeout_ms: 500,
-        max_view_timeout_ms: 4_000,
-        retry_interval_ms: 250,
-        max_payload_bytes: 1 << 20,
-        max_clock_drift_ms: 5_000,
-    };
-    let mut g = Genesis::from_keypairs("engine-test", GENESIS_MS, &keys, params);
-    for (i, v) in g.validators.iter_mut().enumerate() {
-        v.identity_key = identity_key(i as u16).public();
-        v.address = addrs[i].to_string();
-    }
-    g.validate().unwrap();
-    g
+    support::genesis("engine-test", addrs)
 }
 
 fn start(g: &Genesis, me: u16, dir: &Path, listen: Listen) -> EngineHandle {

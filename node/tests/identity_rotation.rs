@@ -10,15 +10,19 @@
 #![cfg(feature = "server")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use bitcraps_consensus::{Genesis, Params};
+#[path = "support/engines.rs"]
+mod support;
+
+use bitcraps_consensus::Genesis;
 use bitcraps_crypto::Keypair;
 use bitcraps_node::engine::rotation::{RotationBook, ROTATIONS_FILE};
 use bitcraps_node::engine::{Engine, EngineConfig, EngineHandle, EngineStatus, Listen};
-use bitcraps_node::net::{tls, Limits};
+use bitcraps_node::net::tls;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
+use support::{consensus_key, identity_key, key, limits};
 use tokio::time::timeout;
 
 const N: u16 = 4;
@@ -26,49 +30,8 @@ const ROTATED: u16 = 1;
 const POLL: Duration = Duration::from_millis(100);
 const DEADLINE: Duration = Duration::from_secs(60);
 
-fn key(tag: u8, i: u16) -> Keypair {
-    let mut seed = [tag; 32];
-    seed[..2].copy_from_slice(&i.to_be_bytes());
-    Keypair::from_seed(&seed)
-}
-
-fn consensus_key(i: u16) -> Keypair {
-    key(0xc0, i)
-}
-
-fn identity_key(i: u16) -> Keypair {
-    key(0x1d, i)
-}
-
-fn limits() -> Limits {
-    Limits {
-        reconnect_base_ms: 20,
-        reconnect_max_ms: 300,
-        connect_timeout_ms: 1_500,
-        breaker_failure_threshold: 50,
-        breaker_cooldown_ms: 300,
-        keep_alive_ms: 200,
-        idle_timeout_ms: 3_000,
-        ..Limits::default()
-    }
-}
-
 fn genesis(addrs: &[SocketAddr]) -> Genesis {
-    let keys: Vec<Keypair> = (0..N).map(consensus_key).collect();
-    let params = Params {
-        view_timeout_ms: 500,
-        max_view_timeout_ms: 4_000,
-        retry_interval_ms: 250,
-        max_payload_bytes: 1 << 20,
-        max_clock_drift_ms: 5_000,
-    };
-    let mut g = Genesis::from_keypairs("rotation-test", 1_700_000_000_000, &keys, params);
-    for (i, v) in g.validators.iter_mut().enumerate() {
-        v.identity_key = identity_key(i as u16).public();
-        v.address = addrs[i].to_string();
-    }
-    g.validate().unwrap();
-    g
+    support::genesis("rotation-test", addrs)
 }
 
 fn start(g: &Genesis, me: u16, identity: Keypair, dir: &Path, listen: Listen) -> EngineHandle {
