@@ -140,10 +140,9 @@ impl Mapping {
     /// The data pages. Their last byte sits right before the trailing guard page.
     pub(super) fn data(&self) -> &[u8] {
         debug_assert!(self.writable);
-        // SAFETY: `data_ptr()` is page-aligned, non-null, and the next `data_len`
-        // bytes are mapped readable (and initialized: zero-filled by the kernel)
-        // for as long as `self` lives; the shared borrow of self rules out any
-        // `&mut` view for the lifetime of the slice.
+        // SAFETY: `data_ptr()` is page-aligned and non-null; the next `data_len` bytes
+        // stay mapped, readable and initialized (kernel zero-fill) while `self` lives,
+        // and the shared borrow of self rules out any `&mut` view while the slice lives.
         unsafe { std::slice::from_raw_parts(self.data_ptr().cast::<u8>(), self.data_len) }
     }
 
@@ -218,10 +217,9 @@ pub(super) mod hooks {
     /// Writes one byte at `at` (an address inside a guard page of a live
     /// mapping). Only the guard-page child test calls this, and it dies here.
     pub(in crate::secret) fn poke_guard(at: *mut u8) {
-        // SAFETY: deliberately not a valid write: `at` is inside a PROT_NONE guard
-        // page of our own live mapping, so the MMU faults before any byte changes
-        // and the kernel kills the (child) process with SIGSEGV. No Rust object
-        // lives there, so nothing can observe a partial effect.
+        // SAFETY: deliberately invalid: `at` is in a PROT_NONE guard page of our own
+        // live mapping, so the MMU faults before any byte changes and the kernel kills
+        // the (child) process with SIGSEGV; no Rust object lives there to observe it.
         unsafe { std::ptr::write_volatile(at, 0x41) };
     }
 }
