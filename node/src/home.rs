@@ -1107,22 +1107,12 @@ fn read_admin_token(home: &Home, config: &Config) -> Result<Option<SecretBuf>, H
         return Ok(None);
     }
     let path = home.resolve(&config.admin.token_file);
-    let mut bytes = read_private_file(&path)?;
-    while matches!(bytes.last(), Some(b'\n' | b'\r')) {
-        bytes.pop();
-    }
-    if bytes.len() < MIN_ADMIN_TOKEN_BYTES {
-        wipe(&mut bytes);
-        return Err(HomeError::KeyFile {
-            path,
-            reason: format!("the admin token must be at least {MIN_ADMIN_TOKEN_BYTES} bytes"),
-        });
-    }
-    SecretBuf::from_vec(bytes)
+    let bytes = read_private_file(&path)?;
+    crate::signer_setup::into_secret(bytes, MIN_ADMIN_TOKEN_BYTES, MAX_KEY_FILE_BYTES as usize)
         .map(Some)
-        .map_err(|e| HomeError::KeyFile {
+        .map_err(|problem| HomeError::KeyFile {
             path,
-            reason: format!("holding the admin token in secret memory: {e}"),
+            reason: format!("the admin token {problem}"),
         })
 }
 

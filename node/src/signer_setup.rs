@@ -69,7 +69,7 @@ pub fn open_consensus_signer(home: &Home, config: &Config) -> Result<Arc<dyn Sig
 /// The token user PIN from `pin_file` (mode 0600, one trailing newline
 /// ignored) or, when that is empty, the `pin_env` variable.
 pub fn read_pin(home: &Home, s: &SignerSection) -> Result<SecretBuf, HomeError> {
-    let (mut bytes, from) = if s.pin_file.as_os_str().is_empty() {
+    let (bytes, from) = if s.pin_file.as_os_str().is_empty() {
         let value = std::env::var_os(&s.pin_env).ok_or_else(|| HomeError::Invalid {
             field: "signer.pin_env".into(),
             reason: format!(
@@ -90,25 +90,32 @@ pub fn read_pin(home: &Home, s: &SignerSection) -> Result<SecretBuf, HomeError> 
             format!("file {}", path.display()),
         )
     };
+    into_secret(bytes, 1, MAX_PIN_BYTES).map_err(|problem| HomeError::Invalid {
+        field: "signer PIN".into(),
+        reason: format!("the PIN from {from} {problem}"),
+    })
+}
+
+/// A secret read from a file or the environment (a PIN, the admin token):
+/// trailing line breaks trimmed, length checked against `min..=max` bytes,
+/// then moved into secret memory. On error the bytes are wiped and the reason
+/// says nothing about their content.
+pub(crate) fn into_secret(mut bytes: Vec<u8>, min: usize, max: usize) -> Result<SecretBuf, String> {
     while matches!(bytes.last(), Some(b'\n' | b'\r')) {
         bytes.pop();
     }
     let problem = if bytes.is_empty() {
         Some("is empty".to_owned())
-    } else if bytes.len() > MAX_PIN_BYTES {
-        Some(format!("is longer than {MAX_PIN_BYTES} bytes"))
+    } else if bytes.len() < min {
+        Some(format!("must be at least {min} bytes"))
+    } else if bytes.len() > max {
+        Some(format!("is longer than {max} bytes"))
     } else {
         None
     };
     if let Some(problem) = problem {
         wipe(&mut bytes);
-        return Err(HomeError::Invalid {
-            field: "signer PIN".into(),
-            reason: format!("the PIN from {from} {problem}"),
-        });
+        return Err(problem);
     }
-    SecretBuf::from_vec(bytes).map_err(|e| HomeError::Invalid {
-        field: "signer PIN".into(),
-        reason: format!("cannot hold the PIN in secret memory: {e}"),
-    })
+    SecretBuf::from_vec(bytes).map_err(|e| format!("cannot be held in secret memory: {e}"))
 }
