@@ -184,8 +184,24 @@ pub struct EngineStatus {
     pub supply: Supply,
     /// The beacon key share was wiped (emergency wipe).
     pub beacon_share_wiped: bool,
+    /// Views entered since start, by how the previous one ended.
+    pub view_changes: ViewChanges,
+    /// Views between the current view and that of the last committed block:
+    /// how far commits lag behind consensus (large while syncing).
+    pub sync_lag_views: u64,
     /// Set when the engine stopped on an error (storage failure, ...).
     pub fatal: Option<String>,
+}
+
+/// Views entered since the engine started, by cause (for `/metrics`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ViewChanges {
+    /// The previous view notarized a block (the normal path).
+    pub notarized: u64,
+    /// The previous view timed out and was nullified (a view change proper).
+    pub nullified: u64,
+    /// A finalization moved us forward (catching up).
+    pub finalized: u64,
 }
 
 /// Why the engine could not start or stopped.

@@ -19,7 +19,7 @@ use crate::app::payload::{split_payload, PayloadBuilder, ENTRY_HEADER_BYTES};
 use crate::app::tx::tx_hash;
 use crate::net::{Incoming, NetConfig, Network, NetworkHandle, PenaltyReason};
 use crate::storage::{Reader, Store};
-use bitcraps_consensus::{CommittedBlock, Core, Effect, Input, Message, VoteBody};
+use bitcraps_consensus::{CommittedBlock, Core, Effect, Input, Message, ViewChange, VoteBody};
 use bitcraps_crypto::guard::{FileGuardStore, SigningGuard};
 use bitcraps_crypto::signer::Signer;
 use bitcraps_crypto::Signature;
@@ -616,6 +616,7 @@ impl Runner {
         let now_ms = self.clock.now_ms();
         let s = &mut self.status;
         s.catching_up = catching_up(s.view, s.committed_view);
+        s.sync_lag_views = s.view.saturating_sub(s.committed_view);
         s.commit_rate_milli = (self.progress.rate_blocks_per_s(now_ms) * 1_000.0) as u64;
         s.live = s.live || s.view > self.start_view;
         let status = self.status.clone();
@@ -723,7 +724,16 @@ impl Runner {
                 }
             }
             Effect::Evidence(_) => self.status.evidence += 1,
-            Effect::ViewEntered { view, .. } => self.status.view = view,
+            Effect::ViewEntered { view, via } => {
+                self.status.view = view;
+                let c = &mut self.status.view_changes;
+                match via {
+                    ViewChange::Start => {}
+                    ViewChange::Notarized => c.notarized += 1,
+                    ViewChange::Nullified => c.nullified += 1,
+                    ViewChange::Finalized => c.finalized += 1,
+                }
+            }
         }
         Ok(())
     }
