@@ -32,6 +32,8 @@ pub mod play;
 #[cfg(feature = "server")]
 pub mod signer_setup;
 #[cfg(feature = "server")]
+pub mod trace;
+#[cfg(feature = "server")]
 pub mod validator;
 
 #[cfg(feature = "server")]
