@@ -12,8 +12,11 @@
 use crate::app::mempool::AdmitError;
 use crate::app::tx::{tx_hash, SignedTx, TxError};
 use crate::app::verify::verify_txs;
+use crate::trace::tracker::{CorrelationTracker, Origin, Stage};
+use crate::trace::unix_now_us;
 use bitcraps_crypto::batch::MAX_BATCH;
 use bitcraps_crypto::Hash32;
+use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 /// Most transactions verified in one batch.
@@ -60,50 +63,101 @@ pub(crate) struct Pending {
     pub encoded: Vec<u8>,
     pub hash: Hash32,
     pub reply: Reply,
+    /// The correlation tracker follows this transaction.
+    pub traced: bool,
+}
+
+/// Where a submission comes from, for the correlation tracker and the trace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubmitTrace {
+    pub correlation_id: uuid::Uuid,
+    /// The request span to hang this transaction's spans on.
+    pub origin: Origin,
+    /// When the request arrived (µs since the Unix epoch).
+    pub received_unix_us: u64,
 }
 
 /// The submitting side, held by the engine handle.
 #[derive(Debug, Clone)]
 pub(crate) struct Admission {
     verify: mpsc::Sender<Pending>,
+    tracker: Arc<CorrelationTracker>,
 }
 
 impl Admission {
     /// Starts the verifier thread. Verified transactions come out of the
     /// returned receiver, in submission order within each batch.
-    pub(crate) fn start(chain_id: String) -> std::io::Result<(Admission, mpsc::Receiver<Pending>)> {
+    pub(crate) fn start(
+        chain_id: String,
+        tracker: Arc<CorrelationTracker>,
+    ) -> std::io::Result<(Admission, mpsc::Receiver<Pending>)> {
         let (verify_tx, verify_rx) = mpsc::channel(VERIFY_QUEUE);
         let (admit_tx, admit_rx) = mpsc::channel(ADMIT_QUEUE);
+        let verifier_tracker = Arc::clone(&tracker);
         std::thread::Builder::new()
             .name("tx-verifier".into())
-            .spawn(move || verifier(&chain_id, verify_rx, &admit_tx))?;
-        Ok((Admission { verify: verify_tx }, admit_rx))
+            .spawn(move || verifier(&chain_id, verify_rx, &admit_tx, &verifier_tracker))?;
+        Ok((
+            Admission {
+                verify: verify_tx,
+                tracker,
+            },
+            admit_rx,
+        ))
     }
 
     /// Decodes `encoded` and queues it for verification; resolves once the
     /// engine admitted or refused it.
-    pub(crate) async fn submit(&self, encoded: Vec<u8>) -> Result<Hash32, SubmitError> {
+    /// With `trace`, the correlation tracker follows the transaction from
+    /// here on (received, admitted, verified, mempool, and on every validator
+    /// through execution).
+    pub(crate) async fn submit(
+        &self,
+        encoded: Vec<u8>,
+        trace: Option<SubmitTrace>,
+    ) -> Result<Hash32, SubmitError> {
         let tx = SignedTx::decode(&encoded)
             .map_err(|e: TxError| SubmitError::Malformed(e.to_string()))?;
         let hash = tx_hash(&encoded);
-        let (reply, done) = oneshot::channel();
-        self.verify
-            .try_send(Pending {
-                tx,
-                encoded,
+        if let Some(t) = &trace {
+            self.tracker.begin(
+                t.correlation_id,
                 hash,
-                reply,
-            })
-            .map_err(|e| match e {
+                t.origin,
+                Stage::Received,
+                t.received_unix_us,
+            );
+            self.tracker.record(&hash, Stage::Admitted, unix_now_us());
+        }
+        let (reply, done) = oneshot::channel();
+        let sent = self.verify.try_send(Pending {
+            tx,
+            encoded,
+            hash,
+            reply,
+            traced: trace.is_some(),
+        });
+        if let Err(e) = sent {
+            let err = match e {
                 mpsc::error::TrySendError::Full(_) => SubmitError::Busy("verification"),
                 mpsc::error::TrySendError::Closed(_) => SubmitError::Stopped,
-            })?;
+            };
+            if trace.is_some() {
+                self.tracker.set_outcome(&hash, err.code());
+            }
+            return Err(err);
+        }
         done.await.map_err(|_| SubmitError::Stopped)?
     }
 }
 
 /// The verifier thread: runs until every [`Admission`] handle is dropped.
-fn verifier(chain_id: &str, mut rx: mpsc::Receiver<Pending>, admit: &mpsc::Sender<Pending>) {
+fn verifier(
+    chain_id: &str,
+    mut rx: mpsc::Receiver<Pending>,
+    admit: &mpsc::Sender<Pending>,
+    tracker: &CorrelationTracker,
+) {
     let mut batch = Vec::with_capacity(MAX_VERIFY_BATCH);
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
@@ -115,7 +169,15 @@ fn verifier(chain_id: &str, mut rx: mpsc::Receiver<Pending>, admit: &mpsc::Sende
         }
         let txs: Vec<&SignedTx> = batch.iter().map(|p| &p.tx).collect();
         let valid = verify_txs(chain_id, &txs);
+        let verified_at = unix_now_us();
         for (pending, ok) in batch.drain(..).zip(valid) {
+            if pending.traced {
+                if ok {
+                    tracker.record(&pending.hash, Stage::Verified, verified_at);
+                } else {
+                    tracker.set_outcome(&pending.hash, "bad_signature");
+                }
+            }
             if !ok {
                 let _ = pending.reply.send(Err(SubmitError::BadSignature {
                     chain_id: chain_id.to_owned(),
@@ -127,6 +189,9 @@ fn verifier(chain_id: &str, mut rx: mpsc::Receiver<Pending>, admit: &mpsc::Sende
                     mpsc::error::TrySendError::Full(p) => (p, SubmitError::Busy("admission")),
                     mpsc::error::TrySendError::Closed(p) => (p, SubmitError::Stopped),
                 };
+                if pending.traced {
+                    tracker.set_outcome(&pending.hash, err.code());
+                }
                 // The submitter may have gone away; nothing to do then.
                 let _ = pending.reply.send(Err(err));
             }

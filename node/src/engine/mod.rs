@@ -46,9 +46,11 @@ pub mod progress;
 pub mod rotation;
 mod runner;
 pub mod timers;
+pub mod trace_frame;
+mod tx_trace;
 pub mod txlog;
 
-pub use admission::SubmitError;
+pub use admission::{SubmitError, SubmitTrace};
 pub use beacon::BeaconStats;
 pub use clock::{Clock, SystemClock};
 pub use execute::VERIFIED_CACHE_ENTRIES;
@@ -57,6 +59,7 @@ use crate::app::mempool::{Mempool, MempoolConfig};
 use crate::app::{AppGenesis, Supply};
 use crate::net::{Limits, NetError, NetworkHandle, PeerStats};
 use crate::storage::{Reader, StorageError};
+use crate::trace::tracker::{CorrelationTracker, TrackerConfig};
 use admission::Admission;
 use bitcraps_consensus::{Genesis, Height, View};
 use bitcraps_crypto::beacon::SecretShare;
@@ -109,6 +112,8 @@ pub struct EngineConfig {
     /// Our share of the dice beacon key (`None`: we sign no beacon rounds,
     /// but still recover and propose rounds from the others' shares).
     pub beacon_share: Option<SecretShare>,
+    /// Where transaction stage times go (shared with the HTTP API).
+    pub tracker: Arc<CorrelationTracker>,
 }
 
 impl EngineConfig {
@@ -147,6 +152,7 @@ impl EngineConfig {
             mempool: MempoolConfig::default(),
             empty_block_delay_ms: DEFAULT_EMPTY_BLOCK_DELAY_MS,
             beacon_share: None,
+            tracker: Arc::new(CorrelationTracker::new(TrackerConfig::default())),
         }
     }
 }
@@ -258,9 +264,11 @@ impl Engine {
     /// the network and spawns the engine task. Must run inside a (multi-thread)
     /// tokio runtime.
     pub fn start(config: EngineConfig) -> Result<EngineHandle, EngineError> {
-        let (admission, admitted) = Admission::start(config.genesis.chain_id.clone())
-            .map_err(|e| EngineError::Task(format!("starting the verifier thread: {e}")))?;
+        let (admission, admitted) =
+            Admission::start(config.genesis.chain_id.clone(), Arc::clone(&config.tracker))
+                .map_err(|e| EngineError::Task(format!("starting the verifier thread: {e}")))?;
         let (shutdown_tx, shutdown_rx) = oneshot::channel();
+        let tracker = Arc::clone(&config.tracker);
         let opened = runner::Runner::open(config, admitted)?;
         let task = tokio::spawn(opened.runner.run(shutdown_rx));
         Ok(EngineHandle {
@@ -270,6 +278,7 @@ impl Engine {
                 reader: opened.reader,
                 shared: opened.shared,
                 admission,
+                tracker,
             },
             shutdown: Some(shutdown_tx),
             task: Some(task),
@@ -303,6 +312,7 @@ pub struct EngineClient {
     reader: Reader,
     shared: Arc<Shared>,
     admission: Admission,
+    tracker: Arc<CorrelationTracker>,
 }
 
 impl EngineHandle {
@@ -348,7 +358,22 @@ impl EngineClient {
     /// verifies its signature (batched with other submissions), checks its
     /// nonce against the committed state. Returns its hash.
     pub async fn submit(&self, tx: Vec<u8>) -> Result<Hash32, SubmitError> {
-        self.admission.submit(tx).await
+        self.admission.submit(tx, None).await
+    }
+
+    /// [`EngineClient::submit`] for a request the correlation tracker (and,
+    /// with export on, the trace) follows across the cluster.
+    pub async fn submit_traced(
+        &self,
+        tx: Vec<u8>,
+        trace: SubmitTrace,
+    ) -> Result<Hash32, SubmitError> {
+        self.admission.submit(tx, Some(trace)).await
+    }
+
+    /// The correlation tracker this engine records into.
+    pub fn tracker(&self) -> &Arc<CorrelationTracker> {
+        &self.tracker
     }
 
     /// Read access to the committed blocks and application state.

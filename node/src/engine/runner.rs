@@ -11,6 +11,8 @@ use super::rotation::{
     RotationBook, RotationError, SignedRotation, IDENTITY_ROTATION_TAG, ROTATION_RESEND_MS,
 };
 use super::timers::Timers;
+use super::trace_frame::TRACE_ENVELOPE_TAG;
+use super::tx_trace::TxTracer;
 use super::txlog::{TxLog, DEFAULT_TX_LOG_ENTRIES};
 use super::{lock, Clock, EngineConfig, EngineError, EngineStatus, Listen, Shared};
 use crate::app::beacon_entry::BEACON_ENTRY_BYTES;
@@ -19,9 +21,14 @@ use crate::app::payload::{split_payload, PayloadBuilder, ENTRY_HEADER_BYTES};
 use crate::app::tx::tx_hash;
 use crate::net::{Incoming, NetConfig, Network, NetworkHandle, PenaltyReason};
 use crate::storage::{Reader, Store};
-use bitcraps_consensus::{CommittedBlock, Core, Effect, Input, Message, ViewChange, VoteBody};
+use crate::trace::tracker::Stage;
+use crate::trace::unix_now_us;
+use bitcraps_consensus::{
+    CommittedBlock, Core, Effect, Input, Message, ViewChange, VoteBody, WalEntry,
+};
 use bitcraps_crypto::guard::{FileGuardStore, SigningGuard};
 use bitcraps_crypto::signer::Signer;
+use bitcraps_crypto::vote::VoteKind;
 use bitcraps_crypto::Signature;
 use bytes::Bytes;
 use std::collections::VecDeque;
@@ -76,6 +83,8 @@ pub(super) struct Runner {
     /// next proposal usually builds on that one before it is executed here,
     /// so carrying the entry again would only waste space.
     beacon_proposed: Option<(u64, bitcraps_consensus::View)>,
+    /// Stage times, spans and trace envelopes of traced transactions.
+    trace: TxTracer,
 }
 
 /// Views after which we offer a beacon entry again if the round is still
@@ -105,6 +114,7 @@ impl Runner {
             mempool,
             empty_block_delay_ms,
             beacon_share,
+            tracker,
         } = config;
         genesis.validate().map_err(EngineError::Config)?;
         let validator = genesis
@@ -262,6 +272,7 @@ impl Runner {
             send_errors: 0,
             beacon,
             beacon_proposed: None,
+            trace: TxTracer::new(tracker, me),
         };
         Ok(Opened {
             runner,
@@ -378,6 +389,14 @@ impl Runner {
         if incoming.bytes.first() == Some(&BEACON_SHARE_TAG) {
             return self.on_beacon_share(incoming);
         }
+        if incoming.bytes.first() == Some(&TRACE_ENVELOPE_TAG) {
+            if let Err(e) = self.trace.envelope(from, &incoming.bytes) {
+                tracing::debug!(peer = from, error = %e, "bad trace envelope");
+                self.network
+                    .penalize_message(from, relayed_by, PenaltyReason::Garbage);
+            }
+            return Ok(());
+        }
         if incoming.bytes.first() == Some(&IDENTITY_ROTATION_TAG) {
             let decoded = SignedRotation::decode(&incoming.bytes);
             drop(incoming);
@@ -388,7 +407,12 @@ impl Runner {
         // Release the sender's inbound queue slot as soon as the bytes are decoded.
         drop(incoming);
         match decoded {
-            Ok(message) => self.step(Input::Message { from, message }),
+            Ok(message) => {
+                if let Message::Proposal(p) = &message {
+                    self.trace.proposal_seen(p.block.id());
+                }
+                self.step(Input::Message { from, message })
+            }
             Err(_) => {
                 // For a relayed message the origin is only claimed by the relay:
                 // block that (relay, origin) path rather than blaming either.
@@ -573,6 +597,9 @@ impl Runner {
                 state.account(k).nonce
             })
             .0;
+        if !txs.is_empty() {
+            self.trace.payload_taken(view);
+        }
         let Some(entry) = entry else {
             return txs;
         };
@@ -594,6 +621,7 @@ impl Runner {
             encoded,
             hash,
             reply,
+            traced,
         } = pending;
         let committed_nonce = self.executor.state.account(&tx.tx.from).nonce;
         // The decoded transaction goes in the verdict cache too: executing its
@@ -603,9 +631,18 @@ impl Runner {
             Ok(()) => {
                 self.executor.cache.insert_tx(hash, tx);
                 lock(&self.shared.txlog).received(hash, self.clock.now_ms());
+                if traced {
+                    let tracker = self.trace.tracker();
+                    tracker.record(&hash, Stage::Mempool, unix_now_us());
+                }
                 Ok(hash)
             }
-            Err(e) => Err(e.into()),
+            Err(e) => {
+                if traced {
+                    self.trace.tracker().set_outcome(&hash, e.code());
+                }
+                Err(e.into())
+            }
         };
         // The submitter may have gone away (HTTP client disconnected).
         let _ = reply.send(result);
@@ -631,9 +668,11 @@ impl Runner {
     /// it committed (and re-offer what a dead proposal of ours carried).
     fn commit(&mut self, cb: &CommittedBlock) -> Result<(), EngineError> {
         let header = &cb.block.header;
+        self.trace.committed(cb.block.id());
         let Some(result) = self.executor.commit(&mut self.store, cb)? else {
             return Ok(());
         };
+        self.trace.executed(cb, &result);
         let now_ms = self.clock.now_ms();
         let hashes: Vec<_> = match split_payload(&cb.block.payload) {
             Ok(txs) => txs.iter().map(|raw| tx_hash(raw)).collect(),
@@ -678,16 +717,34 @@ impl Runner {
     fn apply(&mut self, effect: Effect, pending: &mut VecDeque<Input>) -> Result<(), EngineError> {
         match effect {
             Effect::Broadcast(m) => {
+                let envelope = match &m {
+                    Message::Proposal(p) if p.block.header.proposer == self.network.me() => {
+                        self.trace.own_proposal(&p.block)
+                    }
+                    _ => None,
+                };
                 if self.network.broadcast(Bytes::from(m.encode())).is_err() {
                     self.send_errors += 1;
+                }
+                // Right behind the proposal, on the same ordered streams.
+                if let Some(envelope) = envelope {
+                    self.broadcast_raw(envelope);
                 }
             }
             Effect::Send { to, message } => self.send(to, &message),
             // Durable: fsync before returning, so before any later effect runs.
             Effect::Persist { entry, durable } => {
+                if let WalEntry::Certificate(c) = &entry {
+                    if c.body.kind == VoteKind::Notarize {
+                        self.trace.certified(c.body.block);
+                    }
+                }
                 self.store.persist(&entry, durable)?;
             }
             Effect::RequestSignature(vote) => {
+                if vote.kind == VoteKind::Notarize {
+                    self.trace.voted(vote.block);
+                }
                 let guard = Arc::clone(&self.guard);
                 self.signing.spawn(async move {
                     let result = guard.sign_vote(&vote).await.map_err(|e| e.to_string());

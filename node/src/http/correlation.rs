@@ -9,7 +9,10 @@
 //! because this is the outermost layer.
 //!
 //! The same layer opens the `http_request` tracing span and logs one line per
-//! request, so everything logged while handling it carries the id.
+//! request, so everything logged while handling it carries the id. With
+//! OpenTelemetry export on, that span is the root of the request's trace and
+//! its trace id is the correlation id ([`crate::trace::otel`]); its
+//! `trace_id` and `span_id` fields put the same ids in every log line.
 
 use super::clock;
 use axum::extract::{FromRequestParts, MatchedPath, Request};
@@ -80,12 +83,18 @@ pub(crate) async fn correlate(mut req: Request, next: Next) -> Response {
     req.extensions_mut().insert(id);
 
     let path = req.extensions().get::<MatchedPath>().cloned();
+    let path = path.as_ref().map_or(UNMATCHED_PATH, MatchedPath::as_str);
     let span = tracing::info_span!(
         "http_request",
         method = %req.method(),
-        path = %path.as_ref().map_or(UNMATCHED_PATH, MatchedPath::as_str),
+        path = %path,
         correlation_id = %id.0,
+        trace_id = %crate::trace::otel::trace_hex(&id.0),
+        span_id = tracing::field::Empty,
+        otel.name = %format_args!("{} {path}", req.method()),
+        otel.kind = "server",
     );
+    crate::trace::otel::start_root(&span, &id.0);
     let started = clock::now();
     let mut response = next.run(req).instrument(span.clone()).await;
     let latency_us = u64::try_from(clock::now().saturating_duration_since(started).as_micros())
