@@ -55,7 +55,7 @@ fn transfer(chain_id: &str, from: &Keypair, nonce: u64, to: PublicKey, amount: u
 
 fn accepted(outcome: SubmitOutcome) -> String {
     match outcome {
-        SubmitOutcome::Accepted { hash } => hash,
+        SubmitOutcome::Accepted { hash, .. } => hash,
         other => panic!("transaction refused: {other:?}"),
     }
 }

@@ -203,6 +203,7 @@ impl Session {
                 "hash": outcome.hash,
                 "height": outcome.height,
                 "attempts": outcome.attempts,
+                "correlation_id": outcome.correlation_id,
             });
             if let (Some(map), serde_json::Value::Object(more)) = (v.as_object_mut(), extra) {
                 map.extend(more);
@@ -210,20 +211,22 @@ impl Session {
             emit(&format!("{v}\n"))?;
         } else if outcome.is_ok() {
             emit(&format!(
-                "ok: {what} (tx {}, block {}{retried})\n",
+                "ok: {what} (tx {}, block {}{retried}, correlation {})\n",
                 short_hex(&outcome.hash),
-                outcome.height
+                outcome.height,
+                outcome.correlation_id
             ))?;
         }
         if outcome.is_ok() {
             return Ok(());
         }
         Err(format!(
-            "rejected: {}: {} ({what}; tx {} in block {}{retried})",
+            "rejected: {}: {} ({what}; tx {} in block {}{retried}; correlation {})",
             outcome.result,
             outcome.words(),
             short_hex(&outcome.hash),
-            outcome.height
+            outcome.height,
+            outcome.correlation_id
         )
         .into())
     }

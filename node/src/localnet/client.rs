@@ -40,8 +40,13 @@ pub enum ClientError {
 /// What happened to a submitted transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SubmitOutcome {
-    /// 202: in the node's mempool; `hash` as the node computed it.
-    Accepted { hash: String },
+    /// 202: in the node's mempool; `hash` as the node computed it, and the
+    /// correlation id the node filed it under (give it to an operator to
+    /// follow the transaction: `bitcraps trace <id>`).
+    Accepted {
+        hash: String,
+        correlation_id: String,
+    },
     /// The node refused it. `status` 422 means the transaction itself was
     /// refused (`code` says why: `stale_nonce`, ...); 429/503 mean "not now".
     Refused {
@@ -175,13 +180,29 @@ impl NodeClient {
     /// `POST /api/v1/tx` with the hex of an encoded signed transaction.
     /// A node's refusal is an [`SubmitOutcome::Refused`], not an error; only
     /// transport and decoding problems are errors.
+    /// Each call sends a fresh `x-correlation-id` (UUID v7).
     pub async fn submit(&self, tx_hex: String) -> Result<SubmitOutcome, ClientError> {
         let url = format!("{}/api/v1/tx", self.base);
         let body = SubmitTx { tx: tx_hex };
-        let resp = self.send(self.http.post(&url).json(&body), &url).await?;
+        let id = uuid::Uuid::now_v7().hyphenated().to_string();
+        let request = self
+            .http
+            .post(&url)
+            .header("x-correlation-id", id.as_str())
+            .json(&body);
+        let resp = self.send(request, &url).await?;
         if resp.status().is_success() {
+            // The node echoes the id it used (ours, canonicalised).
+            let correlation_id = resp
+                .headers()
+                .get("x-correlation-id")
+                .and_then(|v| v.to_str().ok())
+                .map_or(id, str::to_owned);
             let ok: SubmitTxResponse = decode(resp, url).await?;
-            return Ok(SubmitOutcome::Accepted { hash: ok.hash });
+            return Ok(SubmitOutcome::Accepted {
+                hash: ok.hash,
+                correlation_id,
+            });
         }
         match error_from(resp, url).await {
             ClientError::Status {

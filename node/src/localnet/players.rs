@@ -340,7 +340,7 @@ pub(super) async fn submit_retrying(
             return Err(LocalnetError::Interrupted);
         }
         match client.submit(tx_hex.clone()).await {
-            Ok(SubmitOutcome::Accepted { hash }) => return Ok(hash),
+            Ok(SubmitOutcome::Accepted { hash, .. }) => return Ok(hash),
             Ok(SubmitOutcome::Refused {
                 status,
                 code,

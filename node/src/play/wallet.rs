@@ -81,6 +81,8 @@ pub struct TxOutcome {
     pub result: String,
     /// Times the action was sent (more than 1 after `betting_closed` retries).
     pub attempts: u32,
+    /// The correlation id the node filed the (last) submission under.
+    pub correlation_id: String,
 }
 
 impl TxOutcome {
@@ -133,8 +135,8 @@ impl Wallet {
     }
 
     /// Signs `action` with the account's next nonce and submits it. Returns
-    /// the transaction hash once the node admitted it.
-    pub async fn submit(&self, action: Action) -> Result<String, PlayError> {
+    /// the transaction hash and its correlation id once the node admitted it.
+    pub async fn submit(&self, action: Action) -> Result<(String, String), PlayError> {
         let me = self.key.public().to_hex();
         let mut last = String::new();
         for attempt in 0..SUBMIT_ATTEMPTS {
@@ -149,7 +151,10 @@ impl Wallet {
             }
             .sign(&self.chain_id, &self.key);
             match self.client.submit(hex::encode(signed.encode())).await? {
-                SubmitOutcome::Accepted { hash } => return Ok(hash),
+                SubmitOutcome::Accepted {
+                    hash,
+                    correlation_id,
+                } => return Ok((hash, correlation_id)),
                 SubmitOutcome::Refused {
                     status,
                     code,
@@ -179,7 +184,7 @@ impl Wallet {
 
     /// Polls the transaction until it is committed, at most the wallet's
     /// wait.
-    pub async fn wait(&self, hash: &str) -> Result<TxOutcome, PlayError> {
+    pub async fn wait(&self, hash: &str, correlation_id: &str) -> Result<TxOutcome, PlayError> {
         let polls = self.wait_ms.div_ceil(POLL_MS);
         let mut last = String::from("no answer yet");
         for _ in 0..polls {
@@ -190,6 +195,7 @@ impl Wallet {
                         height: view.height.unwrap_or(0),
                         result: view.result.unwrap_or_else(|| "ok".into()),
                         attempts: 1,
+                        correlation_id: correlation_id.to_string(),
                     });
                 }
                 Ok(Some(view)) => last = format!("{} on the node", view.status),
@@ -210,8 +216,8 @@ impl Wallet {
 
     /// [`Wallet::submit`] then [`Wallet::wait`].
     pub async fn send(&self, action: Action) -> Result<TxOutcome, PlayError> {
-        let hash = self.submit(action).await?;
-        self.wait(&hash).await
+        let (hash, correlation_id) = self.submit(action).await?;
+        self.wait(&hash, &correlation_id).await
     }
 
     /// For bets and removals: waits (bounded) until betting is open, sends,
