@@ -7,8 +7,8 @@
 //!   (`signer::latency backend=... p50_us=... p99_us=...`): criterion reports
 //!   means and medians, and an HSM's tail is what decides whether a vote is late.
 //!
-//! Verification (`crypto::verify/single`, `crypto::verify_batch/n=…`) is in
-//! the `consensus` bench. The SoftHSM2 backend needs `softhsm2-util` and the
+//! Verification (`crypto::verify/single`, `crypto::batch_verify/n=…`) is in
+//! the `crypto` bench. The SoftHSM2 backend needs `softhsm2-util` and the
 //! module at `/usr/lib/softhsm/libsofthsm2.so` (scripts/test.sh installs
 //! them); without them its benchmark is skipped with a note, the others run.
 
