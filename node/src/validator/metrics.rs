@@ -1,18 +1,70 @@
 //! `/metrics`: the validator's state in Prometheus text format. Names carry
 //! the `bitcraps_` prefix and base units (`_seconds`, `_bytes`), counters end
 //! in `_total`.
+//!
+//! [`render`] gathers the inputs from the node; the `write_*` functions turn
+//! plain values into samples, so the unit tests below check every family's
+//! type and labels (and `promtool check metrics`) without a running engine.
 
+use super::process::ProcessStats;
 use super::service::NodeService;
+use super::signer_health::SignerHealth;
+use crate::api::PeerView;
+use crate::engine::EngineStatus;
 use crate::http::prom::PromWriter;
 use crate::http::NodeApi;
+use std::collections::BTreeMap;
 
 /// A per-peer counter: name, help, and how to read it from a peer's view.
 type PeerCounter = (&'static str, &'static str, fn(&crate::api::PeerView) -> u64);
 
+/// Circuit breaker states, as `PeerView::breaker` spells them. Every state
+/// gets a sample per peer (1 for the current one, 0 for the others) so a
+/// state change shows as a value change rather than a series vanishing.
+const BREAKER_STATES: [&str; 3] = ["closed", "open", "half_open"];
+
+/// Everything `/metrics` reports, read from the node at scrape time (memory
+/// protection is process-wide and read by [`write_memory_protection`]).
+#[derive(Debug)]
+struct Inputs {
+    status: EngineStatus,
+    mempool_len: usize,
+    signer: SignerHealth,
+    rejected: BTreeMap<&'static str, u64>,
+    peers: Vec<PeerView>,
+    process: ProcessStats,
+}
+
 /// Renders every metric of `node`.
 pub(super) fn render(node: &NodeService) -> String {
-    let s = node.engine().status();
+    render_inputs(&Inputs {
+        status: node.engine().status(),
+        mempool_len: node.engine().mempool_len(),
+        signer: node.signer_health(),
+        rejected: node.rejected_by_reason(),
+        peers: node.peers(),
+        process: ProcessStats::read(),
+    })
+}
+
+/// The exposition for `inputs`.
+fn render_inputs(inputs: &Inputs) -> String {
     let mut w = PromWriter::new();
+    write_status(&mut w, &inputs.status, inputs.mempool_len);
+    write_signer(&mut w, &inputs.signer);
+    write_memory_protection(&mut w);
+    write_rejections(&mut w, &inputs.rejected);
+    write_peers(&mut w, &inputs.peers);
+    inputs.process.write_gauges(&mut w);
+    let mut text = w.finish();
+    // After `finish`: a family of its own, outside the writer (see
+    // `ProcessStats::cpu_family`).
+    text.push_str(&inputs.process.cpu_family());
+    text
+}
+
+/// Consensus, application and beacon state from the engine's status.
+fn write_status(w: &mut PromWriter, s: &EngineStatus, mempool_len: usize) {
     w.gauge(
         "bitcraps_up",
         "1 while the engine runs, 0 after a fatal error",
@@ -41,7 +93,7 @@ pub(super) fn render(node: &NodeService) -> String {
         "bitcraps_mempool_transactions",
         "Verified transactions waiting for a block",
         &[],
-        node.engine().mempool_len() as f64,
+        mempool_len as f64,
     );
     w.gauge(
         "bitcraps_catching_up",
@@ -55,58 +107,31 @@ pub(super) fn render(node: &NodeService) -> String {
         &[],
         s.commit_rate_milli as f64 / 1_000.0,
     );
+    let views = s.view_changes;
+    for (cause, n) in [
+        ("notarized", views.notarized),
+        ("nullified", views.nullified),
+        ("finalized", views.finalized),
+    ] {
+        w.counter(
+            "bitcraps_view_changes_total",
+            "Views entered since the process started, by how the previous view ended \
+             (notarized: normal progress, nullified: timed out, finalized: caught up)",
+            &[("cause", cause)],
+            n,
+        );
+    }
+    w.gauge(
+        "bitcraps_sync_lag_views",
+        "Views between the current view and the last committed block's (large while syncing)",
+        &[],
+        s.sync_lag_views as f64,
+    );
     w.counter(
         "bitcraps_evidence_total",
         "Double-signing evidence observed",
         &[],
         s.evidence,
-    );
-    let signer = node.signer_health();
-    let backend = [("backend", signer.backend)];
-    w.gauge(
-        "bitcraps_signer_healthy",
-        "1 while the consensus key's backend produces valid test signatures",
-        &backend,
-        if signer.healthy { 1.0 } else { 0.0 },
-    );
-    if let Some(us) = signer.sign_latency_us {
-        w.gauge(
-            "bitcraps_signer_sign_latency_seconds",
-            "Duration of the last successful test signature",
-            &backend,
-            us as f64 / 1e6,
-        );
-    }
-    w.counter(
-        "bitcraps_signer_probe_failures_total",
-        "Test signatures that failed or did not verify",
-        &backend,
-        signer.failures,
-    );
-    let mem = bitcraps_crypto::secret::protection_status();
-    w.gauge(
-        "bitcraps_memory_lock_available",
-        "1 while every secret buffer could be locked in RAM (mlock)",
-        &[],
-        if mem.mlock_available { 1.0 } else { 0.0 },
-    );
-    w.gauge(
-        "bitcraps_secret_buffers",
-        "Secret buffers alive (keys, PINs, passphrases, tokens)",
-        &[],
-        mem.live_buffers as f64,
-    );
-    w.gauge(
-        "bitcraps_secret_locked_bytes",
-        "Bytes of secret memory locked in RAM",
-        &[],
-        mem.locked_bytes as f64,
-    );
-    w.counter(
-        "bitcraps_mlock_failures_total",
-        "Secret buffers that could not be locked in RAM",
-        &[],
-        mem.lock_failures,
     );
     let b = s.beacon;
     let beacon_counters = [
@@ -152,7 +177,72 @@ pub(super) fn render(node: &NodeService) -> String {
         &[],
         s.peers_connected as f64,
     );
-    for (code, n) in node.rejected_by_reason() {
+}
+
+/// Health of the consensus key's backend, from the periodic test signatures.
+fn write_signer(w: &mut PromWriter, signer: &SignerHealth) {
+    let backend = [("backend", signer.backend)];
+    w.gauge(
+        "bitcraps_signer_healthy",
+        "1 while the consensus key's backend produces valid test signatures",
+        &backend,
+        if signer.healthy { 1.0 } else { 0.0 },
+    );
+    if let Some(us) = signer.sign_latency_us {
+        w.gauge(
+            "bitcraps_signer_sign_latency_seconds",
+            "Duration of the last successful test signature",
+            &backend,
+            us as f64 / 1e6,
+        );
+    }
+    w.counter(
+        "bitcraps_signer_probes_total",
+        "Test signatures attempted",
+        &backend,
+        signer.probes,
+    );
+    w.counter(
+        "bitcraps_signer_probe_failures_total",
+        "Test signatures that failed or did not verify",
+        &backend,
+        signer.failures,
+    );
+}
+
+/// Secret memory: whether secrets could be locked in RAM, and how many there are.
+fn write_memory_protection(w: &mut PromWriter) {
+    let mem = bitcraps_crypto::secret::protection_status();
+    w.gauge(
+        "bitcraps_memory_lock_available",
+        "1 while every secret buffer could be locked in RAM (mlock)",
+        &[],
+        if mem.mlock_available { 1.0 } else { 0.0 },
+    );
+    w.gauge(
+        "bitcraps_secret_buffers",
+        "Secret buffers alive (keys, PINs, passphrases, tokens)",
+        &[],
+        mem.live_buffers as f64,
+    );
+    w.gauge(
+        "bitcraps_secret_locked_bytes",
+        "Bytes of secret memory locked in RAM",
+        &[],
+        mem.locked_bytes as f64,
+    );
+    w.counter(
+        "bitcraps_mlock_failures_total",
+        "Secret buffers that could not be locked in RAM",
+        &[],
+        mem.lock_failures,
+    );
+}
+
+/// Submissions refused at the API, by reason code (a reason appears once it
+/// has happened).
+fn write_rejections(w: &mut PromWriter, rejected: &BTreeMap<&'static str, u64>) {
+    for (&code, &n) in rejected {
         w.counter(
             "bitcraps_tx_rejected_total",
             "Submitted transactions refused, by reason",
@@ -160,8 +250,11 @@ pub(super) fn render(node: &NodeService) -> String {
             n,
         );
     }
-    let peers = node.peers();
-    for p in &peers {
+}
+
+/// Per-peer connection state and transport counters.
+fn write_peers(w: &mut PromWriter, peers: &[PeerView]) {
+    for p in peers {
         let l = [("peer", p.name.as_str())];
         w.gauge(
             "bitcraps_peer_connected",
@@ -170,16 +263,23 @@ pub(super) fn render(node: &NodeService) -> String {
             if p.connected { 1.0 } else { 0.0 },
         );
     }
-    for p in &peers {
-        let l = [("peer", p.name.as_str()), ("state", p.breaker.as_str())];
-        w.gauge(
-            "bitcraps_peer_breaker",
-            "Circuit breaker state of the peer (1 for the current state)",
-            &l,
-            1.0,
-        );
+    for p in peers {
+        let mut states = BREAKER_STATES.to_vec();
+        if !states.contains(&p.breaker.as_str()) {
+            // A state this list does not know yet still shows up.
+            states.push(p.breaker.as_str());
+        }
+        for state in states {
+            let l = [("peer", p.name.as_str()), ("state", state)];
+            w.gauge(
+                "bitcraps_peer_breaker",
+                "Circuit breaker state of the peer (1 for the current state, 0 for the others)",
+                &l,
+                if state == p.breaker { 1.0 } else { 0.0 },
+            );
+        }
     }
-    for p in &peers {
+    for p in peers {
         if let Some(rtt) = p.rtt_us {
             let l = [("peer", p.name.as_str())];
             w.gauge(
@@ -190,7 +290,7 @@ pub(super) fn render(node: &NodeService) -> String {
             );
         }
     }
-    for p in &peers {
+    for p in peers {
         if let Some(p95) = p.send_latency_p95_us {
             let l = [("peer", p.name.as_str())];
             w.gauge(
@@ -239,9 +339,257 @@ pub(super) fn render(node: &NodeService) -> String {
         ),
     ];
     for (name, help, get) in counters {
-        for p in &peers {
+        for p in peers {
             w.counter(name, help, &[("peer", p.name.as_str())], get(p));
         }
     }
-    w.finish()
+    for p in peers {
+        for (reason, n) in [
+            ("queue_full", p.dropped_queue_full),
+            ("rate_limited", p.dropped_rate_limited),
+        ] {
+            w.counter(
+                "bitcraps_peer_dropped_messages_total",
+                "Messages dropped, by reason (queue_full: outbound, the peer's send queue \
+                 was full; rate_limited: inbound, over the peer's rate limit)",
+                &[("peer", p.name.as_str()), ("reason", reason)],
+                n,
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::ViewChanges;
+    use std::collections::HashMap;
+
+    fn peer(name: &str, breaker: &str) -> PeerView {
+        PeerView {
+            index: 1,
+            name: name.to_owned(),
+            address: "127.0.0.1:9000".to_owned(),
+            connected: breaker == "closed",
+            breaker: breaker.to_owned(),
+            rtt_us: Some(1_500),
+            send_latency_p95_us: Some(250),
+            bytes_in: 10,
+            bytes_out: 20,
+            messages_in: 1,
+            messages_out: 2,
+            reconnects: 3,
+            errors: 4,
+            dropped_queue_full: 5,
+            dropped_rate_limited: 6,
+            penalty_disconnects: 0,
+            last_error: None,
+        }
+    }
+
+    fn inputs() -> Inputs {
+        Inputs {
+            status: EngineStatus {
+                height: 42,
+                view: 50,
+                committed_view: 47,
+                view_changes: ViewChanges {
+                    notarized: 40,
+                    nullified: 3,
+                    finalized: 7,
+                },
+                sync_lag_views: 3,
+                ..EngineStatus::default()
+            },
+            mempool_len: 9,
+            signer: SignerHealth {
+                backend: "memory",
+                healthy: true,
+                last_error: None,
+                sign_latency_us: Some(80),
+                probes: 12,
+                failures: 1,
+            },
+            rejected: BTreeMap::from([("bad_signature", 2), ("stale_nonce", 1)]),
+            peers: vec![peer("val1", "closed"), peer("val2", "open")],
+            process: ProcessStats {
+                resident_memory_bytes: Some(30 << 20),
+                virtual_memory_bytes: Some(900 << 20),
+                cpu_seconds: Some(12.34),
+                threads: Some(9),
+                start_time_seconds: Some(1_795_456_737.5),
+                open_fds: Some(40),
+                max_fds: Some(20_000),
+            },
+        }
+    }
+
+    /// Family name -> type, checking each TYPE line has its HELP line just
+    /// before it and no family is declared twice.
+    fn types(text: &str) -> HashMap<String, String> {
+        let mut types = HashMap::new();
+        let mut previous = "";
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, kind) = rest.split_once(' ').unwrap();
+                let help = previous.strip_prefix("# HELP ").expect("HELP before TYPE");
+                let (help_name, help_text) = help.split_once(' ').unwrap();
+                assert_eq!(help_name, name);
+                assert!(!help_text.trim().is_empty(), "{name} has no help");
+                let old = types.insert(name.to_owned(), kind.to_owned());
+                assert!(old.is_none(), "{name} declared twice");
+            }
+            previous = line;
+        }
+        types
+    }
+
+    /// The value of the sample written exactly as `series` (name and labels).
+    fn value(text: &str, series: &str) -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("{series} missing:\n{text}"))
+            .parse()
+            .unwrap()
+    }
+
+    #[test]
+    fn every_family_has_its_type() {
+        let text = render_inputs(&inputs());
+        let types = types(&text);
+        let expected = [
+            ("bitcraps_up", "gauge"),
+            ("bitcraps_height", "gauge"),
+            ("bitcraps_view", "gauge"),
+            ("bitcraps_tx_committed_total", "counter"),
+            ("bitcraps_view_changes_total", "counter"),
+            ("bitcraps_sync_lag_views", "gauge"),
+            ("bitcraps_evidence_total", "counter"),
+            ("bitcraps_signer_healthy", "gauge"),
+            ("bitcraps_signer_sign_latency_seconds", "gauge"),
+            ("bitcraps_signer_probes_total", "counter"),
+            ("bitcraps_signer_probe_failures_total", "counter"),
+            ("bitcraps_memory_lock_available", "gauge"),
+            ("bitcraps_mlock_failures_total", "counter"),
+            ("bitcraps_tx_rejected_total", "counter"),
+            ("bitcraps_peer_connected", "gauge"),
+            ("bitcraps_peer_breaker", "gauge"),
+            ("bitcraps_peer_dropped_messages_total", "counter"),
+            ("bitcraps_process_resident_memory_bytes", "gauge"),
+            ("bitcraps_process_virtual_memory_bytes", "gauge"),
+            ("bitcraps_process_cpu_seconds_total", "counter"),
+            ("bitcraps_process_threads", "gauge"),
+            ("bitcraps_process_open_fds", "gauge"),
+            ("bitcraps_process_max_fds", "gauge"),
+            ("bitcraps_process_start_time_seconds", "gauge"),
+        ];
+        for (name, kind) in expected {
+            assert_eq!(
+                types.get(name).map(String::as_str),
+                Some(kind),
+                "{name}:\n{text}"
+            );
+        }
+        for (name, kind) in &types {
+            assert!(name.starts_with("bitcraps_"), "{name}");
+            if kind == "counter" {
+                assert!(name.ends_with("_total"), "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn new_samples_carry_their_values_and_labels() {
+        let text = render_inputs(&inputs());
+        let v = |series: &str| value(&text, series);
+        assert_eq!(v(r#"bitcraps_view_changes_total{cause="notarized"}"#), 40.0);
+        assert_eq!(v(r#"bitcraps_view_changes_total{cause="nullified"}"#), 3.0);
+        assert_eq!(v(r#"bitcraps_view_changes_total{cause="finalized"}"#), 7.0);
+        assert_eq!(v("bitcraps_sync_lag_views"), 3.0);
+        assert_eq!(v(r#"bitcraps_signer_probes_total{backend="memory"}"#), 12.0);
+        assert_eq!(
+            v(r#"bitcraps_tx_rejected_total{reason="bad_signature"}"#),
+            2.0
+        );
+        assert_eq!(
+            v(r#"bitcraps_peer_dropped_messages_total{peer="val2",reason="rate_limited"}"#),
+            6.0
+        );
+        assert_eq!(v("bitcraps_process_resident_memory_bytes"), 31457280.0);
+        assert_eq!(v("bitcraps_process_cpu_seconds_total"), 12.34);
+        assert_eq!(v("bitcraps_process_start_time_seconds"), 1_795_456_737.5);
+        assert_eq!(v("bitcraps_process_open_fds"), 40.0);
+    }
+
+    #[test]
+    fn every_breaker_state_is_reported() {
+        let mut inputs = inputs();
+        inputs.peers.push(peer("val3", "some_new_state"));
+        let text = render_inputs(&inputs);
+        let v = |peer: &str, state: &str| {
+            value(
+                &text,
+                &format!(r#"bitcraps_peer_breaker{{peer="{peer}",state="{state}"}}"#),
+            )
+        };
+        assert_eq!(v("val1", "closed"), 1.0);
+        assert_eq!(v("val1", "open"), 0.0);
+        assert_eq!(v("val1", "half_open"), 0.0);
+        assert_eq!(v("val2", "closed"), 0.0);
+        assert_eq!(v("val2", "open"), 1.0);
+        assert_eq!(v("val3", "some_new_state"), 1.0);
+        assert_eq!(v("val3", "closed"), 0.0);
+        // One current state per peer.
+        let current = text
+            .lines()
+            .filter(|l| l.starts_with("bitcraps_peer_breaker{") && l.ends_with(" 1"))
+            .count();
+        assert_eq!(current, 3, "{text}");
+    }
+
+    #[test]
+    fn unknown_process_stats_are_omitted() {
+        let mut inputs = inputs();
+        inputs.process = ProcessStats::default();
+        let text = render_inputs(&inputs);
+        assert!(!text.contains("bitcraps_process_"), "{text}");
+    }
+
+    /// `promtool check metrics` (lint included) on the full exposition,
+    /// including the real process metrics of this test process; skipped
+    /// when promtool is not installed (the cluster test requires it).
+    #[test]
+    fn promtool_accepts_the_output() {
+        use std::io::Write;
+        use std::process::{Command, Stdio};
+        let mut inputs = inputs();
+        inputs.process = ProcessStats::read();
+        let text = render_inputs(&inputs);
+        let child = Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn();
+        let mut child = match child {
+            Ok(child) => child,
+            Err(e) => {
+                eprintln!("skipping: promtool not available ({e})");
+                return;
+            }
+        };
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "promtool: {}{}\n{text}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }

@@ -5,6 +5,7 @@
 mod game_api;
 pub mod killswitch;
 mod metrics;
+mod process;
 mod service;
 pub mod signer_health;
 
