@@ -28,6 +28,8 @@ pub mod keystore_file;
 #[cfg(feature = "server")]
 pub mod localnet;
 #[cfg(feature = "server")]
+pub mod logs;
+#[cfg(feature = "server")]
 pub mod play;
 #[cfg(feature = "server")]
 pub mod signer_setup;

@@ -1,8 +1,11 @@
 //! Logging for the binary: tracing to stderr (stdout is reserved for command
-//! output such as `config show` or `status --json`), text or JSON lines.
+//! output such as `config show` or `status --json`), text or JSON lines,
+//! redacted and rate-limited per callsite. The pipeline itself lives in
+//! [`bitcraps_node::logs`]; this module maps the command-line options onto it.
 
 use super::CliResult;
 use bitcraps_node::config::LogFormat;
+use bitcraps_node::logs::{self, ExtraLayer, LogGuard, LogSetup, ThrottleConfig};
 use tracing_subscriber::EnvFilter;
 
 /// `--log-format`.
@@ -33,24 +36,22 @@ pub fn parse_level(value: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
-pub fn init(level: &str, format: LogFormat) -> CliResult {
-    let mut filter = EnvFilter::try_new(level).map_err(|e| format!("log level {level:?}: {e}"))?;
-    // cryptoki logs an ERROR for every mechanism a token lists that it has no
-    // name for (dozens per login on SoftHSM2); that is noise, not an error.
-    // An operator who names the target in --log-level still gets it.
-    if !level.contains("cryptoki") {
-        if let Ok(quiet) = "cryptoki::mechanism=off".parse() {
-            filter = filter.add_directive(quiet);
-        }
-    }
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        // Colour codes only for a person at a terminal, not in log files.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    let result = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
+/// Starts the node's log pipeline ([`bitcraps_node::logs`]) on stderr:
+/// `level` as the filter, `format` for the lines, the default throttle. Keep
+/// the returned guard until the process ends; dropping it writes the counts
+/// of repeated lines the throttle is still holding back.
+pub fn init(level: &str, format: LogFormat) -> CliResult<LogGuard> {
+    init_with(level, format, None)
+}
+
+/// [`init`] with an extra layer installed first in the subscriber (the
+/// OpenTelemetry layer). It sees every span and event the filter enables.
+pub fn init_with(level: &str, format: LogFormat, extra: Option<ExtraLayer>) -> CliResult<LogGuard> {
+    let setup = LogSetup {
+        filter: level.to_owned(),
+        format,
+        throttle: ThrottleConfig::default(),
+        extra,
     };
-    result.map_err(|e| format!("starting the logger: {e}").into())
+    logs::init(setup).map_err(Into::into)
 }

@@ -85,6 +85,9 @@ pub struct Context {
     home: Option<PathBuf>,
     log_format: Option<logging::FormatArg>,
     log_level: Option<String>,
+    /// Set by [`Context::init_logging`]; dropped when `main` returns, which
+    /// writes the log throttle's pending summaries.
+    log_guard: std::sync::OnceLock<bitcraps_node::logs::LogGuard>,
 }
 
 impl Context {
@@ -115,7 +118,10 @@ impl Context {
             .map(logging::FormatArg::into_format)
             .or_else(|| config.map(|c| c.format))
             .unwrap_or_default();
-        logging::init(&level, format)
+        let guard = logging::init(&level, format)?;
+        // Logging starts once per process (a second `init` fails above).
+        let _ = self.log_guard.set(guard);
+        Ok(())
     }
 }
 
@@ -127,6 +133,7 @@ pub fn main() -> ExitCode {
         home: cli.home,
         log_format: cli.log_format,
         log_level: cli.log_level,
+        log_guard: std::sync::OnceLock::new(),
     };
     match dispatch(&ctx, cli.command) {
         Ok(()) => ExitCode::SUCCESS,
