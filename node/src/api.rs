@@ -279,3 +279,83 @@ pub struct RotateIdentityView {
     pub key_file: String,
     pub message: String,
 }
+
+/// `GET /api/v1/correlation/{id}`: what this node recorded of the
+/// transactions submitted under one correlation id (`x-correlation-id`).
+/// `bitcraps trace` merges these views from several nodes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CorrelationView {
+    /// Validator name from genesis (`val0`, ...), as in `/status` `node_id`.
+    pub node: String,
+    /// Index in the genesis validator list.
+    pub validator: u16,
+    pub correlation_id: uuid::Uuid,
+    /// One timeline per transaction under the id (a client may reuse an id),
+    /// oldest first, at most 16.
+    pub entries: Vec<TxTimelineView>,
+}
+
+/// One transaction's stages as one node saw them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxTimelineView {
+    pub correlation_id: uuid::Uuid,
+    /// Hex transaction hash.
+    pub tx_hash: String,
+    /// Height of the block that carried it, once known.
+    pub height: Option<u64>,
+    /// `accepted` or a rejection code (`bad_nonce`, ...), once executed.
+    pub outcome: Option<String>,
+    /// The node executed it.
+    pub completed: bool,
+    /// Stages recorded, in pipeline order (`received`, `admitted`,
+    /// `verified`, `mempool`, `batched`, `proposed`, `voted`, `certified`,
+    /// `committed`, `executed`, `settled`), each at most once.
+    pub stages: Vec<StageTimeView>,
+}
+
+/// When a node first saw a stage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StageTimeView {
+    pub stage: String,
+    /// Wall-clock microseconds since the Unix epoch (comparable across nodes
+    /// as far as their clocks agree).
+    pub at_unix_us: u64,
+}
+
+/// `GET /api/v1/correlation/stats`: the node's correlation tracker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrackerStatsView {
+    /// Validator name from genesis.
+    pub node: String,
+    pub validator: u16,
+    /// Tracked transactions not yet executed.
+    pub active: u64,
+    /// Tracked transactions executed and still retained.
+    pub completed: u64,
+    /// Transactions ever tracked.
+    pub tracked_total: u64,
+    /// Transactions ever executed while tracked.
+    pub completed_total: u64,
+    /// Evicted because the tracker (or one correlation id) was full.
+    pub evicted_capacity_total: u64,
+    /// Evicted because they were older than `max_age_ms`.
+    pub evicted_age_total: u64,
+    /// `[correlation] max_entries`.
+    pub max_entries: u64,
+    /// `[correlation] max_age_ms`.
+    pub max_age_ms: u64,
+    /// Per stage name: latency (µs) from a transaction's first recorded stage
+    /// to that stage, over recent executed transactions. Stages without
+    /// samples are absent.
+    pub stage_latency_us: std::collections::BTreeMap<String, LatencySummaryView>,
+}
+
+/// Nearest-rank latency percentiles, in microseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LatencySummaryView {
+    pub count: u64,
+    pub p50: u64,
+    pub p95: u64,
+    pub p99: u64,
+    pub max: u64,
+}

@@ -17,6 +17,9 @@
 use crate::config_signer::{AdminSection, SignerSection};
 use crate::http::HttpLimits;
 use crate::net::Limits;
+use crate::trace::tracker::{
+    TrackerConfig, MAX_ENTRIES_LIMIT, MIN_CLEANUP_INTERVAL_MS, MIN_MAX_AGE_MS,
+};
 use crate::validator::MempoolLimits;
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
@@ -54,6 +57,8 @@ pub struct Config {
     pub signer: SignerSection,
     #[serde(default)]
     pub admin: AdminSection,
+    #[serde(default)]
+    pub correlation: CorrelationSection,
 }
 
 /// `[node]`: where the chain's files are.
@@ -273,6 +278,73 @@ impl Default for LogSection {
     }
 }
 
+/// `[correlation]`: bounds of the correlation tracker behind
+/// `/api/v1/correlation/*` and `bitcraps trace` ([`TrackerConfig`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CorrelationSection {
+    /// Transactions tracked at once; the oldest is evicted beyond this.
+    pub max_entries: usize,
+    /// Entries first seen longer ago than this are evicted (milliseconds).
+    pub max_age_ms: u64,
+    /// How often old entries are evicted (milliseconds).
+    pub cleanup_interval_ms: u64,
+}
+
+impl Default for CorrelationSection {
+    fn default() -> Self {
+        let d = TrackerConfig::default();
+        CorrelationSection {
+            max_entries: d.max_entries,
+            max_age_ms: d.max_age_ms,
+            cleanup_interval_ms: d.cleanup_interval_ms,
+        }
+    }
+}
+
+impl CorrelationSection {
+    /// The tracker's bounds.
+    pub fn tracker_config(&self) -> TrackerConfig {
+        TrackerConfig {
+            max_entries: self.max_entries,
+            max_age_ms: self.max_age_ms,
+            cleanup_interval_ms: self.cleanup_interval_ms,
+        }
+    }
+
+    /// Each bound, with the option's name in the error.
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=MAX_ENTRIES_LIMIT).contains(&self.max_entries) {
+            return Err(invalid(
+                "correlation.max_entries",
+                format!("{} is outside 1..={MAX_ENTRIES_LIMIT}", self.max_entries),
+            ));
+        }
+        if self.max_age_ms < MIN_MAX_AGE_MS {
+            return Err(invalid(
+                "correlation.max_age_ms",
+                format!(
+                    "{} is below {MIN_MAX_AGE_MS}: transactions would be forgotten before they commit",
+                    self.max_age_ms
+                ),
+            ));
+        }
+        if !(MIN_CLEANUP_INTERVAL_MS..=self.max_age_ms).contains(&self.cleanup_interval_ms) {
+            return Err(invalid(
+                "correlation.cleanup_interval_ms",
+                format!(
+                    "{} is outside {MIN_CLEANUP_INTERVAL_MS}..=correlation.max_age_ms ({})",
+                    self.cleanup_interval_ms, self.max_age_ms
+                ),
+            ));
+        }
+        // Whatever else the tracker itself refuses (its rules may grow).
+        self.tracker_config()
+            .validate()
+            .map_err(|reason| invalid("correlation", reason))
+    }
+}
+
 /// Why a config file could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -478,6 +550,7 @@ impl Config {
         }
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| invalid("log.level", format!("{:?}: {e}", self.log.level)))?;
+        self.correlation.validate()?;
         Ok(())
     }
 
@@ -646,6 +719,21 @@ impl Config {
         for l in self.admin.toml_lines(kv, s) {
             line(&l);
         }
+        let c = &self.correlation;
+        line("");
+        line("[correlation]");
+        line("# Per-transaction stage times behind GET /api/v1/correlation/{id} and");
+        line("# `bitcraps trace`. Transactions tracked at once (1 to 10000000, about");
+        line("# 300 bytes each); the oldest is forgotten first.");
+        line(&kv("max_entries", &c.max_entries.to_string()));
+        line("# Forget a transaction this many milliseconds after it was first seen");
+        line("# (at least 1000).");
+        line(&kv("max_age_ms", &c.max_age_ms.to_string()));
+        line("# How often old transactions are forgotten, in milliseconds (100 to max_age_ms).");
+        line(&kv(
+            "cleanup_interval_ms",
+            &c.cleanup_interval_ms.to_string(),
+        ));
         out
     }
 }
@@ -725,6 +813,9 @@ mod tests {
         c.signer.pin_file = "keys/pin".into();
         c.signer.probe_interval_ms = 1_234;
         c.admin.token_file = "keys/admin.token".into();
+        c.correlation.max_entries = 1_000;
+        c.correlation.max_age_ms = 60_000;
+        c.correlation.cleanup_interval_ms = 250;
         let text = c.to_toml();
         assert_eq!(Config::parse(&text).unwrap(), c);
 
@@ -816,6 +907,56 @@ mod tests {
             "keys.identity",
         );
         rejects(|c| c.node.data_dir = PathBuf::new(), "node.data_dir");
+    }
+
+    #[test]
+    fn correlation_section_parses_validates_and_feeds_the_tracker() {
+        let c = Config::parse(
+            "[correlation]\nmax_entries = 500\nmax_age_ms = 2000\ncleanup_interval_ms = 100\n",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(
+            c.correlation.tracker_config(),
+            TrackerConfig {
+                max_entries: 500,
+                max_age_ms: 2_000,
+                cleanup_interval_ms: 100,
+            }
+        );
+        // Defaults are the tracker's, and valid.
+        assert_eq!(
+            Config::default().correlation.tracker_config(),
+            TrackerConfig::default()
+        );
+        TrackerConfig::default().validate().unwrap();
+
+        rejects(|c| c.correlation.max_entries = 0, "correlation.max_entries");
+        rejects(
+            |c| c.correlation.max_entries = MAX_ENTRIES_LIMIT + 1,
+            "correlation.max_entries",
+        );
+        rejects(|c| c.correlation.max_age_ms = 999, "correlation.max_age_ms");
+        rejects(
+            |c| c.correlation.cleanup_interval_ms = 99,
+            "correlation.cleanup_interval_ms",
+        );
+        rejects(
+            |c| {
+                c.correlation.max_age_ms = 1_000;
+                c.correlation.cleanup_interval_ms = 1_001;
+            },
+            "correlation.cleanup_interval_ms",
+        );
+        let err = Config::parse("[correlation]\nmax_entrys = 5\n").unwrap_err();
+        assert!(err.contains("max_entrys"), "{err}");
+
+        // load() refuses a bad value with the option's name.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, "[correlation]\nmax_age_ms = 10\n").unwrap();
+        let err = Config::load(&path).unwrap_err().to_string();
+        assert!(err.contains("correlation.max_age_ms"), "{err}");
     }
 
     #[test]

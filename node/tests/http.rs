@@ -13,12 +13,14 @@
 
 use bitcraps_crypto::{hash, Hash32, Keypair, PublicKey};
 use bitcraps_node::api::{
-    AccountView, BlockView, ErrorBody, GameView, MemoryProtectionView, PeerView, Phase, RailView,
-    SignerView, StatusView, SubmitTxResponse, SupplyView, TableDetailView, TableRoll, TableView,
-    TxStatusView, WipeView,
+    AccountView, BlockView, CorrelationView, ErrorBody, GameView, MemoryProtectionView, PeerView,
+    Phase, RailView, SignerView, StatusView, SubmitTxResponse, SupplyView, TableDetailView,
+    TableRoll, TableView, TrackerStatsView, TxStatusView, WipeView,
 };
 use bitcraps_node::http::prom::PromWriter;
 use bitcraps_node::http::{self, ApiError, HttpLimits, NodeApi, SubmitFuture};
+use bitcraps_node::trace::tracker::{CorrelationTracker, Origin, Stage, TrackerConfig};
+use bitcraps_node::trace::{correlation_view, stats_view};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -48,6 +50,9 @@ const PANIC: &[u8] = b"PANIC";
 const FULL: &[u8] = b"FULL";
 const BROKEN: &[u8] = b"BROKEN";
 const ADMIN_TOKEN: &[u8] = b"open-sesame-0123456789";
+/// Stage times the test node stamps on accepted transactions (µs).
+const RECEIVED_US: u64 = 1_700_000_000_000_000;
+const MEMPOOL_US: u64 = RECEIVED_US + 250;
 
 struct TestNode {
     ready: AtomicBool,
@@ -64,6 +69,8 @@ struct TestNode {
     last_blocks_limit: AtomicUsize,
     /// The last `rolls` call: (table, since, limit).
     last_rolls_query: Mutex<Option<(u64, Option<u64>, usize)>>,
+    /// Accepted submissions are tracked here under their correlation id.
+    tracker: CorrelationTracker,
 }
 
 fn test_table() -> TableView {
@@ -125,6 +132,7 @@ impl TestNode {
             entered,
             last_blocks_limit: AtomicUsize::new(0),
             last_rolls_query: Mutex::new(None),
+            tracker: CorrelationTracker::new(TrackerConfig::default()),
         };
         (Arc::new(node), entered_rx)
     }
@@ -194,6 +202,15 @@ impl NodeApi for TestNode {
                 .unwrap()
                 .push((tx.clone(), correlation_id));
             if tx.starts_with(OK) {
+                let h = hash(&tx);
+                self.tracker.begin(
+                    correlation_id,
+                    h,
+                    Origin::default(),
+                    Stage::Received,
+                    RECEIVED_US,
+                );
+                self.tracker.record(&h, Stage::Mempool, MEMPOOL_US);
                 Ok(self.accept(&tx))
             } else if tx.starts_with(SLOW) {
                 let _ = self.entered.send(());
@@ -334,6 +351,18 @@ impl NodeApi for TestNode {
             penalty_disconnects: 0,
             last_error: None,
         }]
+    }
+
+    fn correlation(&self, id: &Uuid) -> Result<CorrelationView, ApiError> {
+        let view = correlation_view(&self.tracker, "val0".into(), 0, *id);
+        if view.entries.is_empty() {
+            return Err(ApiError::NotFound(format!("nothing under {id}")));
+        }
+        Ok(view)
+    }
+
+    fn correlation_stats(&self) -> Result<TrackerStatsView, ApiError> {
+        Ok(stats_view(&self.tracker, "val0".into(), 0))
     }
 
     fn metrics(&self) -> String {
@@ -885,6 +914,155 @@ async fn unknown_route_is_404_and_wrong_method_405_as_json() {
     error(resp, 405, "method_not_allowed").await;
 }
 
+#[tokio::test]
+async fn correlation_timeline_of_a_submitted_transaction() {
+    let s = start(roomy()).await;
+    let id = Uuid::new_v4();
+    let (tx1, tx2) = (b"OK first".as_slice(), b"OK second".as_slice());
+    for tx in [tx1, tx2] {
+        let resp = s
+            .client
+            .post(s.url("/api/v1/tx"))
+            .header("x-correlation-id", id.to_string())
+            .json(&json!({ "tx": hex::encode(tx) }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 202);
+    }
+    // A refused submission under another id is not tracked.
+    let other = Uuid::new_v4();
+    let resp = s
+        .client
+        .post(s.url("/api/v1/tx"))
+        .header("x-correlation-id", other.to_string())
+        .json(&json!({ "tx": hex::encode(b"forged") }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 422);
+
+    let timeline = |tx: &[u8]| {
+        json!({
+            "correlation_id": id.to_string(),
+            "tx_hash": hash(tx).to_hex(),
+            "height": null,
+            "outcome": null,
+            "completed": false,
+            "stages": [
+                { "stage": "received", "at_unix_us": RECEIVED_US },
+                { "stage": "mempool", "at_unix_us": MEMPOOL_US }
+            ]
+        })
+    };
+    let want = json!({
+        "node": "val0",
+        "validator": 0,
+        "correlation_id": id.to_string(),
+        "entries": [timeline(tx1), timeline(tx2)]
+    });
+    let got = ok_json(s.get(&format!("/api/v1/correlation/{id}")).await, 200).await;
+    assert_eq!(got, want);
+    // The typed view parses the same body; uppercase and braced forms of the
+    // id name the same id.
+    let typed: CorrelationView = serde_json::from_value(got).unwrap();
+    assert_eq!(typed.entries.len(), 2);
+    let upper = id.to_string().to_ascii_uppercase();
+    assert_eq!(
+        ok_json(s.get(&format!("/api/v1/correlation/{upper}")).await, 200).await,
+        want
+    );
+    let braced = format!("%7B{id}%7D");
+    assert_eq!(
+        ok_json(s.get(&format!("/api/v1/correlation/{braced}")).await, 200).await,
+        want
+    );
+
+    // Unknown ids are 404, whatever their version.
+    for unknown in [other, Uuid::nil(), Uuid::now_v7()] {
+        let body = error(
+            s.get(&format!("/api/v1/correlation/{unknown}")).await,
+            404,
+            "not_found",
+        )
+        .await;
+        assert!(body.message.contains(&unknown.to_string()), "{body:?}");
+    }
+    // Anything that is not a UUID is 400, before the node is asked.
+    for bad in [
+        "nope",
+        "1234",
+        &id.to_string()[..35],
+        &format!("{id}0"),
+        "%20",
+    ] {
+        let body = error(
+            s.get(&format!("/api/v1/correlation/{bad}")).await,
+            400,
+            "bad_request",
+        )
+        .await;
+        assert!(
+            body.message.starts_with("correlation id must be a UUID"),
+            "{bad}: {body:?}"
+        );
+    }
+    // The collection itself is not a route.
+    error(s.get("/api/v1/correlation").await, 404, "not_found").await;
+    let resp = s
+        .client
+        .post(s.url(&format!("/api/v1/correlation/{id}")))
+        .send()
+        .await
+        .unwrap();
+    error(resp, 405, "method_not_allowed").await;
+}
+
+#[tokio::test]
+async fn correlation_stats_route() {
+    let s = start(roomy()).await;
+    let empty = ok_json(s.get("/api/v1/correlation/stats").await, 200).await;
+    assert_eq!(
+        empty,
+        json!({
+            "node": "val0",
+            "validator": 0,
+            "active": 0,
+            "completed": 0,
+            "tracked_total": 0,
+            "completed_total": 0,
+            "evicted_capacity_total": 0,
+            "evicted_age_total": 0,
+            "max_entries": 65_536,
+            "max_age_ms": 600_000,
+            "stage_latency_us": {}
+        })
+    );
+
+    assert_eq!(s.submit(b"OK one").await.status(), 202);
+    assert_eq!(s.submit(b"OK two").await.status(), 202);
+    // One of them executes 1 ms after it was received.
+    let one = hash(b"OK one");
+    assert!(s
+        .node
+        .tracker
+        .record(&one, Stage::Executed, RECEIVED_US + 1_000));
+    let stats: TrackerStatsView =
+        serde_json::from_value(ok_json(s.get("/api/v1/correlation/stats").await, 200).await)
+            .unwrap();
+    assert_eq!((stats.active, stats.completed), (1, 1));
+    assert_eq!((stats.tracked_total, stats.completed_total), (2, 1));
+    let executed = stats.stage_latency_us["executed"];
+    assert_eq!(
+        (executed.count, executed.p50, executed.max),
+        (1, 1_000, 1_000)
+    );
+    assert_eq!(stats.stage_latency_us["mempool"].max, 250);
+    assert_eq!(stats.stage_latency_us["received"].max, 0);
+    // "stats" is the stats route, not an id that fails to parse.
+    assert_eq!(s.get("/api/v1/correlation/stats").await.status(), 200);
+}
+
 // ---------------------------------------------------------------------------
 // Correlation ids
 
@@ -999,9 +1177,12 @@ async fn each_request_is_logged_in_a_span_with_the_matched_path() {
             .to_owned()
     };
     let block_line = line(block_id);
+    // The span also carries the trace id (the correlation id's 32 hex
+    // digits, `trace::otel`) and the OpenTelemetry name and kind.
     assert!(
         block_line.contains(&format!(
-            "http_request{{method=GET path=/api/v1/blocks/{{height}} correlation_id={block_id}}}"
+            "http_request{{method=GET path=/api/v1/blocks/{{height}} correlation_id={block_id} trace_id={}",
+            block_id.simple()
         )),
         "{block_line}"
     );

@@ -6,9 +6,9 @@ use super::error::{codes, HttpError};
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::NodeApi;
 use crate::api::{
-    AccountView, BlockView, GameView, MemoryProtectionView, PeerView, RotateIdentityView,
-    StatusView, SubmitTx, SupplyView, TableDetailView, TableRoll, TableView, TxStatusView,
-    WipeView,
+    AccountView, BlockView, CorrelationView, GameView, MemoryProtectionView, PeerView,
+    RotateIdentityView, StatusView, SubmitTx, SupplyView, TableDetailView, TableRoll, TableView,
+    TrackerStatsView, TxStatusView, WipeView,
 };
 use axum::extract::State;
 use axum::http::{header, HeaderMap, Method, StatusCode};
@@ -158,6 +158,31 @@ pub(crate) async fn game(State(node): Node) -> Result<Json<GameView>, HttpError>
 
 pub(crate) async fn supply(State(node): Node) -> Result<Json<SupplyView>, HttpError> {
     Ok(Json(node.supply()?))
+}
+
+pub(crate) async fn correlation(
+    State(node): Node,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<CorrelationView>, HttpError> {
+    let id = uuid::Uuid::parse_str(id.trim()).map_err(|e| {
+        HttpError::bad_request(format!(
+            "correlation id must be a UUID (e.g. 67e55044-10b1-426f-9247-bb680e5fe0c8): {e}"
+        ))
+    })?;
+    let view = node.correlation(&id)?;
+    // 404 for an id nobody submitted under, whatever the node answered.
+    if view.entries.is_empty() {
+        return Err(HttpError::not_found(format!(
+            "no transaction tracked under correlation id {id}"
+        )));
+    }
+    Ok(Json(view))
+}
+
+pub(crate) async fn correlation_stats(
+    State(node): Node,
+) -> Result<Json<TrackerStatsView>, HttpError> {
+    Ok(Json(node.correlation_stats()?))
 }
 
 pub(crate) async fn memory_protection(State(node): Node) -> Json<MemoryProtectionView> {

@@ -22,9 +22,9 @@
 //! * `clock.rs`: the module's one clock read.
 
 use crate::api::{
-    AccountView, BlockView, GameView, MemoryProtectionView, PeerView, RotateIdentityView,
-    StatusView, SubmitTxResponse, SupplyView, TableDetailView, TableRoll, TableView, TxStatusView,
-    WipeView,
+    AccountView, BlockView, CorrelationView, GameView, MemoryProtectionView, PeerView,
+    RotateIdentityView, StatusView, SubmitTxResponse, SupplyView, TableDetailView, TableRoll,
+    TableView, TrackerStatsView, TxStatusView, WipeView,
 };
 use bitcraps_crypto::{Hash32, PublicKey};
 use std::future::Future;
@@ -93,9 +93,26 @@ pub trait NodeApi: Send + Sync + 'static {
             "identity rotation is not available on this node".into(),
         ))))
     }
+    /// `GET /api/v1/correlation/{id}`: every transaction this node tracks
+    /// under correlation id `id`, with the time it saw each stage
+    /// (`crate::trace`). An unknown id is `NotFound` (an empty `entries` is
+    /// answered 404 too). Disabled (403) unless the node implements it.
+    fn correlation(&self, id: &uuid::Uuid) -> Result<CorrelationView, ApiError> {
+        let _ = id;
+        Err(ApiError::Forbidden(CORRELATION_UNAVAILABLE.into()))
+    }
+    /// `GET /api/v1/correlation/stats`: the correlation tracker's counters
+    /// and per-stage latency percentiles. Disabled (403) unless the node
+    /// implements it.
+    fn correlation_stats(&self) -> Result<TrackerStatsView, ApiError> {
+        Err(ApiError::Forbidden(CORRELATION_UNAVAILABLE.into()))
+    }
     /// `GET /metrics`: Prometheus text exposition format.
     fn metrics(&self) -> String;
 }
+
+/// The 403 message of the correlation routes on a node without a tracker.
+const CORRELATION_UNAVAILABLE: &str = "correlation tracking is not available on this node";
 
 /// A failed API call, mapped to an HTTP status by the server.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

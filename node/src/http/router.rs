@@ -60,6 +60,12 @@ pub fn router(api: Arc<dyn NodeApi>, limits: &HttpLimits) -> Router {
         .route("/api/v1/game", get(handlers::game))
         .route("/api/v1/supply", get(handlers::supply))
         .route("/api/v1/peers", get(handlers::peers))
+        // The static segment wins over `{id}` (axum matches it first).
+        .route(
+            "/api/v1/correlation/stats",
+            get(handlers::correlation_stats),
+        )
+        .route("/api/v1/correlation/{id}", get(handlers::correlation))
         .route(
             "/api/v1/memory-protection/status",
             get(handlers::memory_protection),

@@ -64,7 +64,7 @@ pub const DEFAULT_MAX_ENTRIES: usize = 65_536;
 pub const DEFAULT_MAX_AGE_MS: u64 = 600_000;
 /// Default period (milliseconds) of the cleanup task.
 pub const DEFAULT_CLEANUP_INTERVAL_MS: u64 = 5_000;
-/// Largest accepted `max_entries` (entries; ~2 GB at the per-entry cost above).
+/// Largest accepted `max_entries` (entries; ~3 GB at the per-entry cost above).
 pub const MAX_ENTRIES_LIMIT: usize = 10_000_000;
 /// Smallest accepted `max_age_ms` (milliseconds): a transaction needs a few
 /// round trips to commit, and a shorter age would evict it mid-flight.

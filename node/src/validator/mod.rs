@@ -16,6 +16,7 @@ use crate::chainspec::ChainSpec;
 use crate::engine::{Clock, Engine, EngineConfig, EngineError, Listen, SystemClock};
 use crate::http::{HttpLimits, NodeApi};
 use crate::net::Limits;
+use crate::trace::tracker::{CorrelationTracker, TrackerConfig};
 use bitcraps_crypto::beacon::SecretShare;
 use bitcraps_crypto::secret::SecretBuf;
 use bitcraps_crypto::signer::Signer;
@@ -96,11 +97,30 @@ pub enum ValidatorError {
 /// A fatal engine error (a storage failure) also stops the validator, with
 /// that error: the WAL and the block store replay to a consistent state on the
 /// next start, so exiting and being restarted by a supervisor is the recovery.
+///
+/// The correlation tracker gets the default bounds; [`run_with_correlation`]
+/// takes them from `config.toml` `[correlation]`.
 pub async fn run(
     setup: ValidatorSetup,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), ValidatorError> {
+    run_with_correlation(setup, TrackerConfig::default(), shutdown).await
+}
+
+/// [`run`] with the correlation tracker's bounds (`[correlation]`, checked by
+/// [`TrackerConfig::validate`] here too). The tracker is shared by the engine
+/// (which records every transaction's stages into it), the HTTP API (which
+/// reads it) and a cleanup task that evicts old entries every
+/// `cleanup_interval_ms` until shutdown.
+pub async fn run_with_correlation(
+    setup: ValidatorSetup,
+    correlation: TrackerConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), ValidatorError> {
     setup.spec.validate().map_err(ValidatorError::Setup)?;
+    correlation
+        .validate()
+        .map_err(|e| ValidatorError::Setup(format!("[correlation]: {e}")))?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
     let listener = tokio::net::TcpListener::bind(setup.http_listen)
         .await
@@ -127,7 +147,14 @@ pub async fn run(
         per_account: setup.mempool.per_account,
         ..MempoolConfig::default()
     };
+    let tracker = Arc::new(CorrelationTracker::new(correlation));
+    config.tracker = Arc::clone(&tracker);
     let engine = Engine::start(config)?;
+    let (stop_cleanup, stop_cleanup_rx) = tokio::sync::oneshot::channel::<()>();
+    let cleanup_task = tokio::spawn(clean_correlations(tracker, async move {
+        // Either a send or the sender being dropped stops the task.
+        let _ = stop_cleanup_rx.await;
+    }));
     let monitor = Arc::new(SignerMonitor::new(
         Arc::clone(&setup.signer) as Arc<dyn Signer>,
         &spec.consensus.chain_id,
@@ -196,6 +223,8 @@ pub async fn run(
     let _ = stop_http.send(());
     let _ = stop_monitor.send(());
     let _ = monitor_task.await;
+    let _ = stop_cleanup.send(());
+    let _ = cleanup_task.await;
     match http.await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::warn!("HTTP server: {e}"),
@@ -208,5 +237,71 @@ pub async fn run(
         (Err(e), _) => Err(e.into()),
         (Ok(()), Some(f)) => Err(ValidatorError::Engine(EngineError::Task(f))),
         (Ok(()), None) => Ok(()),
+    }
+}
+
+/// Evicts the tracker's entries older than its `max_age_ms`, every
+/// `cleanup_interval_ms`, until `stop` completes. Times are wall-clock
+/// (`unix_now_us`), the clock the stage times were stamped with.
+async fn clean_correlations(
+    tracker: Arc<CorrelationTracker>,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    let period = std::time::Duration::from_millis(tracker.config().cleanup_interval_ms.max(1));
+    let mut ticks = tokio::time::interval(period);
+    // After a stall, one cleanup catches up; a burst of them would not help.
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first tick completes at once; nothing is old yet.
+    ticks.tick().await;
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => return,
+            _ = ticks.tick() => {
+                let evicted = tracker.cleanup(crate::trace::unix_now_us());
+                if evicted > 0 {
+                    tracing::debug!(evicted, "correlation tracker: evicted entries past max_age_ms");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trace::tracker::{Origin, Stage};
+    use bitcraps_crypto::Hash32;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn cleanup_task_evicts_old_entries_and_stops_on_request() {
+        // Bounds below the config minimums (the tracker does not check
+        // them) so the test takes milliseconds.
+        let tracker = Arc::new(CorrelationTracker::new(TrackerConfig {
+            max_entries: 8,
+            max_age_ms: 1,
+            cleanup_interval_ms: 1,
+        }));
+        let id = uuid::Uuid::from_bytes([1; 16]);
+        // First seen at the epoch: long past max_age_ms by the wall clock.
+        tracker.begin(id, Hash32([1; 32]), Origin::default(), Stage::Received, 0);
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(clean_correlations(Arc::clone(&tracker), async move {
+            let _ = stop_rx.await;
+        }));
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while tracker.stats().evicted_age_total == 0 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+        .await
+        .expect("the cleanup task never evicted the old entry");
+        assert!(tracker.get(&id).is_empty());
+        stop.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("the cleanup task did not stop")
+            .unwrap();
     }
 }

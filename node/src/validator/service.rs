@@ -1,24 +1,29 @@
 //! [`NodeService`]: the running validator as the HTTP layer sees it
 //! ([`NodeApi`]). Reads come from the engine's status, its mempool and the
-//! store; submissions go through the engine's admission path.
+//! store; submissions go through the engine's admission path, traced under
+//! the request's correlation id; the correlation routes read the engine's
+//! [`CorrelationTracker`].
 
 use super::game_api;
 use super::killswitch::{self, AdminAccess};
 use super::metrics;
 use super::signer_health::{SignerHealth, SignerMonitor};
 use crate::api::{
-    AccountView, BlockView, GameView, MemoryProtectionView, PeerView, SignerView, StatusView,
-    SubmitTxResponse, SupplyView, TableDetailView, TableRoll, TableView, TxStatusView, WipeView,
+    AccountView, BlockView, CorrelationView, GameView, MemoryProtectionView, PeerView, SignerView,
+    StatusView, SubmitTxResponse, SupplyView, TableDetailView, TableRoll, TableView,
+    TrackerStatsView, TxStatusView, WipeView,
 };
 use crate::app::beacon_entry::BeaconEntry;
 use crate::app::payload::split_payload;
 use crate::app::state::{account_key, decode_account, decode_receipt, receipt_key, root_key};
 use crate::app::tx::tx_hash;
 use crate::chainspec::ChainSpec;
-use crate::engine::{Clock, EngineClient, SubmitError};
+use crate::engine::{Clock, EngineClient, SubmitError, SubmitTrace};
 use crate::http::{AdminFuture, ApiError, NodeApi, SubmitFuture};
 use crate::net::{BreakerState, PeerStats};
 use crate::storage::StorageError;
+use crate::trace::tracker::CorrelationTracker;
+use crate::trace::{correlation_view, otel, stats_view, unix_now_us};
 use bitcraps_consensus::CommittedBlock;
 use bitcraps_crypto::{Hash32, PublicKey};
 use std::collections::BTreeMap;
@@ -36,9 +41,15 @@ pub struct NodeService {
     rejected: Mutex<BTreeMap<&'static str, u64>>,
     signer: Arc<SignerMonitor>,
     admin: AdminAccess,
+    /// The engine's correlation tracker (the same `Arc`: what the engine
+    /// records, the correlation routes read).
+    tracker: Arc<CorrelationTracker>,
 }
 
 impl NodeService {
+    /// The service over `engine`. The correlation tracker is the one the
+    /// engine records into ([`EngineClient::tracker`]), so the HTTP API can
+    /// never read a different one.
     pub fn new(
         engine: EngineClient,
         spec: Arc<ChainSpec>,
@@ -48,6 +59,7 @@ impl NodeService {
         admin: AdminAccess,
     ) -> Self {
         let started_ms = clock.now_ms();
+        let tracker = Arc::clone(engine.tracker());
         NodeService {
             engine,
             spec,
@@ -57,7 +69,14 @@ impl NodeService {
             rejected: Mutex::new(BTreeMap::new()),
             signer,
             admin,
+            tracker,
         }
+    }
+
+    /// The correlation tracker behind `/api/v1/correlation/*` (shared with
+    /// the engine, and with the cleanup task that evicts old entries).
+    pub fn tracker(&self) -> &Arc<CorrelationTracker> {
+        &self.tracker
     }
 
     pub(super) fn signer_health(&self) -> SignerHealth {
@@ -223,7 +242,14 @@ impl NodeApi for NodeService {
     fn submit(&self, tx: Vec<u8>, correlation_id: uuid::Uuid) -> SubmitFuture<'_> {
         Box::pin(async move {
             let len = tx.len();
-            match self.engine.submit(tx).await {
+            // Polled inside the request's span, so the current span is the
+            // request's: its span id parents the tx's spans on every node.
+            let trace = SubmitTrace {
+                correlation_id,
+                origin: otel::current_origin(),
+                received_unix_us: unix_now_us(),
+            };
+            match self.engine.submit_traced(tx, trace).await {
                 Ok(hash) => {
                     tracing::debug!(%correlation_id, hash = %hash.short(), len, "tx admitted");
                     Ok(SubmitTxResponse {
@@ -395,6 +421,20 @@ impl NodeApi for NodeService {
                 }
             })
             .collect()
+    }
+
+    fn correlation(&self, id: &uuid::Uuid) -> Result<CorrelationView, ApiError> {
+        let view = correlation_view(&self.tracker, self.name_of(self.me), self.me, *id);
+        if view.entries.is_empty() {
+            return Err(ApiError::NotFound(format!(
+                "no transaction tracked under correlation id {id}"
+            )));
+        }
+        Ok(view)
+    }
+
+    fn correlation_stats(&self) -> Result<TrackerStatsView, ApiError> {
+        Ok(stats_view(&self.tracker, self.name_of(self.me), self.me))
     }
 
     fn metrics(&self) -> String {
