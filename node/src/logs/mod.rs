@@ -199,3 +199,6 @@ where
         let _ = writer.make_writer().write_all(&line);
     })
 }
+
+#[cfg(test)]
+mod tests;
