@@ -495,6 +495,7 @@ fn version_and_usage() {
         vec!["testnet", "init"],
         vec!["start"],
         vec!["status"],
+        vec!["trace"],
         vec!["version"],
     ] {
         let mut args = verb.clone();
@@ -507,4 +508,173 @@ fn version_and_usage() {
     assert_eq!(bitcraps(&["--log-format", "xml", "version"]).code, 2);
     assert_eq!(bitcraps(&["--log-level", "info,[", "version"]).code, 2);
     ok(&["--log-format", "json", "--log-level", "debug", "version"]);
+}
+
+/// A one-route HTTP server on 127.0.0.1: answers every request with
+/// `status` and the JSON `body`, one request per connection. Returns its URL.
+/// The thread lives until the test process ends.
+fn fake_node(status: &'static str, body: String) -> String {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut request = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    url
+}
+
+/// A port nothing listens on.
+fn closed_port_url() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    format!("http://{}", l.local_addr().unwrap())
+}
+
+#[test]
+fn trace_merges_the_nodes_that_know_the_id() {
+    let id = "67e55044-10b1-426f-9247-bb680e5fe0c8";
+    let tx = "ab".repeat(32);
+    let t0: u64 = 1_700_000_000_000_000;
+    let record = |node: &str, validator: u16, stages: &[(&str, u64)]| {
+        serde_json::json!({
+            "node": node,
+            "validator": validator,
+            "correlation_id": id,
+            "entries": [{
+                "correlation_id": id,
+                "tx_hash": tx,
+                "height": 9,
+                "outcome": "accepted",
+                "completed": true,
+                "stages": stages.iter().map(|(s, at)| serde_json::json!({
+                    "stage": s, "at_unix_us": t0 + at
+                })).collect::<Vec<_>>()
+            }]
+        })
+        .to_string()
+    };
+    let val0 = fake_node(
+        "200 OK",
+        record(
+            "val0",
+            0,
+            &[("received", 0), ("committed", 4_000), ("executed", 4_500)],
+        ),
+    );
+    let val1 = fake_node(
+        "200 OK",
+        record("val1", 1, &[("mempool", 800), ("executed", 5_250)]),
+    );
+    let missing = fake_node(
+        "404 Not Found",
+        r#"{"error":"not_found","message":"no transaction tracked"}"#.to_owned(),
+    );
+    let down = closed_port_url();
+    let nodes = format!("{val0},{val1},{missing},{down}");
+
+    let out = ok(&["trace", id, "--nodes", &nodes]);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(
+        lines[0],
+        format!("correlation {id}  tx abababab  height 9  outcome accepted"),
+        "{out:?}"
+    );
+    assert_eq!(
+        &lines[1..6],
+        &[
+            "+    0.000 ms  val0  received",
+            "+    0.800 ms  val1  mempool",
+            "+    4.000 ms  val0  committed",
+            "+    4.500 ms  val0  executed",
+            "+    5.250 ms  val1  executed",
+        ],
+        "{out:?}"
+    );
+    let last = lines[6];
+    assert!(
+        last.starts_with("completion: executed on 2 of 4 nodes: val0 executed; val1 executed; "),
+        "{out:?}"
+    );
+    assert!(last.contains(&format!("{missing} no record")), "{out:?}");
+    assert!(last.contains(&format!("{down} unreachable")), "{out:?}");
+
+    let out = ok(&["trace", id, "--nodes", &nodes, "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["correlation_id"], id);
+    assert_eq!(v["nodes"].as_array().unwrap().len(), 4);
+    assert_eq!(v["nodes"][2]["status"], "no_record");
+    assert_eq!(v["nodes"][3]["status"], "failed");
+    let events = v["events"].as_array().unwrap();
+    assert_eq!(events.len(), 5);
+    assert_eq!(events[4]["node"], "val1");
+    assert_eq!(events[4]["stage"], "executed");
+    assert_eq!(events[4]["offset_ms"], 5.25);
+    assert_eq!(events[4]["tx_hash"], tx.as_str());
+}
+
+#[test]
+fn trace_fails_cleanly_when_no_node_knows_the_id_or_the_id_is_bad() {
+    let id = "67e55044-10b1-426f-9247-bb680e5fe0c8";
+    let down = closed_port_url();
+    let missing = fake_node(
+        "404 Not Found",
+        r#"{"error":"not_found","message":"no transaction tracked"}"#.to_owned(),
+    );
+    let out = fails(
+        &["trace", id, "--nodes", &format!("{down},{missing}")],
+        &[
+            "no node has a record of correlation id",
+            id,
+            &down,
+            "unreachable",
+        ],
+    );
+    assert!(out.stdout.is_empty(), "{out:?}");
+    // A node without the route (an older version) is not "no record".
+    let old = fake_node(
+        "404 Not Found",
+        r#"{"error":"not_found","message":"no such route"}"#.to_owned(),
+    );
+    fails(
+        &["trace", id, "--nodes", &old],
+        &["does not serve /api/v1/correlation"],
+    );
+    // An error answer is reported with the node's message.
+    let refusing = fake_node(
+        "403 Forbidden",
+        r#"{"error":"forbidden","message":"correlation tracking is not available"}"#.to_owned(),
+    );
+    fails(
+        &["trace", id, "--nodes", &refusing],
+        &["403", "correlation tracking is not available"],
+    );
+
+    // A bad id is a usage error, and no node is asked.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let watched = format!("http://{}", listener.local_addr().unwrap());
+    let out = bitcraps(&["trace", "not-a-uuid", "--nodes", &watched]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("not a UUID"), "{out:?}");
+    assert_eq!(
+        listener.accept().map(|_| ()).unwrap_err().kind(),
+        std::io::ErrorKind::WouldBlock,
+        "a request was sent for an invalid id"
+    );
+    // --nodes is required.
+    assert_eq!(bitcraps(&["trace", id]).code, 2);
 }

@@ -18,6 +18,7 @@ mod play;
 mod start;
 mod status;
 mod testnet;
+mod trace;
 mod version;
 
 use bitcraps_node::home::Home;
@@ -70,6 +71,9 @@ enum Command {
     Start(start::Args),
     /// Ask a running node for its status (GET /status).
     Status(status::Args),
+    /// Follow a transaction by its correlation id across nodes: one merged
+    /// timeline of every stage each node saw.
+    Trace(trace::Args),
     /// Run a local cluster of validator processes with simulated players,
     /// then check that every node reached the same state root.
     Localnet(LocalnetArgs),
@@ -156,6 +160,7 @@ fn dispatch(ctx: &Context, command: Command) -> CliResult {
         Command::Testnet(args) => testnet::run(ctx, args),
         Command::Start(args) => start::run(ctx, args),
         Command::Status(args) => status::run(ctx, args),
+        Command::Trace(args) => trace::run(ctx, args),
         Command::Localnet(args) => localnet::run(ctx, args),
         Command::Play(args) => play::run(ctx, args),
         Command::Version(args) => version::run(ctx, args),
