@@ -37,15 +37,11 @@ pub fn parse_level(value: &str) -> Result<String, String> {
 }
 
 /// Starts the node's log pipeline ([`bitcraps_node::logs`]) on stderr:
-/// `level` as the filter, `format` for the lines, the default throttle. Keep
-/// the returned guard until the process ends; dropping it writes the counts
-/// of repeated lines the throttle is still holding back.
-pub fn init(level: &str, format: LogFormat) -> CliResult<LogGuard> {
-    init_with(level, format, None)
-}
-
-/// [`init`] with an extra layer installed first in the subscriber (the
-/// OpenTelemetry layer). It sees every span and event the filter enables.
+/// `level` as the filter, `format` for the lines, the default throttle, and
+/// `extra` installed first in the subscriber (the OpenTelemetry layer).
+/// Keep the returned guard until the process ends; dropping it writes the
+/// counts of repeated lines the throttle is still holding back. The extra
+/// layer sees every span and event the filter enables.
 pub fn init_with(level: &str, format: LogFormat, extra: Option<ExtraLayer>) -> CliResult<LogGuard> {
     let setup = LogSetup {
         filter: level.to_owned(),

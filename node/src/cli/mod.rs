@@ -112,6 +112,16 @@ impl Context {
     /// Starts logging to stderr. `config` supplies defaults for options not
     /// given on the command line (used by `start`).
     pub fn init_logging(&self, config: Option<&bitcraps_node::config::LogSection>) -> CliResult {
+        self.init_logging_with(config, None)
+    }
+
+    /// [`Context::init_logging`] with an extra layer first in the stack (the
+    /// OpenTelemetry exporter's, for `start`).
+    pub fn init_logging_with(
+        &self,
+        config: Option<&bitcraps_node::config::LogSection>,
+        extra: Option<bitcraps_node::logs::ExtraLayer>,
+    ) -> CliResult {
         let level = self
             .log_level
             .clone()
@@ -122,7 +132,7 @@ impl Context {
             .map(logging::FormatArg::into_format)
             .or_else(|| config.map(|c| c.format))
             .unwrap_or_default();
-        let guard = logging::init(&level, format)?;
+        let guard = logging::init_with(&level, format, extra)?;
         // Logging starts once per process (a second `init` fails above).
         let _ = self.log_guard.set(guard);
         Ok(())

@@ -7,6 +7,8 @@
 
 use super::{CliResult, Context};
 use bitcraps_node::home;
+use bitcraps_node::trace::otel::Telemetry;
+use opentelemetry::KeyValue;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {}
@@ -14,9 +16,32 @@ pub struct Args {}
 pub fn run(ctx: &Context, _args: Args) -> CliResult {
     let home = ctx.home()?;
     let config = home.load_config()?;
-    ctx.init_logging(Some(&config.log))?;
+    // The setup is loaded before logging starts because the trace exporter
+    // names this validator in every span it exports; loading logs nothing
+    // (its failures come back as errors).
     let setup = home::load_setup(&home, &config)?;
     let validator = &setup.spec.consensus.validators[usize::from(setup.me)];
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("bitcraps")
+        .build()
+        .map_err(|e| format!("starting the tokio runtime: {e}"))?;
+    // OTLP export, if the standard OTEL_* variables ask for it. Its batch
+    // processor runs on the runtime, so it starts inside it.
+    let telemetry = {
+        let _inside = runtime.enter();
+        Telemetry::from_env(
+            &validator.name,
+            vec![
+                KeyValue::new("bitcraps.validator", i64::from(setup.me)),
+                KeyValue::new("bitcraps.chain_id", setup.spec.consensus.chain_id.clone()),
+            ],
+        )?
+    };
+    ctx.init_logging_with(Some(&config.log), telemetry.layer())?;
+    if telemetry.enabled() {
+        tracing::info!("exporting traces over OTLP (OTEL_EXPORTER_OTLP_* environment)");
+    }
     tracing::info!(
         home = %home.root().display(),
         chain_id = %setup.spec.consensus.chain_id,
@@ -44,12 +69,14 @@ pub fn run(ctx: &Context, _args: Args) -> CliResult {
             "the QUIC listen port differs from this validator's address in genesis; peers dial the genesis address"
         );
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("bitcraps")
-        .build()
-        .map_err(|e| format!("starting the tokio runtime: {e}"))?;
-    runtime.block_on(bitcraps_node::validator::run(setup, shutdown_signal()))?;
+    let result = runtime.block_on(bitcraps_node::validator::run_with_correlation(
+        setup,
+        config.correlation.tracker_config(),
+        shutdown_signal(),
+    ));
+    // Flush the spans still queued, while the runtime that exports them runs.
+    telemetry.shutdown();
+    result?;
     tracing::info!("validator stopped");
     Ok(())
 }

@@ -246,7 +246,7 @@ impl BeaconWorker {
         for index in invalid {
             if self.bad.insert((round, *index)) {
                 self.stats.invalid_shares += 1;
-                tracing::warn!(round, share = index, "invalid beacon share ignored");
+                tracing::warn!(round, share_index = index, "invalid beacon share ignored");
             }
             if let Some(p) = self.partials.get_mut(&round) {
                 p.remove(index);

@@ -190,17 +190,27 @@ impl Telemetry {
 
     /// The `tracing` layer that turns this process's tracing spans into
     /// OpenTelemetry spans (None when export is off).
+    ///
+    /// It sees only spans, and only the node's own (`bitcraps*` targets):
+    /// log events never reach the collector, so the log redaction layer
+    /// (`crate::logs`) is not bypassed through span events, and dependencies'
+    /// spans (whose fields we do not control) are not exported. Our spans'
+    /// fields are ids, methods and routes, never secrets.
     pub fn layer(
         &self,
     ) -> Option<Box<dyn tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync>>
     {
+        use tracing_subscriber::Layer as _;
         let provider = self.provider.as_ref()?;
         let layer = tracing_opentelemetry::layer()
             .with_tracer(provider.tracer(TRACER_NAME))
             // Code locations and thread ids add ~5 attributes to every span
             // for no operational value.
             .with_location(false)
-            .with_threads(false);
+            .with_threads(false)
+            .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
+                meta.is_span() && meta.target().starts_with("bitcraps")
+            }));
         Some(Box::new(layer))
     }
 
