@@ -19,6 +19,10 @@ cargo --version
 rustfmt --version >/dev/null 2>&1 || rustup component add rustfmt
 cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
 command -v python3 >/dev/null || { apt-get update && apt-get install -y python3; }
+# The OTLP trace test decodes spans with the official protobuf messages.
+python3 -c "import opentelemetry.proto" 2>/dev/null \
+  || python3 -m pip install --quiet opentelemetry-proto \
+  || python3 -m pip install --quiet --break-system-packages opentelemetry-proto
 # PKCS#11 signer tests need a SoftHSM2 token and OpenSC's pkcs11-tool; the
 # secret-memory tests also run under valgrind memcheck.
 # promtool (Debian `prometheus`) lints a running node's /metrics.
@@ -104,12 +108,18 @@ PY
 step "benchmarks (quick criterion pass; numbers are reported, never gated)"
 # Name each bench target: a bare `cargo bench -- ARGS` also hands ARGS to the
 # lib's libtest harness, which rejects criterion's options.
+touch "$REPORTS/bench-start"
 for bench in benches/benches/*.rs; do
   name=$(basename "$bench" .rs)
-  cargo bench -p bitcraps-benches --bench "$name" -- --warm-up-time 1 --measurement-time 2 \
+  cargo bench -p bitcraps-benches --bench "$name" -- --warm-up-time 1 --measurement-time 1 \
     > "$REPORTS/bench-$name.txt" 2>&1
-  grep -E "time:|thrpt:" "$REPORTS/bench-$name.txt" | tail -n 60 || true
 done
+# One JSON of medians; --newer skips result folders of renamed benches.
+python3 scripts/bench-summary.py "$REPORTS/bench-summary.json" --newer "$REPORTS/bench-start"
+
+step "instruction-count gate (callgrind; fails above +3% per hot path)"
+bash scripts/bench-gate.sh --self-test
+bash scripts/bench-gate.sh --out "$REPORTS/bench-instructions.json"
 
 echo
 echo "all tests passed"
