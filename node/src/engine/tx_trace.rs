@@ -158,7 +158,10 @@ impl TxTracer {
         let id = block.id();
         let m = self.marks.entry(id);
         m.batched = Some(batched);
-        m.proposed = Some(now);
+        // The leader's proposal carries its own notarize vote, signed before
+        // the broadcast: the block was proposed when that vote was asked for.
+        let proposed = m.voted.map_or(now, |voted| voted.min(now));
+        m.proposed = Some(proposed);
         let raw = split_payload(&block.payload).ok()?;
         let mut entries = Vec::new();
         for (i, tx) in raw.iter().enumerate() {
@@ -167,7 +170,7 @@ impl TxTracer {
                 continue;
             };
             self.tracker.record(&hash, Stage::Batched, batched);
-            self.tracker.record(&hash, Stage::Proposed, now);
+            self.tracker.record(&hash, Stage::Proposed, proposed);
             let Ok(index) = u16::try_from(i) else {
                 break;
             };

@@ -17,6 +17,7 @@
 //! HTTP API's JSON shapes ([`crate::api`]), so every `NodeApi` implementation
 //! answers with the same fields.
 
+#[cfg(feature = "server")]
 pub mod otel;
 pub mod tracker;
 
