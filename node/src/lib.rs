@@ -33,7 +33,6 @@ pub mod logs;
 pub mod play;
 #[cfg(feature = "server")]
 pub mod signer_setup;
-#[cfg(feature = "server")]
 pub mod trace;
 #[cfg(feature = "server")]
 pub mod validator;
