@@ -80,6 +80,29 @@ impl PromWriter {
         self
     }
 
+    /// One counter sample with a fractional value (e.g. CPU seconds). A
+    /// negative or non-finite value is dropped (a counter cannot be either).
+    pub fn counter_f64(
+        &mut self,
+        name: &str,
+        help: &str,
+        labels: &[(&str, &str)],
+        value: f64,
+    ) -> &mut Self {
+        if !value.is_finite() || value < 0.0 {
+            tracing::warn!(
+                metric = name,
+                value,
+                "dropping a negative or non-finite counter"
+            );
+            return self;
+        }
+        if let Some(out) = self.family(name, help, Kind::Counter, labels) {
+            write_sample(out, name, labels, None, &format_f64(value));
+        }
+        self
+    }
+
     /// One gauge sample.
     pub fn gauge(
         &mut self,

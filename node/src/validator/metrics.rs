@@ -13,6 +13,7 @@ use crate::api::PeerView;
 use crate::engine::EngineStatus;
 use crate::http::prom::PromWriter;
 use crate::http::NodeApi;
+use crate::trace::tracker::TrackerStats;
 use std::collections::BTreeMap;
 
 /// A per-peer counter: name, help, and how to read it from a peer's view.
@@ -33,6 +34,7 @@ struct Inputs {
     rejected: BTreeMap<&'static str, u64>,
     peers: Vec<PeerView>,
     process: ProcessStats,
+    correlation: TrackerStats,
 }
 
 /// Renders every metric of `node`.
@@ -44,6 +46,7 @@ pub(super) fn render(node: &NodeService) -> String {
         rejected: node.rejected_by_reason(),
         peers: node.peers(),
         process: ProcessStats::read(),
+        correlation: node.tracker().stats(),
     })
 }
 
@@ -56,11 +59,60 @@ fn render_inputs(inputs: &Inputs) -> String {
     write_rejections(&mut w, &inputs.rejected);
     write_peers(&mut w, &inputs.peers);
     inputs.process.write_gauges(&mut w);
-    let mut text = w.finish();
-    // After `finish`: a family of its own, outside the writer (see
-    // `ProcessStats::cpu_family`).
-    text.push_str(&inputs.process.cpu_family());
-    text
+    inputs.process.write_cpu(&mut w);
+    write_correlation(&mut w, &inputs.correlation);
+    w.finish()
+}
+
+/// The correlation tracker's counters and stage latencies.
+fn write_correlation(w: &mut PromWriter, s: &TrackerStats) {
+    w.gauge(
+        "bitcraps_correlation_active",
+        "Traced transactions not yet executed on this validator",
+        &[],
+        s.active as f64,
+    );
+    w.gauge(
+        "bitcraps_correlation_completed",
+        "Traced transactions executed and still retained by the tracker",
+        &[],
+        s.completed as f64,
+    );
+    w.counter(
+        "bitcraps_correlation_tracked_total",
+        "Transactions the correlation tracker started following",
+        &[],
+        s.tracked_total,
+    );
+    w.counter(
+        "bitcraps_correlation_completed_total",
+        "Traced transactions that reached execution",
+        &[],
+        s.completed_total,
+    );
+    for (reason, n) in [
+        ("capacity", s.evicted_capacity_total),
+        ("age", s.evicted_age_total),
+    ] {
+        w.counter(
+            "bitcraps_correlation_evicted_total",
+            "Tracker entries dropped, by bound",
+            &[("reason", reason)],
+            n,
+        );
+    }
+    for (stage, l) in &s.stage_latency_us {
+        // `percentile`, not `quantile`: that label belongs to summaries,
+        // and these percentiles come from a bounded ring, not a summary.
+        for (percentile, us) in [("50", l.p50), ("95", l.p95), ("99", l.p99)] {
+            w.gauge(
+                "bitcraps_correlation_stage_latency_seconds",
+                "Time from a traced transaction's first stage on this validator to this stage, over recent executed transactions",
+                &[("stage", stage), ("percentile", percentile)],
+                us as f64 / 1e6,
+            );
+        }
+    }
 }
 
 /// Consensus, application and beacon state from the engine's status.
@@ -421,6 +473,26 @@ mod tests {
                 open_fds: Some(40),
                 max_fds: Some(20_000),
             },
+            correlation: TrackerStats {
+                active: 5,
+                completed: 90,
+                tracked_total: 100,
+                completed_total: 95,
+                evicted_capacity_total: 2,
+                evicted_age_total: 3,
+                max_entries: 65_536,
+                max_age_ms: 600_000,
+                stage_latency_us: BTreeMap::from([(
+                    "executed",
+                    crate::trace::tracker::LatencySummary {
+                        count: 90,
+                        p50: 12_000,
+                        p95: 40_000,
+                        p99: 80_000,
+                        max: 90_000,
+                    },
+                )]),
+            },
         }
     }
 
@@ -479,6 +551,12 @@ mod tests {
             ("bitcraps_process_virtual_memory_bytes", "gauge"),
             ("bitcraps_process_cpu_seconds_total", "counter"),
             ("bitcraps_process_threads", "gauge"),
+            ("bitcraps_correlation_active", "gauge"),
+            ("bitcraps_correlation_completed", "gauge"),
+            ("bitcraps_correlation_tracked_total", "counter"),
+            ("bitcraps_correlation_completed_total", "counter"),
+            ("bitcraps_correlation_evicted_total", "counter"),
+            ("bitcraps_correlation_stage_latency_seconds", "gauge"),
             ("bitcraps_process_open_fds", "gauge"),
             ("bitcraps_process_max_fds", "gauge"),
             ("bitcraps_process_start_time_seconds", "gauge"),
@@ -519,6 +597,16 @@ mod tests {
         assert_eq!(v("bitcraps_process_cpu_seconds_total"), 12.34);
         assert_eq!(v("bitcraps_process_start_time_seconds"), 1_795_456_737.5);
         assert_eq!(v("bitcraps_process_open_fds"), 40.0);
+        assert_eq!(v("bitcraps_correlation_active"), 5.0);
+        assert_eq!(v("bitcraps_correlation_tracked_total"), 100.0);
+        assert_eq!(
+            v(r#"bitcraps_correlation_evicted_total{reason="age"}"#),
+            3.0
+        );
+        assert_eq!(
+            v(r#"bitcraps_correlation_stage_latency_seconds{stage="executed",percentile="99"}"#),
+            0.08
+        );
     }
 
     #[test]

@@ -204,8 +204,7 @@ impl ProcessStats {
         }
     }
 
-    /// Writes the gauges. The CPU counter is fractional and [`PromWriter`]
-    /// counters are integers, so it is rendered by [`Self::cpu_family`].
+    /// Writes the gauges (the CPU counter: [`Self::write_cpu`]).
     pub(super) fn write_gauges(&self, w: &mut PromWriter) {
         let gauges = [
             (
@@ -246,21 +245,15 @@ impl ProcessStats {
         }
     }
 
-    /// The `bitcraps_process_cpu_seconds_total` family as exposition text
-    /// (HELP, TYPE, one sample), to append after [`PromWriter::finish`];
-    /// empty when the CPU time is unknown. Written here because the counter
-    /// is fractional (ticks of 10 ms) and the writer's counters take `u64`.
-    pub(super) fn cpu_family(&self) -> String {
-        const NAME: &str = "bitcraps_process_cpu_seconds_total";
-        match self.cpu_seconds {
-            // Display of a finite f64 is plain decimal (never `NaN`, `inf` or
-            // an exponent), which the text format parses.
-            Some(seconds) if seconds.is_finite() && seconds >= 0.0 => format!(
-                "# HELP {NAME} User and system CPU time spent by the validator process\n\
-                 # TYPE {NAME} counter\n\
-                 {NAME} {seconds}\n"
-            ),
-            _ => String::new(),
+    /// `bitcraps_process_cpu_seconds_total` (fractional: ticks of 10 ms).
+    pub(super) fn write_cpu(&self, w: &mut PromWriter) {
+        if let Some(seconds) = self.cpu_seconds {
+            w.counter_f64(
+                "bitcraps_process_cpu_seconds_total",
+                "User and system CPU time spent by the validator process",
+                &[],
+                seconds,
+            );
         }
     }
 }
@@ -426,32 +419,35 @@ mod tests {
 
         let mut w = PromWriter::new();
         ProcessStats::default().write_gauges(&mut w);
+        ProcessStats::default().write_cpu(&mut w);
         assert_eq!(w.finish(), "");
-        assert_eq!(ProcessStats::default().cpu_family(), "");
         let odd = ProcessStats {
             cpu_seconds: Some(f64::NAN),
             ..ProcessStats::default()
         };
-        assert_eq!(odd.cpu_family(), "");
+        let mut w = PromWriter::new();
+        odd.write_cpu(&mut w);
+        assert_eq!(w.finish(), "");
     }
 
     #[test]
-    fn cpu_family_text() {
-        let stats = ProcessStats {
-            cpu_seconds: Some(3.25),
-            ..ProcessStats::default()
+    fn cpu_counter_text() {
+        let cpu = |seconds| {
+            let mut w = PromWriter::new();
+            ProcessStats {
+                cpu_seconds: Some(seconds),
+                ..ProcessStats::default()
+            }
+            .write_cpu(&mut w);
+            w.finish()
         };
         assert_eq!(
-            stats.cpu_family(),
+            cpu(3.25),
             "# HELP bitcraps_process_cpu_seconds_total User and system CPU time spent by the validator process\n\
              # TYPE bitcraps_process_cpu_seconds_total counter\n\
              bitcraps_process_cpu_seconds_total 3.25\n"
         );
-        let zero = ProcessStats {
-            cpu_seconds: Some(0.0),
-            ..ProcessStats::default()
-        };
-        assert!(zero.cpu_family().ends_with("_total 0\n"));
+        assert!(cpu(0.0).ends_with("_total 0\n"));
     }
 
     /// The real `/proc/self` of the test process.
