@@ -12,6 +12,8 @@ pub mod api;
 pub mod app;
 #[cfg(feature = "server")]
 pub mod beacon_key;
+#[cfg(feature = "server")]
+pub mod bench;
 pub mod chainspec;
 #[cfg(feature = "server")]
 pub mod config;

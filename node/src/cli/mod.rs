@@ -9,6 +9,7 @@
 //! clap's (exit 2). Nothing here prints secrets: key commands print public keys
 //! only.
 
+mod bench;
 mod config_cmd;
 mod init;
 mod keys;
@@ -77,6 +78,9 @@ enum Command {
     /// Run a local cluster of validator processes with simulated players,
     /// then check that every node reached the same state root.
     Localnet(LocalnetArgs),
+    /// Benchmark a local cluster: open-loop signed load through every
+    /// validator; throughput, latency from intended send time, CPU, memory.
+    Bench(bench::Args),
     /// Play craps against a node: keys, balance, tables, bets, live rolls.
     Play(play::Args),
     /// Print the version.
@@ -172,6 +176,7 @@ fn dispatch(ctx: &Context, command: Command) -> CliResult {
         Command::Status(args) => status::run(ctx, args),
         Command::Trace(args) => trace::run(ctx, args),
         Command::Localnet(args) => localnet::run(ctx, args),
+        Command::Bench(args) => bench::run(ctx, args),
         Command::Play(args) => play::run(ctx, args),
         Command::Version(args) => version::run(ctx, args),
     }

@@ -272,14 +272,15 @@ fn prepare(
     })
 }
 
-/// Ctrl-C and SIGTERM, turned into a `watch` flag every phase can select on.
-struct Shutdown {
-    rx: watch::Receiver<bool>,
+/// Ctrl-C and SIGTERM, turned into a `watch` flag every phase can select on
+/// (also used by `bitcraps bench`).
+pub(crate) struct Shutdown {
+    pub(crate) rx: watch::Receiver<bool>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Shutdown {
-    fn install() -> Result<Shutdown, LocalnetError> {
+    pub(crate) fn install() -> Result<Shutdown, LocalnetError> {
         use tokio::signal::unix::{signal, SignalKind};
         let (tx, rx) = watch::channel(false);
         // Registered here, synchronously, before any validator is spawned: a
