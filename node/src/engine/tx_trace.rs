@@ -22,7 +22,7 @@
 use super::trace_frame::{TraceEntry, TraceEnvelope};
 use crate::app::craps::{BetKind, BetResult};
 use crate::app::payload::split_payload;
-use crate::app::state::BlockResult;
+use crate::app::state::{BlockResult, Rejection};
 use crate::app::tx::{tx_hash, Action, SignedTx};
 use crate::trace::otel::{exporting, trace_hex, TRACER_NAME};
 use crate::trace::tracker::{CorrelationTracker, Origin, Stage, Timeline};
@@ -255,6 +255,12 @@ impl TxTracer {
         let mut traced: Vec<(Hash32, Uuid, Origin)> = Vec::new();
         for receipt in &result.receipts {
             let hash = receipt.hash;
+            // A replay (two leaders both carried the transaction; the later
+            // copy finds its nonce used) says nothing new about it.
+            if matches!(receipt.result, Err(Rejection::BadNonce { expected, got }) if got < expected)
+            {
+                continue;
+            }
             let known = self.tracker.origin_of(&hash).or_else(|| {
                 let e = u16::try_from(receipt.index)
                     .ok()
