@@ -1,0 +1,165 @@
+//! `bitcraps bench` end to end: a real 4-validator cluster under a short
+//! open-loop load, checked through its `--json` report. Nothing here asserts
+//! on speed (the machine is shared and noisy): only that the figures exist,
+//! are consistent, and that load was offered and committed.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_bitcraps");
+
+/// Runs `bitcraps` with `args`, bounded by `timeout`; returns its exit
+/// status and output.
+fn run_bounded(args: &[String], timeout: Duration) -> (std::process::ExitStatus, String, String) {
+    let mut child = std::process::Command::new(BIN)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn bitcraps bench");
+    let polls = timeout.as_millis() / 100;
+    let mut status = None;
+    for _ in 0..polls {
+        if let Some(s) = child.try_wait().expect("try_wait") {
+            status = Some(s);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if status.is_none() {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().expect("collect output");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let status = status.unwrap_or_else(|| {
+        panic!(
+            "bitcraps {args:?} did not finish in {timeout:?}\nstdout:\n{stdout}\nstderr:\n{stderr}"
+        )
+    });
+    (status, stdout, stderr)
+}
+
+fn f64_of(v: &serde_json::Value, key: &str) -> f64 {
+    v[key]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{key} is not a number: {v:#}"))
+}
+
+#[test]
+fn bench_reports_a_consistent_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let json: PathBuf = dir.path().join("bench.json");
+    let args: Vec<String> = [
+        "bench",
+        "--validators",
+        "4",
+        "--duration",
+        "5s",
+        "--rate",
+        "200",
+        "--accounts",
+        "64",
+        "--drain",
+        "5s",
+        "--json",
+    ]
+    .iter()
+    .map(|s| (*s).to_string())
+    .chain([json.display().to_string()])
+    .chain([
+        "--out-dir".to_string(),
+        dir.path().join("net").display().to_string(),
+    ])
+    .collect();
+    // 5 s of load, start-up, funding, a 5 s drain at most and shutdown.
+    let (status, stdout, stderr) = run_bounded(&args, Duration::from_secs(120));
+    assert!(
+        status.success(),
+        "bitcraps bench exited with {status}\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).expect("report file")).expect("report JSON");
+    for key in [
+        "committed_tps",
+        "offered_tps",
+        "latency_ms_p50",
+        "latency_ms_p95",
+        "latency_ms_p99",
+        "latency_ms_max",
+        "consensus_latency_ms_p50",
+        "cpu_percent",
+        "rss_mb_max",
+        "validators",
+        "rejected",
+        "timed_out",
+        "duration_s",
+        "tx_size_bytes",
+        "rate",
+        "generator_lag_ms_max",
+        "signer_cpu_percent",
+    ] {
+        assert!(r.get(key).is_some(), "missing {key}: {r:#}");
+    }
+    assert_eq!(r["validators"], 4, "{r:#}");
+    assert_eq!(r["rate"], 200, "{r:#}");
+    assert_eq!(r["mode"], "rate", "{r:#}");
+    assert!(f64_of(&r, "committed_tps") > 0.0, "{r:#}");
+    // The schedule offers 200/s; the band only catches a broken generator.
+    let offered = f64_of(&r, "offered_tps");
+    assert!(
+        (100.0..=220.0).contains(&offered),
+        "offered {offered}: {r:#}"
+    );
+    assert_eq!(r["offered"], 1_000, "{r:#}");
+    let p: Vec<f64> = [
+        "latency_ms_p50",
+        "latency_ms_p95",
+        "latency_ms_p99",
+        "latency_ms_max",
+    ]
+    .iter()
+    .map(|k| f64_of(&r, k))
+    .collect();
+    assert!(p.windows(2).all(|w| w[0] <= w[1]), "percentiles {p:?}");
+    assert!(p[0] > 0.0, "{p:?}");
+    assert!(f64_of(&r, "cpu_percent") > 0.0, "{r:#}");
+    assert!(f64_of(&r, "rss_mb_max") > 0.0, "{r:#}");
+    assert!(r["consensus_latency_ms_p50"].as_u64().is_some(), "{r:#}");
+    let nodes = r["nodes"].as_array().expect("nodes");
+    assert_eq!(nodes.len(), 4);
+    for n in nodes {
+        assert!(n["rss_mb_max"].as_f64().unwrap() > 0.0, "{n:#}");
+        assert!(n["pid"].as_u64().is_some(), "{n:#}");
+    }
+    assert_eq!(r["cpu_percent_per_node"].as_array().unwrap().len(), 4);
+    // Every offered transaction is accounted for.
+    let committed = r["committed"].as_u64().unwrap();
+    let rejected = r["rejected"].as_u64().unwrap();
+    let timed_out = r["timed_out"].as_u64().unwrap();
+    assert!(
+        committed > 0 && committed + rejected + timed_out >= 1_000,
+        "{r:#}"
+    );
+    let tx_size = r["tx_size_bytes"].as_u64().unwrap();
+    assert!((100..=512).contains(&tx_size), "{r:#}");
+    assert!(stdout.contains("latency"), "{stdout}");
+    // No validator left behind.
+    assert!(stdout.contains("stopping 4 validators"), "{stdout}");
+}
+
+#[test]
+fn bad_arguments_fail_cleanly() {
+    let to_args = |a: &[&str]| -> Vec<String> { a.iter().map(|s| (*s).to_string()).collect() };
+    // Neither --rate nor --saturate, and both: usage errors.
+    for bad in [
+        to_args(&["bench"]),
+        to_args(&["bench", "--rate", "10", "--saturate"]),
+        to_args(&["bench", "--rate", "10", "--duration", "48h"]),
+        to_args(&["bench", "--rate", "10", "--tx-size", "100000"]),
+    ] {
+        let (status, _, stderr) = run_bounded(&bad, Duration::from_secs(30));
+        assert_eq!(status.code(), Some(2), "{bad:?}: {stderr}");
+        assert!(stderr.contains("error"), "{bad:?}: {stderr}");
+    }
+}
