@@ -8,36 +8,40 @@ use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_bitcraps");
 
-/// Runs `bitcraps` with `args`, bounded by `timeout`; returns its exit
-/// status and output.
+/// Runs `bitcraps` with `args`; kills it (by its own pid) if it is still
+/// running after `timeout`. Returns its exit status and output.
 fn run_bounded(args: &[String], timeout: Duration) -> (std::process::ExitStatus, String, String) {
-    let mut child = std::process::Command::new(BIN)
+    let child = std::process::Command::new(BIN)
         .args(args)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn bitcraps bench");
-    let polls = timeout.as_millis() / 100;
-    let mut status = None;
-    for _ in 0..polls {
-        if let Some(s) = child.try_wait().expect("try_wait") {
-            status = Some(s);
-            break;
+    let pid = child.id().to_string();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output()));
+    let out = match rx.recv_timeout(timeout) {
+        Ok(out) => out.expect("collect output"),
+        Err(_) => {
+            let _ = std::process::Command::new("kill")
+                .args(["-9", &pid])
+                .status();
+            let out = rx
+                .recv()
+                .expect("output after kill")
+                .expect("collect output");
+            panic!(
+                "bitcraps {args:?} did not finish in {timeout:?}\nstdout:\n{}\nstderr:\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    if status.is_none() {
-        let _ = child.kill();
-    }
-    let out = child.wait_with_output().expect("collect output");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let status = status.unwrap_or_else(|| {
-        panic!(
-            "bitcraps {args:?} did not finish in {timeout:?}\nstdout:\n{stdout}\nstderr:\n{stderr}"
-        )
-    });
-    (status, stdout, stderr)
+    };
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn f64_of(v: &serde_json::Value, key: &str) -> f64 {
