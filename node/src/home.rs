@@ -10,6 +10,9 @@
 //! <home>/keys/identity.key    0600, authenticates QUIC (genesis identity_key)
 //! <home>/keys/pkcs11.pin      0600, instead of consensus.key when the key is in
 //!                             a PKCS#11 token (`testnet init --signer pkcs11`, home_pkcs11.rs)
+//! <home>/keys/consensus.passphrase
+//!                             0600, the passphrase of consensus.key when that is an
+//!                             encrypted keystore (`testnet init --signer keystore`)
 //! <home>/data/                0700: redb database and guard_state
 //! <home>/data/guard_state     the signing guard's double-sign memory
 //! ```
@@ -917,8 +920,9 @@ pub fn testnet_init(opts: &TestnetOptions) -> Result<Testnet, HomeError> {
         ));
     }
     let addrs = testnet_addrs(opts)?;
-    // Consensus keys: key pairs, or generated inside a PKCS#11 token
-    // (home_pkcs11.rs); then the identity keys.
+    // Consensus keys: key pairs (written plaintext or sealed in keystores),
+    // or generated inside a PKCS#11 token (home_pkcs11.rs); then the identity
+    // keys.
     let mut keys = Vec::with_capacity(opts.validators);
     for consensus in crate::home_pkcs11::consensus_keys(opts)? {
         keys.push((consensus, generate_key()?));

@@ -30,12 +30,34 @@
 //! token, onto `softhsm2-util`'s command line for the moment it takes to
 //! initialise the token (see [`SoftHsmTokens::create`]). It is never printed
 //! and never part of an error.
+//!
+//! **Encrypted keystores.** The third choice, [`TestnetSigner::Keystore`]
+//! (`testnet init --signer keystore`, `localnet --signer keystore`), lives
+//! here too because it is the same step of `testnet init`: where validator
+//! `i`'s consensus key goes. Each home gets
+//!
+//! ```text
+//! <home>/keys/consensus.key         0600, an encrypted keystore (keystore_file.rs)
+//! <home>/keys/consensus.passphrase  0600, its passphrase: 32 hex characters
+//!                                   from the OS CSPRNG, a fresh one per home
+//! <home>/config.toml                [signer] backend = "file",
+//!                                   passphrase_file = "keys/consensus.passphrase"
+//! ```
+//!
+//! sealed with [`crate::keystore_file::TESTNET_KDF`] (see there for the
+//! Argon2id parameters and why). Identity key and beacon share stay plaintext
+//! files, as with `keys generate --backend keystore`, which encrypts only the
+//! key it writes. The passphrase lies next to the keystore: this exercises the
+//! keystore path end to end (`bitcraps start` unlocks the key exactly as in
+//! production) and protects nothing on its own.
 
 use crate::config::Config;
 use crate::config_signer::{SignerBackend, SignerSection};
 use crate::home::{
     read_private_file, wipe, write_key_file, write_new_file, Home, HomeError, TestnetOptions,
 };
+use crate::keystore_file::{write_testnet_keystore, TESTNET_PASSPHRASE_FILE};
+use bitcraps_crypto::keystore::KdfParams;
 use bitcraps_crypto::pkcs11::{Pkcs11Config, Pkcs11Error, Pkcs11Signer};
 use bitcraps_crypto::{Keypair, PublicKey};
 use std::fmt;
@@ -197,14 +219,30 @@ pub enum TestnetSigner {
         /// The token's user PIN, copied into each home's `keys/pkcs11.pin`.
         pin: TokenPin,
     },
+    /// `keys/consensus.key` in every home is an encrypted keystore, unlocked
+    /// by a random passphrase in `keys/consensus.passphrase` (module docs).
+    Keystore {
+        /// Argon2id parameters of the keystores (checked before anything is
+        /// written); `testnet init` and `localnet` use
+        /// [`crate::keystore_file::TESTNET_KDF`].
+        kdf: KdfParams,
+    },
 }
 
 impl TestnetSigner {
-    /// `plaintext` or `pkcs11`.
+    /// The keystore signer with [`crate::keystore_file::TESTNET_KDF`].
+    pub fn keystore() -> TestnetSigner {
+        TestnetSigner::Keystore {
+            kdf: crate::keystore_file::TESTNET_KDF,
+        }
+    }
+
+    /// `plaintext`, `pkcs11` or `keystore`.
     pub fn name(&self) -> &'static str {
         match self {
             TestnetSigner::Plaintext => "plaintext",
             TestnetSigner::Pkcs11 { .. } => "pkcs11",
+            TestnetSigner::Keystore { .. } => "keystore",
         }
     }
 }
@@ -250,6 +288,8 @@ pub(crate) enum HomeConsensus {
     File(Keypair),
     /// A key in a PKCS#11 token.
     Token(TokenKey),
+    /// A key to seal into an encrypted keystore at `keys/consensus.key`.
+    Keystore { key: Keypair, kdf: KdfParams },
 }
 
 impl HomeConsensus {
@@ -257,43 +297,75 @@ impl HomeConsensus {
         match self {
             HomeConsensus::File(k) => k.public(),
             HomeConsensus::Token(t) => t.public,
+            HomeConsensus::Keystore { key, .. } => key.public(),
         }
     }
 
-    /// Writes the home's part of the key: the plaintext key file, or the
-    /// PIN file (the key itself stays in the token). `keys/` exists.
+    /// Writes the home's part of the key: the plaintext key file, the PIN
+    /// file (the key itself stays in the token), or the keystore and its
+    /// passphrase file. `keys/` exists.
     pub(crate) fn write(&self, home: &Home) -> Result<(), HomeError> {
         match self {
             HomeConsensus::File(k) => write_key_file(&home.consensus_key_path(), k, "consensus"),
             HomeConsensus::Token(t) => t.pin.write_to(&home.resolve(Path::new(PIN_FILE))),
+            HomeConsensus::Keystore { key, kdf } => write_testnet_keystore(
+                &home.consensus_key_path(),
+                &home.resolve(Path::new(TESTNET_PASSPHRASE_FILE)),
+                key,
+                *kdf,
+            ),
         }
     }
 
     /// Points `config.signer` at the key (a plaintext home keeps the default).
     pub(crate) fn configure(&self, config: &mut Config) {
-        if let HomeConsensus::Token(t) = self {
-            config.signer = t.signer_section();
+        match self {
+            HomeConsensus::File(_) => {}
+            HomeConsensus::Token(t) => config.signer = t.signer_section(),
+            HomeConsensus::Keystore { .. } => {
+                config.signer = SignerSection {
+                    backend: SignerBackend::File,
+                    passphrase_file: PathBuf::from(TESTNET_PASSPHRASE_FILE),
+                    ..SignerSection::default()
+                }
+            }
         }
     }
 }
 
-/// The consensus keys of a testnet: fresh key pairs, or (with
-/// [`TestnetSigner::Pkcs11`]) keys generated inside the token.
+/// The consensus keys of a testnet: fresh key pairs (written as plaintext
+/// files, or with [`TestnetSigner::Keystore`] sealed into keystores), or
+/// (with [`TestnetSigner::Pkcs11`]) keys generated inside the token.
+///
+/// A keystore's KDF parameters are checked here, before `testnet init`
+/// touches the output directory.
 ///
 /// Everything that can be checked without the token is checked first (labels,
 /// chain id, module, an occupied `out_dir` without `force`), so a refused run
 /// leaves nothing behind in the token. If the token fails part-way, the keys
 /// it already generated stay there; the error says which.
 pub(crate) fn consensus_keys(opts: &TestnetOptions) -> Result<Vec<HomeConsensus>, HomeError> {
-    let TestnetSigner::Pkcs11 {
-        module,
-        token_label,
-        pin,
-    } = &opts.signer
-    else {
-        return (0..opts.validators)
-            .map(|_| crate::home::generate_key().map(HomeConsensus::File))
-            .collect();
+    let (module, token_label, pin) = match &opts.signer {
+        TestnetSigner::Plaintext => {
+            return (0..opts.validators)
+                .map(|_| crate::home::generate_key().map(HomeConsensus::File))
+                .collect();
+        }
+        TestnetSigner::Keystore { kdf } => {
+            kdf.check()
+                .map_err(|e| invalid("keystore kdf", e.to_string()))?;
+            return (0..opts.validators)
+                .map(|_| {
+                    crate::home::generate_key()
+                        .map(|key| HomeConsensus::Keystore { key, kdf: *kdf })
+                })
+                .collect();
+        }
+        TestnetSigner::Pkcs11 {
+            module,
+            token_label,
+            pin,
+        } => (module, token_label, pin),
     };
     let max_chain_id = bitcraps_crypto::domain::MAX_CHAIN_ID_LEN;
     if opts.chain_id.is_empty() || opts.chain_id.len() > max_chain_id {
@@ -811,6 +883,94 @@ mod tests {
         assert_eq!(keys.len(), 3);
         assert!(keys.iter().all(|k| matches!(k, HomeConsensus::File(_))));
         assert_ne!(keys[0].public(), keys[1].public());
+    }
+
+    #[test]
+    fn keystore_homes_unlock_with_their_own_passphrase_files() {
+        use crate::keystore_file::{inspect_key_file, TESTNET_KDF};
+        use std::os::unix::fs::PermissionsExt as _;
+        assert_eq!(TestnetSigner::keystore().name(), "keystore");
+        assert_eq!(
+            TestnetSigner::keystore(),
+            TestnetSigner::Keystore { kdf: TESTNET_KDF }
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let opts = TestnetOptions {
+            validators: 2,
+            out_dir: dir.path().join("net"),
+            // The cheapest accepted parameters: this checks the layout, not
+            // the cost (the localnet tests use TESTNET_KDF).
+            signer: TestnetSigner::Keystore {
+                kdf: KdfParams::MIN,
+            },
+            ..TestnetOptions::default()
+        };
+        let net = crate::home::testnet_init(&opts).unwrap();
+        let mut passphrases = Vec::new();
+        for (i, node) in net.nodes.iter().enumerate() {
+            let home = Home::new(&node.home);
+            let config = home.load_config().unwrap();
+            assert_eq!(config.signer.backend, SignerBackend::File);
+            assert_eq!(
+                config.signer.passphrase_file,
+                PathBuf::from(TESTNET_PASSPHRASE_FILE)
+            );
+            let info = inspect_key_file(&home.consensus_key_path()).unwrap();
+            assert_eq!(info.backend, "keystore");
+            // Identity key and beacon share stay plaintext files.
+            assert_eq!(
+                inspect_key_file(&home.identity_key_path()).unwrap().backend,
+                "plaintext"
+            );
+            assert!(home.beacon_share_path().exists());
+            let pass_path = home.resolve(Path::new(TESTNET_PASSPHRASE_FILE));
+            let mode = std::fs::metadata(&pass_path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+            let pass = std::fs::read_to_string(&pass_path).unwrap();
+            let pass = pass.strip_suffix('\n').unwrap().to_owned();
+            assert_eq!(pass.len(), 32);
+            let keystore = std::fs::read_to_string(home.consensus_key_path()).unwrap();
+            assert!(!keystore.contains(&pass));
+            assert!(!keystore.contains("secret_seed"));
+            passphrases.push(pass);
+
+            let setup = crate::home::load_setup(&home, &config).unwrap();
+            assert_eq!(usize::from(setup.me), i);
+            assert_eq!(setup.signer.backend(), "keystore");
+            assert_eq!(setup.signer.public_key(), info.public_key);
+        }
+        assert_ne!(passphrases[0], passphrases[1], "one passphrase per home");
+
+        // Another home's passphrase does not open this keystore.
+        let home0 = Home::new(&net.nodes[0].home);
+        let mut config = home0.load_config().unwrap();
+        config.signer.passphrase_file = net.nodes[1].home.join(TESTNET_PASSPHRASE_FILE);
+        let shown = crate::home::load_setup(&home0, &config)
+            .unwrap_err()
+            .to_string();
+        // Checked first, so a failure below never prints the passphrase.
+        assert!(!shown.contains(&passphrases[1]));
+        assert!(shown.contains("wrong passphrase"), "{shown}");
+    }
+
+    #[test]
+    fn keystore_parameters_are_checked_before_the_output_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("net");
+        let err = crate::home::testnet_init(&TestnetOptions {
+            validators: 2,
+            out_dir: out.clone(),
+            signer: TestnetSigner::Keystore {
+                kdf: KdfParams {
+                    t: KdfParams::MAX_T + 1,
+                    ..KdfParams::MIN
+                },
+            },
+            ..TestnetOptions::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("keystore kdf"), "{err}");
+        assert!(!out.exists());
     }
 
     #[test]

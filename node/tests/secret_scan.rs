@@ -1,13 +1,15 @@
 //! No secret reaches a log. Runs a real `bitcraps localnet` (once with
-//! plaintext keys signing in memory, once with the consensus keys in a
-//! SoftHSM2 token), first at the default log level and then again (`--keep`)
-//! with every validator logging at `debug`, then collects every secret the
-//! run used and looks for each one in every log and every other file the run
-//! wrote.
+//! plaintext keys signing in memory, once with the consensus keys in
+//! encrypted keystores, once with them in a SoftHSM2 token), first at the
+//! default log level and then again (`--keep`) with every validator logging
+//! at `debug`, then collects every secret the run used and looks for each one
+//! in every log and every other file the run wrote.
 //!
 //! The secrets: each plaintext key file's `secret_seed` (consensus, identity,
 //! faucet), each beacon share file's `secret_share` (whole, and its scalar),
-//! and the token's user and security officer PINs. The players' and houses'
+//! each keystore's passphrase (its home's passphrase file) and the seed
+//! sealed inside it (decrypted here with the node's own keystore code), and
+//! the token's user and security officer PINs. The players' and houses'
 //! keys are not derivable: the localnet process generates them from OS
 //! randomness and never writes them, so they cannot be looked for.
 //!
@@ -21,14 +23,26 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_bitcraps");
 const VALIDATORS: usize = 4;
 
-/// One localnet at a time: each is 4 validator processes on a 2-core machine.
-static LOCALNET: Mutex<()> = Mutex::new(());
+/// One localnet at a time: each is 4 validator processes on a 2-core
+/// machine. An exclusive lock on a file, because nextest runs every test in
+/// its own process (a static mutex would only order `cargo test`'s threads);
+/// the lock goes with the returned handle.
+fn one_localnet_at_a_time() -> std::fs::File {
+    let path = std::env::temp_dir().join("bitcraps-secret-scan-localnet.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    file.lock().unwrap();
+    file
+}
 
 /// A secret and where it came from (the name is safe to print).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,11 +129,27 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// Files that hold secrets by design: key files, PIN files, and the token
-/// store (SoftHSM2's encrypted objects).
+/// Files that hold secrets by design: key files (plaintext and encrypted
+/// keystores alike), PIN and keystore passphrase files, and the token store
+/// (SoftHSM2's encrypted objects).
 fn is_secret_store(path: &Path) -> bool {
     let ext = path.extension().and_then(|e| e.to_str());
-    matches!(ext, Some("key" | "pin")) || path.components().any(|c| c.as_os_str() == "tokens")
+    matches!(ext, Some("key" | "pin" | "passphrase"))
+        || path.components().any(|c| c.as_os_str() == "tokens")
+}
+
+/// The seed sealed in the keystore at `<home>/keys/<file>`, opened the way
+/// `bitcraps start` opens it: with the passphrase source the home's
+/// `[signer]` names.
+fn keystore_seed(path: &Path) -> Vec<u8> {
+    use bitcraps_node::home::Home;
+    use bitcraps_node::keystore_file::{unlock_keystore_file, PassphraseSource};
+    let home = Home::new(path.parent().unwrap().parent().unwrap());
+    let config = home.load_config().unwrap();
+    let source = PassphraseSource::from_config(&home, &config.signer);
+    let key =
+        unlock_keystore_file(path, &source).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    key.keypair.seed().to_vec()
 }
 
 /// Every secret in the localnet directory `ln`.
@@ -136,7 +166,11 @@ fn collect_secrets(ln: &Path) -> Vec<Secret> {
             Some("key") => {
                 let json: serde_json::Value =
                     serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-                if let Some(seed) = json["secret_seed"].as_str() {
+                if json["backend"] == "keystore" {
+                    let seed = keystore_seed(&path);
+                    assert_eq!(seed.len(), 32, "{name}");
+                    add(format!("{name} sealed seed"), seed);
+                } else if let Some(seed) = json["secret_seed"].as_str() {
                     let bytes = hex::decode(seed).unwrap();
                     assert_eq!(bytes.len(), 32, "{name}");
                     add(format!("{name} secret_seed"), bytes);
@@ -155,6 +189,18 @@ fn collect_secrets(ln: &Path) -> Vec<Secret> {
                 let pin = text.trim_end_matches('\n');
                 assert!(pin.len() >= 16, "{name}: a random PIN is 32 hex characters");
                 add(format!("{name} PIN"), pin.as_bytes().to_vec());
+            }
+            Some("passphrase") => {
+                let text = std::fs::read_to_string(&path).unwrap();
+                let pass = text.trim_end_matches('\n');
+                assert!(
+                    pass.len() >= 16,
+                    "{name}: a random passphrase is 32 hex characters"
+                );
+                add(
+                    format!("{name} keystore passphrase"),
+                    pass.as_bytes().to_vec(),
+                );
             }
             _ => {}
         }
@@ -231,7 +277,7 @@ fn debug_logging(ln: &Path) {
 /// Two runs of a localnet with `signer`, then the scan. Returns the secrets
 /// found, for the per-signer checks.
 fn run_and_scan(signer: &str) -> Vec<Secret> {
-    let _one_at_a_time = LOCALNET.lock().unwrap_or_else(PoisonError::into_inner);
+    let _one_at_a_time = one_localnet_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let ln = dir.path().join("ln");
     localnet(dir.path(), &ln, signer, false);
@@ -301,6 +347,32 @@ fn memory_signer_localnet_logs_no_secret() {
     assert_eq!(count("faucet.key"), 1);
     assert_eq!(count("secret_share scalar"), VALIDATORS);
     assert_eq!(count("PIN"), 0);
+    assert_eq!(count("passphrase"), 0);
+}
+
+#[test]
+fn keystore_signer_localnet_logs_no_secret() {
+    let secrets = run_and_scan("keystore");
+    let count = |what: &str| secrets.iter().filter(|s| s.name.contains(what)).count();
+    // Each consensus key is a keystore: its sealed seed (decrypted by the
+    // scan) and its home's passphrase, one each per validator.
+    assert_eq!(count("consensus.key"), VALIDATORS, "{:?}", names(&secrets));
+    assert_eq!(count("consensus.key sealed seed"), VALIDATORS);
+    assert_eq!(
+        count("consensus.passphrase keystore passphrase"),
+        VALIDATORS,
+        "{:?}",
+        names(&secrets)
+    );
+    assert_eq!(
+        count("secret_seed"),
+        VALIDATORS + 1,
+        "identity keys, faucet"
+    );
+    assert_eq!(count("identity.key"), VALIDATORS);
+    assert_eq!(count("faucet.key"), 1);
+    assert_eq!(count("secret_share scalar"), VALIDATORS);
+    assert_eq!(count("PIN"), 0);
 }
 
 #[test]
@@ -315,10 +387,80 @@ fn softhsm_signer_localnet_logs_no_secret() {
     assert_eq!(count("secret_share scalar"), VALIDATORS);
     assert_eq!(count("PIN"), 2, "{:?}", names(&secrets));
     assert_eq!(count("so.pin"), 1);
+    assert_eq!(count("passphrase"), 0);
 }
 
 fn names(secrets: &[Secret]) -> Vec<&str> {
     secrets.iter().map(|s| s.name.as_str()).collect()
+}
+
+/// The keystore half of the scan, without a localnet: a keystore home's
+/// sealed seed (decrypted the way the node does) and its passphrase are
+/// collected, the seed is the consensus key genesis names, and both are found
+/// when planted in a log.
+#[test]
+fn keystore_secrets_are_collected_and_found() {
+    use bitcraps_crypto::keystore::KdfParams;
+    use bitcraps_node::home::{testnet_init, TestnetOptions, TestnetSigner};
+    let dir = tempfile::tempdir().unwrap();
+    let ln = dir.path().join("ln");
+    let net = testnet_init(&TestnetOptions {
+        validators: 2,
+        out_dir: ln.clone(),
+        // Cheapest accepted Argon2id: the localnet run uses the real cost.
+        signer: TestnetSigner::Keystore {
+            kdf: KdfParams::MIN,
+        },
+        ..TestnetOptions::default()
+    })
+    .unwrap();
+    let secrets = collect_secrets(&ln);
+    let spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&net.genesis_path).unwrap()).unwrap();
+    for i in 0..2 {
+        let seed = secrets
+            .iter()
+            .find(|s| s.name == format!("val{i}/keys/consensus.key sealed seed"))
+            .unwrap_or_else(|| panic!("val{i}'s sealed seed: {:?}", names(&secrets)));
+        let public = bitcraps_crypto::Keypair::from_seed(&seed.bytes.clone().try_into().unwrap())
+            .public()
+            .to_hex();
+        assert_eq!(
+            spec["consensus"]["validators"][i]["consensus_key"], public,
+            "val{i}"
+        );
+        let pass = format!("val{i}/keys/consensus.passphrase keystore passphrase");
+        assert!(
+            secrets.iter().any(|s| s.name == pass),
+            "{:?}",
+            names(&secrets)
+        );
+    }
+    // The passphrase and key files are secret stores, nothing else here is.
+    for path in walk(&ln) {
+        let name = path.file_name().unwrap().to_str().unwrap();
+        let store = name.ends_with(".key") || name.ends_with(".passphrase");
+        assert_eq!(is_secret_store(&path), store, "{}", path.display());
+    }
+    // Planted in a log, each is found (by name, never by value).
+    let scanner = Scanner::new(&secrets);
+    assert_eq!(
+        scanner.scan(&std::fs::read(&net.genesis_path).unwrap()),
+        Vec::<String>::new()
+    );
+    for wanted in [
+        "val1/keys/consensus.key sealed seed",
+        "val0/keys/consensus.passphrase keystore passphrase",
+    ] {
+        let secret = secrets.iter().find(|s| s.name == wanted).unwrap();
+        let mut log = b"{\"level\":\"INFO\",\"message\":\"unlocked ".to_vec();
+        log.extend_from_slice(hex::encode(&secret.bytes).as_bytes());
+        log.extend_from_slice(b"\"}\n");
+        // (The hex of a hex passphrase is all digits: its HEX form matches too.)
+        let found = scanner.scan(&log);
+        assert!(found.contains(&format!("{wanted} (hex)")), "{found:?}");
+        assert!(found.iter().all(|f| f.starts_with(wanted)), "{found:?}");
+    }
 }
 
 /// The scanner finds every form of a secret, and nothing in a clean log.

@@ -48,7 +48,10 @@ struct InitArgs {
     #[arg(long)]
     force: bool,
     /// Where the validators' consensus keys live: `plaintext` key files
-    /// (keys/consensus.key), or `pkcs11`: generated inside a PKCS#11 token
+    /// (keys/consensus.key); `keystore`: keys/consensus.key is an encrypted
+    /// keystore (Argon2id, 64 MiB, 3 passes) under a random passphrase written
+    /// to keys/consensus.passphrase (0600), which each home's [signer]
+    /// passphrase_file names; or `pkcs11`: generated inside a PKCS#11 token
     /// (never extractable, label bitcraps-<chain-id>-val<i>), with each home's
     /// [signer] section and keys/pkcs11.pin pointing at it. The module reads
     /// its own environment (SoftHSM2: SOFTHSM2_CONF), here and in every node.
@@ -75,13 +78,14 @@ struct InitArgs {
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 enum SignerArg {
     Plaintext,
+    Keystore,
     Pkcs11,
 }
 
 /// The `--signer` flags as a [`TestnetSigner`], or why they do not fit together.
 fn testnet_signer(args: &InitArgs) -> CliResult<TestnetSigner> {
     match args.signer {
-        SignerArg::Plaintext => {
+        SignerArg::Plaintext | SignerArg::Keystore => {
             let stray = [
                 ("--pkcs11-module", args.pkcs11_module.is_some()),
                 ("--pkcs11-token", args.pkcs11_token.is_some()),
@@ -90,7 +94,11 @@ fn testnet_signer(args: &InitArgs) -> CliResult<TestnetSigner> {
             if let Some((flag, _)) = stray.iter().find(|(_, given)| *given) {
                 return Err(format!("{flag} needs --signer pkcs11").into());
             }
-            Ok(TestnetSigner::Plaintext)
+            Ok(if args.signer == SignerArg::Keystore {
+                TestnetSigner::keystore()
+            } else {
+                TestnetSigner::Plaintext
+            })
         }
         SignerArg::Pkcs11 => {
             let missing = |flag: &str, example: &str| {
@@ -164,6 +172,15 @@ fn init(args: InitArgs) -> CliResult {
         net.genesis_path.display(),
         net.faucet_key_path.display()
     );
+    if let TestnetSigner::Keystore { kdf } = &opts.signer {
+        text.push_str(&format!(
+            "  consensus keys in encrypted keystores (keys/consensus.key; Argon2id {} KiB, {} \
+             passes), each unlocked by the random passphrase in its home's {} (0600)\n",
+            kdf.m_kib,
+            kdf.t,
+            bitcraps_node::keystore_file::TESTNET_PASSPHRASE_FILE,
+        ));
+    }
     if let TestnetSigner::Pkcs11 {
         module,
         token_label,

@@ -1,6 +1,7 @@
 //! Command-line arguments of `bitcraps localnet`, and the humane duration
 //! parser they use (`60s`, `2m`, `1m30s`, `0`).
 
+use crate::home_pkcs11::{SoftHsmTokens, TestnetSigner};
 use std::path::PathBuf;
 
 /// Most validators a localnet starts: each is a separate process on this
@@ -42,9 +43,11 @@ pub struct LocalnetArgs {
     #[arg(long)]
     pub keep: bool,
     /// Where the validators' consensus keys live: `memory` (plaintext key
-    /// files, loaded into memory) or `softhsm`: generated inside a SoftHSM2
-    /// token made for this run in `<dir>/softhsm/`, so every vote is signed
-    /// through PKCS#11.
+    /// files, loaded into memory), `keystore` (encrypted keystores, each
+    /// unlocked at start-up with a random passphrase from a 0600 file in the
+    /// validator's keys/) or `softhsm`: generated inside a SoftHSM2 token made
+    /// for this run in `<dir>/softhsm/`, so every vote is signed through
+    /// PKCS#11.
     #[arg(long, value_enum, default_value_t = LocalnetSigner::Memory, value_name = "BACKEND")]
     pub signer: LocalnetSigner,
 }
@@ -68,14 +71,18 @@ pub enum LocalnetSigner {
     Memory,
     /// Keys in a SoftHSM2 token; the nodes report signer backend `pkcs11`.
     Softhsm,
+    /// Encrypted keystores with random passphrases in 0600 files; the nodes
+    /// report signer backend `keystore`.
+    Keystore,
 }
 
 impl LocalnetSigner {
-    /// `memory` or `softhsm`, as on the command line.
+    /// `memory`, `softhsm` or `keystore`, as on the command line.
     pub fn as_str(self) -> &'static str {
         match self {
             LocalnetSigner::Memory => "memory",
             LocalnetSigner::Softhsm => "softhsm",
+            LocalnetSigner::Keystore => "keystore",
         }
     }
 
@@ -84,6 +91,33 @@ impl LocalnetSigner {
         match self {
             LocalnetSigner::Memory => "memory",
             LocalnetSigner::Softhsm => "pkcs11",
+            LocalnetSigner::Keystore => "keystore",
+        }
+    }
+
+    /// What `testnet init` does with the consensus keys. `token` is the
+    /// run's SoftHSM2 tokens, which `softhsm` needs (without them it would
+    /// get plaintext keys, and the run's signer check would fail on the
+    /// backend the nodes report).
+    pub fn testnet_signer(self, token: Option<&SoftHsmTokens>) -> TestnetSigner {
+        match (self, token) {
+            (LocalnetSigner::Keystore, _) => TestnetSigner::keystore(),
+            (LocalnetSigner::Softhsm, Some(token)) => token.testnet_signer(),
+            (LocalnetSigner::Memory | LocalnetSigner::Softhsm, _) => TestnetSigner::Plaintext,
+        }
+    }
+
+    /// The start-up line about the keys (no secrets, no paths outside the
+    /// homes), for every signer but `softhsm` (which names its tokens).
+    pub fn describe(self) -> &'static str {
+        match self {
+            LocalnetSigner::Memory => "plaintext key files, signing in memory",
+            LocalnetSigner::Keystore => {
+                "encrypted keystores (keys/consensus.key, Argon2id + XChaCha20-Poly1305), each \
+                 unlocked at start-up with the random passphrase in its 0600 \
+                 keys/consensus.passphrase, then signing in memory"
+            }
+            LocalnetSigner::Softhsm => "SoftHSM2 tokens (PKCS#11)",
         }
     }
 }
@@ -270,6 +304,22 @@ mod tests {
         .unwrap();
         assert_eq!(cli.args.signer, LocalnetSigner::Softhsm);
         assert_eq!(cli.args.signer.node_backend(), "pkcs11");
+        let keystore = Cli::try_parse_from(["x", "--signer", "keystore"]).unwrap();
+        assert_eq!(keystore.args.signer, LocalnetSigner::Keystore);
+        assert_eq!(keystore.args.signer.as_str(), "keystore");
+        assert_eq!(keystore.args.signer.node_backend(), "keystore");
+        assert_eq!(
+            keystore.args.signer.testnet_signer(None),
+            TestnetSigner::keystore()
+        );
+        assert_eq!(
+            serde_json::to_string(&LocalnetSigner::Keystore).unwrap(),
+            "\"keystore\""
+        );
+        assert_eq!(
+            LocalnetSigner::Memory.testnet_signer(None),
+            TestnetSigner::Plaintext
+        );
         assert_eq!(cli.args.validators, 7);
         assert_eq!(cli.args.players, 1024);
         assert_eq!(cli.args.duration, 0);

@@ -23,6 +23,8 @@
 //! generated inside a SoftHSM2 token made for the run in `<dir>/softhsm/`
 //! (`home_pkcs11`), every node signs through PKCS#11, and the run checks that
 //! each node's `/status` says so (`signer.backend = "pkcs11"`, healthy).
+//! With `--signer keystore` each consensus key is an encrypted keystore
+//! unlocked at start-up (`signer.backend = "keystore"`).
 
 pub mod args;
 pub mod client;
@@ -243,7 +245,7 @@ fn prepare(
         validators: usize::from(args.validators),
         out_dir: dir.clone(),
         force: true,
-        signer: token.map(SoftHsmTokens::testnet_signer).unwrap_or_default(),
+        signer: args.signer.testnet_signer(token),
         ..crate::home::TestnetOptions::default()
     };
     let testnet =
@@ -403,7 +405,7 @@ fn print_validators(args: &LocalnetArgs, layout: &Layout, softhsm: Option<&SoftH
             token.label_template(),
             token.dir().display()
         ),
-        None => println!("signer: plaintext key files, signing in memory"),
+        None => println!("signer: {}", args.signer.describe()),
     }
 }
 
@@ -471,7 +473,7 @@ async fn check_signers(
 struct SummaryJson<'a> {
     #[serde(flatten)]
     summary: &'a LocalnetSummary,
-    /// The backend every node reported (`memory` or `pkcs11`).
+    /// The backend every node reported (`memory`, `keystore` or `pkcs11`).
     signer_backend: &'a str,
     /// Every node's signer was healthy at the end of the run.
     signers_healthy: bool,
@@ -519,7 +521,9 @@ async fn drive(
             "validators sign through SoftHSM2 (PKCS#11): {}",
             signers.lines.join(", ")
         ),
-        LocalnetSigner::Memory => println!("signers: {}", signers.lines.join(", ")),
+        LocalnetSigner::Memory | LocalnetSigner::Keystore => {
+            println!("signers: {}", signers.lines.join(", "))
+        }
     }
     if !signers.healthy {
         return Err(LocalnetError::Unhealthy(format!(
