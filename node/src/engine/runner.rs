@@ -72,6 +72,9 @@ pub(super) struct Runner {
     /// (view, answer by this time in ms).
     payload_wanted: Option<(bitcraps_consensus::View, u64)>,
     empty_block_delay_ms: u64,
+    /// When we last committed a block that carried anything (ms, engine
+    /// clock): the chain is busy until [`IDLE_AFTER_MS`] after it.
+    last_busy_commit_ms: Option<u64>,
     clock: Arc<dyn Clock>,
     status: EngineStatus,
     status_tx: watch::Sender<EngineStatus>,
@@ -86,6 +89,11 @@ pub(super) struct Runner {
     /// Stage times, spans and trace envelopes of traced transactions.
     trace: TxTracer,
 }
+
+/// The chain counts as busy for this long after a non-empty block commits.
+const IDLE_AFTER_MS: u64 = 1_000;
+/// A leader's wait for transactions while the chain is busy (ms).
+const BUSY_EMPTY_BLOCK_DELAY_MS: u64 = 5;
 
 /// Views after which we offer a beacon entry again if the round is still
 /// awaited (the block that carried it may have been skipped).
@@ -264,6 +272,7 @@ impl Runner {
             payload_wanted: None,
             // Never so long that the other validators time the view out.
             empty_block_delay_ms: empty_block_delay_ms.min(genesis.params.view_timeout_ms / 4),
+            last_busy_commit_ms: None,
             max_payload_bytes: usize::try_from(genesis.params.max_payload_bytes)
                 .unwrap_or(usize::MAX),
             clock,
@@ -556,6 +565,22 @@ impl Runner {
         Ok(())
     }
 
+    /// How long a leader with nothing to propose waits for transactions. An
+    /// idle chain waits the full `empty_block_delay_ms` (few empty blocks);
+    /// a busy one only [`BUSY_EMPTY_BLOCK_DELAY_MS`]: transactions wait in
+    /// the mempool of the validator they were sent to until its turn, so
+    /// every slow empty view in between is latency for them.
+    fn empty_block_wait_ms(&self) -> u64 {
+        let busy = self
+            .last_busy_commit_ms
+            .is_some_and(|at| self.clock.now_ms().saturating_sub(at) < IDLE_AFTER_MS);
+        if busy {
+            self.empty_block_delay_ms.min(BUSY_EMPTY_BLOCK_DELAY_MS)
+        } else {
+            self.empty_block_delay_ms
+        }
+    }
+
     /// Answers a delayed payload request: at once when `only_if_nonempty` is
     /// false and the delay is over, or as soon as there is something to propose.
     fn answer_payload(&mut self, only_if_nonempty: bool) -> Result<(), EngineError> {
@@ -687,6 +712,9 @@ impl Runner {
             }
         }
         self.progress.committed(now_ms, header.height);
+        if !hashes.is_empty() {
+            self.last_busy_commit_ms = Some(now_ms);
+        }
         if !result.rolls.is_empty() {
             tracing::debug!(
                 height = header.height,
@@ -753,11 +781,12 @@ impl Runner {
             }
             Effect::RequestPayload { view, .. } => {
                 let payload = self.take_payload(view);
-                if payload.is_empty() && self.empty_block_delay_ms > 0 {
+                let delay_ms = self.empty_block_wait_ms();
+                if payload.is_empty() && delay_ms > 0 {
                     // Wait briefly for transactions instead of committing a
                     // stream of empty blocks (each one an fsync on every
-                    // validator) while the chain is idle.
-                    let at_ms = self.clock.now_ms() + self.empty_block_delay_ms;
+                    // validator).
+                    let at_ms = self.clock.now_ms() + delay_ms;
                     self.payload_wanted = Some((view, at_ms));
                 } else {
                     self.payload_wanted = None;
