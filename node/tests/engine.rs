@@ -380,3 +380,70 @@ async fn four_engines_roll_the_dice_without_one_share() {
         assert!(t.rolls >= ROLLS);
     }
 }
+
+/// A transaction submitted to one validator reaches every other validator's
+/// mempool by gossip (their trackers see it arrive before any proposal
+/// carries it), and commits everywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn transactions_are_gossiped_to_every_mempool() {
+    use bitcraps_node::engine::SubmitTrace;
+    use bitcraps_node::trace::tracker::{Origin, Stage};
+
+    let sockets: Vec<UdpSocket> = (0..N)
+        .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let addrs: Vec<SocketAddr> = sockets.iter().map(|s| s.local_addr().unwrap()).collect();
+    let g = genesis(&addrs);
+    let dirs: Vec<tempfile::TempDir> = (0..N).map(|_| tempfile::tempdir().unwrap()).collect();
+    let engines: Vec<EngineHandle> = sockets
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| start(&g, i as u16, dirs[i].path(), Listen::Socket(s)))
+        .collect();
+    let all: Vec<&EngineHandle> = engines.iter().collect();
+    wait_until(&all, "full connectivity", |_, s| {
+        s.peers_connected == usize::from(N) - 1
+    })
+    .await;
+
+    let from = player(0);
+    let to = player(1).public();
+    let mut ids = Vec::new();
+    for nonce in 0..TRANSFERS {
+        let tx = Transaction {
+            from: from.public(),
+            nonce,
+            action: Action::Transfer { to, amount: 1 },
+        }
+        .sign(&g.chain_id, &from);
+        let id = uuid::Uuid::now_v7();
+        let trace = SubmitTrace {
+            correlation_id: id,
+            origin: Origin::default(),
+            received_unix_us: bitcraps_node::trace::unix_now_us(),
+        };
+        engines[0].submit_traced(tx.encode(), trace).await.unwrap();
+        ids.push(id);
+    }
+    wait_until(&all, "every transfer committed", |_, s| {
+        s.committed_tx >= TRANSFERS
+    })
+    .await;
+    for (i, e) in engines.iter().enumerate().skip(1) {
+        for id in &ids {
+            let timelines = e.tracker().get(id);
+            let t = timelines
+                .first()
+                .unwrap_or_else(|| panic!("validator {i} never heard of {id}"));
+            let stages: Vec<Stage> = t.stages.iter().map(|s| s.stage).collect();
+            assert!(
+                stages.contains(&Stage::Mempool),
+                "validator {i} did not receive {id} by gossip: {stages:?}"
+            );
+            assert!(stages.contains(&Stage::Executed), "{stages:?}");
+        }
+    }
+    for e in engines {
+        e.shutdown().await.unwrap();
+    }
+}

@@ -307,6 +307,31 @@ impl Mempool {
         (builder.finish(), taken)
     }
 
+    /// Marks the pending transactions among `hashes` (another leader's
+    /// proposal at `view`, which we voted for) in flight, as if we had
+    /// proposed them: we do not propose them again while that proposal may
+    /// commit, and their accounts' later nonces can be proposed on top of
+    /// them. Released like our own by [`Mempool::on_commit`]. Transactions
+    /// already in flight, or not here, are left alone.
+    pub fn mark_in_flight(&mut self, view: u64, hashes: &[Hash32]) {
+        let mut touched: BTreeSet<PublicKey> = BTreeSet::new();
+        for h in hashes {
+            if let Some(e) = self.entries.get_mut(h) {
+                if e.view.is_none() {
+                    e.view = Some(view);
+                    self.flights.insert((view, e.seq), *h);
+                    touched.insert(e.from);
+                }
+            }
+        }
+        for from in &touched {
+            // Walk the in-flight run from the base again (without releasing
+            // anything: `Some` start).
+            let base = self.accounts.get(from).map(|q| q.base);
+            self.refresh(from, None, base);
+        }
+    }
+
     /// Processes one committed block (call in height order): removes its
     /// transactions `committed`, releases in-flight transactions proposed at
     /// views `<= view` that it did not include, and drops transactions whose

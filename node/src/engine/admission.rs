@@ -62,9 +62,12 @@ pub(crate) struct Pending {
     pub tx: SignedTx,
     pub encoded: Vec<u8>,
     pub hash: Hash32,
-    pub reply: Reply,
+    /// The submitter waiting for the verdict (none for gossip).
+    pub reply: Option<Reply>,
     /// The correlation tracker follows this transaction.
     pub traced: bool,
+    /// Came from a peer's gossip (not gossiped again).
+    pub gossiped: bool,
 }
 
 /// Where a submission comes from, for the correlation tracker and the trace.
@@ -134,8 +137,9 @@ impl Admission {
             tx,
             encoded,
             hash,
-            reply,
+            reply: Some(reply),
             traced: trace.is_some(),
+            gossiped: false,
         });
         if let Err(e) = sent {
             let err = match e {
@@ -148,6 +152,31 @@ impl Admission {
             return Err(err);
         }
         done.await.map_err(|_| SubmitError::Stopped)?
+    }
+}
+
+impl Admission {
+    /// Queues a transaction a peer gossiped for verification; once verified
+    /// the engine puts it in the mempool. Nobody waits for the verdict: a
+    /// malformed one is refused here, and a bad signature or nonce is simply
+    /// dropped. Never waits: a full queue drops it (the transaction still
+    /// reaches a block through the validator that gossiped it).
+    pub(crate) fn submit_gossip(&self, encoded: Vec<u8>, hash: Hash32) -> Result<(), SubmitError> {
+        let tx = SignedTx::decode(&encoded)
+            .map_err(|e: TxError| SubmitError::Malformed(e.to_string()))?;
+        self.verify
+            .try_send(Pending {
+                tx,
+                encoded,
+                hash,
+                reply: None,
+                traced: false,
+                gossiped: true,
+            })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => SubmitError::Busy("verification"),
+                mpsc::error::TrySendError::Closed(_) => SubmitError::Stopped,
+            })
     }
 }
 
@@ -179,9 +208,11 @@ fn verifier(
                 }
             }
             if !ok {
-                let _ = pending.reply.send(Err(SubmitError::BadSignature {
-                    chain_id: chain_id.to_owned(),
-                }));
+                if let Some(reply) = pending.reply {
+                    let _ = reply.send(Err(SubmitError::BadSignature {
+                        chain_id: chain_id.to_owned(),
+                    }));
+                }
                 continue;
             }
             if let Err(e) = admit.try_send(pending) {
@@ -193,7 +224,9 @@ fn verifier(
                     tracker.set_outcome(&pending.hash, err.code());
                 }
                 // The submitter may have gone away; nothing to do then.
-                let _ = pending.reply.send(Err(err));
+                if let Some(reply) = pending.reply {
+                    let _ = reply.send(Err(err));
+                }
             }
         }
     }

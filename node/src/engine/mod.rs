@@ -42,6 +42,7 @@ pub mod beacon;
 pub mod clock;
 mod execute;
 pub mod fault;
+pub mod gossip;
 pub mod progress;
 pub mod rotation;
 mod runner;
@@ -269,7 +270,7 @@ impl Engine {
                 .map_err(|e| EngineError::Task(format!("starting the verifier thread: {e}")))?;
         let (shutdown_tx, shutdown_rx) = oneshot::channel();
         let tracker = Arc::clone(&config.tracker);
-        let opened = runner::Runner::open(config, admitted)?;
+        let opened = runner::Runner::open(config, admitted, admission.clone())?;
         let task = tokio::spawn(opened.runner.run(shutdown_rx));
         Ok(EngineHandle {
             client: EngineClient {

@@ -2,10 +2,11 @@
 //! core's effects in order, exactly as the simulator does (`chaos/src/sim.rs`,
 //! `Sim::apply`), but against the real network, disk and clock.
 
-use super::admission::Pending;
+use super::admission::{Admission, Pending};
 use super::beacon::{BeaconWorker, BEACON_SHARE_TAG};
 use super::execute::Executor;
 use super::fault::CrashAfterWrites;
+use super::gossip::{self, GossipBatch, TX_GOSSIP_TAG};
 use super::progress::{catching_up, Progress};
 use super::rotation::{
     RotationBook, RotationError, SignedRotation, IDENTITY_ROTATION_TAG, ROTATION_RESEND_MS,
@@ -14,11 +15,13 @@ use super::timers::Timers;
 use super::trace_frame::TRACE_ENVELOPE_TAG;
 use super::tx_trace::TxTracer;
 use super::txlog::{TxLog, DEFAULT_TX_LOG_ENTRIES};
+use super::SubmitError;
 use super::{lock, Clock, EngineConfig, EngineError, EngineStatus, Listen, Shared};
 use crate::app::beacon_entry::BEACON_ENTRY_BYTES;
 use crate::app::mempool::Mempool;
 use crate::app::payload::{split_payload, PayloadBuilder, ENTRY_HEADER_BYTES};
 use crate::app::tx::tx_hash;
+use crate::app::tx::MAX_TX_BYTES;
 use crate::net::{Incoming, NetConfig, Network, NetworkHandle, PenaltyReason};
 use crate::storage::{Reader, Store};
 use crate::trace::tracker::Stage;
@@ -29,6 +32,7 @@ use bitcraps_consensus::{
 use bitcraps_crypto::guard::{FileGuardStore, SigningGuard};
 use bitcraps_crypto::signer::Signer;
 use bitcraps_crypto::vote::VoteKind;
+use bitcraps_crypto::Hash32;
 use bitcraps_crypto::Signature;
 use bytes::Bytes;
 use std::collections::VecDeque;
@@ -88,7 +92,17 @@ pub(super) struct Runner {
     beacon_proposed: Option<(u64, bitcraps_consensus::View)>,
     /// Stage times, spans and trace envelopes of traced transactions.
     trace: TxTracer,
+    /// Where gossiped transactions go to be verified.
+    admission: Admission,
+    /// Client transactions admitted here, waiting to be gossiped.
+    gossip_out: GossipBatch,
+    /// Transaction ids of recent peers' proposals, until we vote on them
+    /// (then they are in flight in our mempool too). Bounded.
+    proposed_by_peers: VecDeque<(Hash32, Vec<Hash32>)>,
 }
+
+/// Peers' proposals whose transaction ids we keep until we vote.
+const MAX_REMEMBERED_PROPOSALS: usize = 16;
 
 /// The chain counts as busy for this long after a non-empty block commits.
 const IDLE_AFTER_MS: u64 = 1_000;
@@ -108,6 +122,7 @@ impl Runner {
     pub(super) fn open(
         config: EngineConfig,
         admitted: mpsc::Receiver<Pending>,
+        admission: Admission,
     ) -> Result<Opened, EngineError> {
         let EngineConfig {
             genesis,
@@ -282,6 +297,9 @@ impl Runner {
             beacon,
             beacon_proposed: None,
             trace: TxTracer::new(tracker, me),
+            admission,
+            gossip_out: GossipBatch::default(),
+            proposed_by_peers: VecDeque::new(),
         };
         Ok(Opened {
             runner,
@@ -361,6 +379,10 @@ impl Runner {
                             Err(_) => break,
                         }
                     }
+                    // Everything admitted in this wake-up goes out in one frame.
+                    if let Some(frame) = self.gossip_out.take() {
+                        self.broadcast_raw(frame);
+                    }
                     self.answer_payload(true)?;
                     self.publish();
                 }
@@ -398,6 +420,10 @@ impl Runner {
         if incoming.bytes.first() == Some(&BEACON_SHARE_TAG) {
             return self.on_beacon_share(incoming);
         }
+        if incoming.bytes.first() == Some(&TX_GOSSIP_TAG) {
+            self.on_gossip(from, relayed_by, &incoming.bytes);
+            return Ok(());
+        }
         if incoming.bytes.first() == Some(&TRACE_ENVELOPE_TAG) {
             if let Err(e) = self.trace.envelope(from, &incoming.bytes) {
                 tracing::debug!(peer = from, error = %e, "bad trace envelope");
@@ -418,7 +444,9 @@ impl Runner {
         match decoded {
             Ok(message) => {
                 if let Message::Proposal(p) = &message {
-                    self.trace.proposal_seen(p.block.id());
+                    let id = p.block.id();
+                    self.trace.proposal_seen(id);
+                    self.remember_proposal(id, &p.block.payload);
                 }
                 self.step(Input::Message { from, message })
             }
@@ -543,6 +571,70 @@ impl Runner {
         }
     }
 
+    /// Transactions a peer gossiped: those we do not hold yet go to the
+    /// verifier, then to the mempool. A malformed frame costs the sender (or
+    /// the relay path); a full verification queue drops the overflow.
+    fn on_gossip(&mut self, from: u16, relayed_by: Option<u16>, bytes: &[u8]) {
+        let txs = match gossip::decode(bytes, MAX_TX_BYTES) {
+            Ok(txs) => txs,
+            Err(e) => {
+                tracing::debug!(peer = from, error = %e, "bad transaction gossip");
+                self.network
+                    .penalize_message(from, relayed_by, PenaltyReason::Garbage);
+                return;
+            }
+        };
+        let now = unix_now_us();
+        for g in txs {
+            let hash = tx_hash(&g.encoded);
+            if lock(&self.shared.mempool).contains(&hash) || self.executor.cache.contains(&hash) {
+                continue;
+            }
+            if let Some((id, origin)) = g.trace {
+                // So that if we propose it, the trace envelope carries it.
+                self.trace
+                    .tracker()
+                    .begin(id, hash, origin, Stage::Mempool, now);
+            }
+            match self.admission.submit_gossip(g.encoded, hash) {
+                Ok(()) => {}
+                Err(SubmitError::Malformed(_)) => {
+                    self.network
+                        .penalize_message(from, relayed_by, PenaltyReason::Garbage);
+                    return;
+                }
+                // Busy or stopping: the rest would be dropped too.
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Keeps the transaction ids of a peer's proposal until we vote on it.
+    fn remember_proposal(&mut self, block: Hash32, payload: &[u8]) {
+        if self.proposed_by_peers.iter().any(|(b, _)| *b == block) {
+            return;
+        }
+        let hashes = split_payload(payload)
+            .map(|txs| txs.iter().map(|raw| tx_hash(raw)).collect())
+            .unwrap_or_default();
+        if self.proposed_by_peers.len() >= MAX_REMEMBERED_PROPOSALS {
+            self.proposed_by_peers.pop_front();
+        }
+        self.proposed_by_peers.push_back((block, hashes));
+    }
+
+    /// We are voting for `block` at `view`: if a peer proposed it, its
+    /// transactions are in flight in our mempool from now on (only after the
+    /// core accepted the proposal, so a forged one cannot freeze our pool).
+    fn peer_proposal_voted(&mut self, view: bitcraps_consensus::View, block: &Hash32) {
+        let Some(pos) = self.proposed_by_peers.iter().position(|(b, _)| b == block) else {
+            return; // ours, or never seen in full
+        };
+        if let Some((_, hashes)) = self.proposed_by_peers.remove(pos) {
+            lock(&self.shared.mempool).mark_in_flight(view, &hashes);
+        }
+    }
+
     fn broadcast_raw(&mut self, msg: Vec<u8>) {
         if self.network.broadcast(Bytes::from(msg)).is_err() {
             self.send_errors += 1;
@@ -647,6 +739,7 @@ impl Runner {
             hash,
             reply,
             traced,
+            gossiped,
         } = pending;
         let committed_nonce = self.executor.state.account(&tx.tx.from).nonce;
         // The decoded transaction goes in the verdict cache too: executing its
@@ -660,6 +753,15 @@ impl Runner {
                     let tracker = self.trace.tracker();
                     tracker.record(&hash, Stage::Mempool, unix_now_us());
                 }
+                if !gossiped {
+                    let trace = traced
+                        .then(|| self.trace.tracker().origin_of(&hash))
+                        .flatten();
+                    let tx = lock(&self.shared.mempool).get(&hash).map(<[u8]>::to_vec);
+                    if let Some(frame) = tx.and_then(|tx| self.gossip_out.push(&tx, trace)) {
+                        self.broadcast_raw(frame);
+                    }
+                }
                 Ok(hash)
             }
             Err(e) => {
@@ -669,8 +771,11 @@ impl Runner {
                 Err(e.into())
             }
         };
-        // The submitter may have gone away (HTTP client disconnected).
-        let _ = reply.send(result);
+        // The submitter may have gone away (HTTP client disconnected); a
+        // gossiped transaction has no submitter here.
+        if let Some(reply) = reply {
+            let _ = reply.send(result);
+        }
     }
 
     /// Publishes the status to watchers if anything changed.
@@ -772,6 +877,7 @@ impl Runner {
             Effect::RequestSignature(vote) => {
                 if vote.kind == VoteKind::Notarize {
                     self.trace.voted(vote.block);
+                    self.peer_proposal_voted(vote.view, &vote.block);
                 }
                 let guard = Arc::clone(&self.guard);
                 self.signing.spawn(async move {

@@ -193,6 +193,28 @@ fn in_flight_is_not_reproposed_until_released() {
 }
 
 #[test]
+fn another_leaders_proposal_is_in_flight_here_too() {
+    let mut m = Mempool::new(config(100, 10, 100));
+    let a0 = add(&mut m, 0, 0, 0).unwrap();
+    let a1 = add(&mut m, 0, 1, 0).unwrap();
+    let b0 = add(&mut m, 1, 0, 0).unwrap();
+    // A peer proposed a0 and b0 at view 5 (plus one we never saw).
+    m.mark_in_flight(5, &[a0, b0, hash(b"unknown")]);
+    assert_eq!(m.in_flight(), 2);
+    // We propose only what is left, on top of theirs: a1 after a0.
+    assert_eq!(m.take_payload(6, BIG, zero).1, vec![a1]);
+    // Marking again (or our own in-flight tx) changes nothing.
+    m.mark_in_flight(7, &[a0, a1]);
+    assert!(m.is_in_flight(&a0) && m.is_in_flight(&a1));
+    assert_eq!(m.in_flight(), 3);
+    // View 5 dies (view 6 commits without it): a0 and b0 come back, and a1,
+    // built on a0, comes back with it.
+    m.on_commit(6, &[hash(b"other")], zero);
+    assert_eq!(m.in_flight(), 0);
+    assert_eq!(m.take_payload(8, BIG, zero).1, vec![a0, a1, b0]);
+}
+
+#[test]
 fn stale_transactions_are_dropped() {
     let mut m = Mempool::new(config(100, 10, 100));
     let hs: Vec<Hash32> = (0..4).map(|n| add(&mut m, 0, n, 0).unwrap()).collect();
