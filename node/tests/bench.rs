@@ -167,3 +167,41 @@ fn bad_arguments_fail_cleanly() {
         assert!(stderr.contains("error"), "{bad:?}: {stderr}");
     }
 }
+
+/// `--tracing-overhead` runs the load twice, the second time exporting every
+/// span to the bench's own OTLP sink, and reports both and their ratio.
+#[test]
+fn tracing_overhead_compares_export_off_and_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let json: PathBuf = dir.path().join("overhead.json");
+    let args: Vec<String> = [
+        "bench",
+        "--validators",
+        "4",
+        "--duration",
+        "4s",
+        "--rate",
+        "100",
+        "--tracing-overhead",
+        "--json",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([json.display().to_string()])
+    .collect();
+    let (status, stdout, stderr) = run_bounded(&args, Duration::from_secs(120));
+    assert!(status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).expect("report is JSON");
+    assert_eq!(v["mode"], "tracing_overhead", "{v:#}");
+    let t = &v["tracing_overhead"];
+    let off = f64_of(t, "committed_tps_off");
+    let on = f64_of(t, "committed_tps_on");
+    assert!(off > 0.0 && on > 0.0, "{t:#}");
+    let ratio = f64_of(t, "throughput_ratio");
+    assert!((ratio - on / off).abs() < 0.01, "{t:#}");
+    // The validators really exported: the sink received span batches.
+    assert!(f64_of(t, "export_requests") >= 1.0, "{t:#}");
+    assert!(f64_of(t, "export_bytes") > 0.0, "{t:#}");
+    assert!(stdout.contains("tracing overhead:"), "{stdout}");
+}

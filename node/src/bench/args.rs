@@ -91,6 +91,12 @@ pub struct BenchArgs {
     /// stands for many clients.
     #[arg(long)]
     pub stock_http_limits: bool,
+    /// Measure what tracing costs: run the same load twice on fresh
+    /// clusters, first without OpenTelemetry export, then exporting every
+    /// span (all sampled) to a local OTLP sink, and report both and the
+    /// throughput ratio.
+    #[arg(long, conflicts_with = "saturate")]
+    pub tracing_overhead: bool,
 }
 
 impl BenchArgs {
@@ -111,6 +117,7 @@ impl BenchArgs {
             out_dir: None,
             keep: false,
             stock_http_limits: false,
+            tracing_overhead: false,
         }
     }
 }

@@ -31,6 +31,7 @@
 
 pub mod args;
 pub mod follower;
+pub mod otlp_sink;
 pub mod pending;
 pub mod procfs;
 pub mod report;
@@ -135,11 +136,66 @@ fn raise_http_limits(home: &Path) -> Result<(), BenchError> {
 /// with `--json`). Fails when the cluster did not start or nothing
 /// committed.
 pub async fn run(args: BenchArgs) -> Result<BenchReport, BenchError> {
+    let shutdown = Shutdown::install()?;
+    let report = if args.tracing_overhead {
+        println!("bench: tracing overhead, run 1 of 2: no trace export");
+        let off = run_cluster(&args, &[], &shutdown).await?;
+        print!("\n{}", off.render());
+        let sink = otlp_sink::OtlpSink::start()
+            .await
+            .map_err(|e| BenchError::io("starting the OTLP sink", e))?;
+        println!(
+            "\nbench: tracing overhead, run 2 of 2: every span exported to {}",
+            sink.endpoint()
+        );
+        let env = [
+            ("OTEL_EXPORTER_OTLP_ENDPOINT".to_owned(), sink.endpoint()),
+            // Every request sampled: the worst case for the validators.
+            (
+                "OTEL_TRACES_SAMPLER".to_owned(),
+                "parentbased_always_on".to_owned(),
+            ),
+        ];
+        let mut on = run_cluster(&args, &env, &shutdown).await?;
+        let counters = &sink.counters;
+        on.mode = "tracing_overhead".into();
+        on.tracing_overhead = Some(report::TracingOverhead::compare(
+            &off.headline,
+            &on.headline,
+            counters.requests.load(std::sync::atomic::Ordering::Relaxed),
+            counters.bytes.load(std::sync::atomic::Ordering::Relaxed),
+        ));
+        on
+    } else {
+        run_cluster(&args, &[], &shutdown).await?
+    };
+    drop(shutdown);
+    print!("\n{}", report.render());
+    if let Some(path) = &args.json {
+        std::fs::write(path, report.to_json() + "\n")
+            .map_err(|e| BenchError::io(format!("writing {}", path.display()), e))?;
+        println!("report written to {}", path.display());
+    }
+    if report.headline.committed == 0 {
+        return Err(BenchError::Failed(
+            "no bench transaction was committed; see the validators' logs (--keep keeps them)"
+                .into(),
+        ));
+    }
+    Ok(report)
+}
+
+/// One cluster: testnet, validators (with `env` set in theirs), load,
+/// stop, report (not printed).
+async fn run_cluster(
+    args: &BenchArgs,
+    env: &[(String, String)],
+    shutdown: &Shutdown,
+) -> Result<BenchReport, BenchError> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
     let bin =
         std::env::current_exe().map_err(|e| BenchError::io("finding the bitcraps binary", e))?;
-    let shutdown = Shutdown::install()?;
-    let dir = workdir(&args, &*clock)?;
+    let dir = workdir(args, &*clock)?;
     let testnet = crate::home::testnet_init(&crate::home::TestnetOptions {
         validators: usize::from(args.validators),
         out_dir: dir.path.clone(),
@@ -166,8 +222,11 @@ pub async fn run(args: BenchArgs) -> Result<BenchReport, BenchError> {
         }
     );
     let mut cluster = Cluster::create(&bin, &testnet, &[])?;
+    for (name, value) in env {
+        cluster.set_env(name, value);
+    }
     let outcome = match cluster.start_all() {
-        Ok(()) => drive(&args, &testnet, &cluster, &clock, shutdown.rx.clone()).await,
+        Ok(()) => drive(args, &testnet, &cluster, &clock, shutdown.rx.clone()).await,
         Err(e) => Err(e.into()),
     };
     println!("stopping {} validators ...", cluster.node_count());
@@ -180,7 +239,6 @@ pub async fn run(args: BenchArgs) -> Result<BenchReport, BenchError> {
             );
         }
     }
-    drop(shutdown);
     let kept = !dir.temporary || args.keep;
     if !kept {
         // Best effort: a leftover temp dir is not worth failing the run.
@@ -189,18 +247,6 @@ pub async fn run(args: BenchArgs) -> Result<BenchReport, BenchError> {
     let mut report = outcome?;
     report.dir = dir.path.display().to_string();
     report.dir_kept = kept;
-    print!("\n{}", report.render());
-    if let Some(path) = &args.json {
-        std::fs::write(path, report.to_json() + "\n")
-            .map_err(|e| BenchError::io(format!("writing {}", path.display()), e))?;
-        println!("report written to {}", path.display());
-    }
-    if report.headline.committed == 0 {
-        return Err(BenchError::Failed(
-            "no bench transaction was committed; see the validators' logs (--keep keeps them)"
-                .into(),
-        ));
-    }
     Ok(report)
 }
 
@@ -376,6 +422,7 @@ async fn drive(
         p99_bound_ms: args.saturate.then_some(args.p99_bound_ms),
         best_rate,
         steps,
+        tracing_overhead: None,
         interrupted,
         dir: String::new(),
         dir_kept: false,

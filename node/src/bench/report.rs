@@ -86,11 +86,73 @@ pub struct BenchReport {
     pub p99_bound_ms: Option<u64>,
     pub best_rate: Option<u64>,
     pub steps: Vec<SaturateStep>,
+    /// `--tracing-overhead` only: the same load without and with export.
+    pub tracing_overhead: Option<TracingOverhead>,
     /// The run was cut short by Ctrl-C.
     pub interrupted: bool,
     /// Where the testnet was (kept only with `--out-dir` or `--keep`).
     pub dir: String,
     pub dir_kept: bool,
+}
+
+/// `--tracing-overhead`: one load, run without then with OTLP export.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct TracingOverhead {
+    pub committed_tps_off: f64,
+    pub committed_tps_on: f64,
+    /// `committed_tps_on / committed_tps_off` (1.0 = free).
+    pub throughput_ratio: f64,
+    pub latency_ms_p50_off: Option<f64>,
+    pub latency_ms_p50_on: Option<f64>,
+    pub latency_ms_p99_off: Option<f64>,
+    pub latency_ms_p99_on: Option<f64>,
+    /// Validators' CPU (sum over nodes, %).
+    pub cpu_percent_off: f64,
+    pub cpu_percent_on: f64,
+    /// What the sink received during the run with export.
+    pub export_requests: u64,
+    pub export_bytes: u64,
+}
+
+impl TracingOverhead {
+    /// Compares two runs of the same load: `off` without export, `on` with.
+    pub fn compare(off: &StepResult, on: &StepResult, requests: u64, bytes: u64) -> Self {
+        let ratio = if off.committed_tps > 0.0 {
+            on.committed_tps / off.committed_tps
+        } else {
+            0.0
+        };
+        TracingOverhead {
+            committed_tps_off: off.committed_tps,
+            committed_tps_on: on.committed_tps,
+            throughput_ratio: (ratio * 1_000.0).round() / 1_000.0,
+            latency_ms_p50_off: off.latency_ms_p50,
+            latency_ms_p50_on: on.latency_ms_p50,
+            latency_ms_p99_off: off.latency_ms_p99,
+            latency_ms_p99_on: on.latency_ms_p99,
+            cpu_percent_off: off.cpu_percent,
+            cpu_percent_on: on.cpu_percent,
+            export_requests: requests,
+            export_bytes: bytes,
+        }
+    }
+
+    fn render(&self) -> String {
+        format!(
+            "tracing overhead: {:.1} tx/s without export, {:.1} with (ratio {:.3});              p50 {} -> {}, p99 {} -> {}; CPU {:.0}% -> {:.0}%; {} export requests, {} bytes\n",
+            self.committed_tps_off,
+            self.committed_tps_on,
+            self.throughput_ratio,
+            opt_ms(self.latency_ms_p50_off),
+            opt_ms(self.latency_ms_p50_on),
+            opt_ms(self.latency_ms_p99_off),
+            opt_ms(self.latency_ms_p99_on),
+            self.cpu_percent_off,
+            self.cpu_percent_on,
+            self.export_requests,
+            self.export_bytes
+        )
+    }
 }
 
 fn opt_ms(v: Option<f64>) -> String {
@@ -287,6 +349,9 @@ impl BenchReport {
                     .map_or_else(|| "none passed".into(), |r| format!("{r} tx/s"))
             );
         }
+        if let Some(t) = &self.tracing_overhead {
+            out.push_str(&t.render());
+        }
         if self.interrupted {
             let _ = writeln!(out, "(interrupted: figures cover the part that ran)");
         }
@@ -363,6 +428,7 @@ mod tests {
                 passed: true,
                 result: headline,
             }],
+            tracing_overhead: None,
             interrupted: false,
             dir: "/tmp/x".into(),
             dir_kept: false,
