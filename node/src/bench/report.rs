@@ -139,7 +139,7 @@ impl TracingOverhead {
 
     fn render(&self) -> String {
         format!(
-            "tracing overhead: {:.1} tx/s without export, {:.1} with (ratio {:.3});              p50 {} -> {}, p99 {} -> {}; CPU {:.0}% -> {:.0}%; {} export requests, {} bytes\n",
+            "tracing overhead: {:.1} tx/s without export, {:.1} with (ratio {:.3}); p50 {} -> {}, p99 {} -> {}; CPU {:.0}% -> {:.0}%; {} export requests, {} bytes\n",
             self.committed_tps_off,
             self.committed_tps_on,
             self.throughput_ratio,
