@@ -4,7 +4,8 @@
 # audit check, all unit/property/integration tests (including real validator
 # processes over QUIC), the simulator campaigns of the consensus "Done when"
 # with JSON reports, a 20 s `bitcraps localnet` with its JSON summary checked,
-# and a quick criterion pass.
+# a short `bitcraps bench` (with the tracing-overhead comparison), a quick
+# criterion pass with a JSON summary, and the instruction-count gate.
 #
 # Usage: bash scripts/test.sh        (CI: .ci/run calls exactly this)
 set -euo pipefail
@@ -103,6 +104,27 @@ assert r["chips_conserved"] is True, r
 print(f"localnet: ok ({r['committed_tx']} tx in {r['committed_blocks']} blocks, {r['tps']} tx/s, "
       f"p50 {r['latency_ms_p50']} ms, p99 {r['latency_ms_p99']} ms; {r['rolls']} rolls, "
       f"{r['bets_placed']} bets placed, {r['bets_settled']} settled, chips conserved)")
+PY
+
+step "cluster bench (release): 4 validators, open loop 500 tx/s for 10 s, with and without trace export"
+mkdir -p "$REPORTS"
+target/release/bitcraps bench --validators 4 --duration 10s --rate 500 --tracing-overhead \
+  --json "$REPORTS/cluster-bench.json" | tail -n 4
+python3 - "$REPORTS/cluster-bench.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+for k in ("committed_tps", "offered_tps", "latency_ms_p50", "latency_ms_p95", "latency_ms_p99",
+          "latency_ms_max", "consensus_latency_ms_p50", "cpu_percent", "rss_mb_max", "validators",
+          "rejected", "timed_out", "duration_s", "tx_size_bytes", "rate", "tracing_overhead"):
+    assert k in r, f"cluster bench: missing {k}"
+assert r["validators"] == 4 and r["committed_tps"] > 0, r
+t = r["tracing_overhead"]
+assert t["committed_tps_off"] > 0 and t["export_requests"] > 0, t
+# Figures are reported, never gated (shared machine).
+print(f"cluster bench: {r['committed_tps']} tx/s committed of {r['offered_tps']} offered, "
+      f"p50 {r['latency_ms_p50']} ms, p99 {r['latency_ms_p99']} ms, consensus p50 "
+      f"{r['consensus_latency_ms_p50']} ms, CPU {r['cpu_percent']}%, RSS max {r['rss_mb_max']} MiB; "
+      f"tracing export throughput ratio {t['throughput_ratio']}")
 PY
 
 step "benchmarks (quick criterion pass; numbers are reported, never gated)"
