@@ -193,11 +193,56 @@ pub struct EngineStatus {
     pub beacon_share_wiped: bool,
     /// Views entered since start, by how the previous one ended.
     pub view_changes: ViewChanges,
+    /// From seeing (or making) a block's proposal to committing it, on this
+    /// validator's clock.
+    pub commit_latency: LatencyHistogram,
     /// Views between the current view and that of the last committed block:
     /// how far commits lag behind consensus (large while syncing).
     pub sync_lag_views: u64,
     /// Set when the engine stopped on an error (storage failure, ...).
     pub fatal: Option<String>,
+}
+
+/// Upper bounds (ms) of [`LatencyHistogram`]'s buckets.
+pub const LATENCY_BUCKETS_MS: [u64; 12] = [
+    5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000,
+];
+
+/// A fixed-bucket latency histogram (cumulative counts are derived when
+/// rendered). Integer µs so the status stays `Eq`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LatencyHistogram {
+    /// Observations at or below each bound of [`LATENCY_BUCKETS_MS`] and above
+    /// the previous one; the last slot counts those above every bound.
+    pub counts: [u64; LATENCY_BUCKETS_MS.len() + 1],
+    pub sum_us: u64,
+    pub count: u64,
+}
+
+impl LatencyHistogram {
+    pub fn observe(&mut self, us: u64) {
+        let slot = LATENCY_BUCKETS_MS
+            .iter()
+            .position(|&ms| us <= ms * 1_000)
+            .unwrap_or(LATENCY_BUCKETS_MS.len());
+        self.counts[slot] += 1;
+        self.sum_us = self.sum_us.saturating_add(us);
+        self.count += 1;
+    }
+
+    /// `(upper bound in seconds, cumulative count)` per bucket, for
+    /// Prometheus (the `+Inf` bucket is the total).
+    pub fn cumulative(&self) -> Vec<(f64, u64)> {
+        let mut total = 0;
+        LATENCY_BUCKETS_MS
+            .iter()
+            .zip(self.counts)
+            .map(|(&ms, n)| {
+                total += n;
+                (ms as f64 / 1_000.0, total)
+            })
+            .collect()
+    }
 }
 
 /// Views entered since the engine started, by cause (for `/metrics`).

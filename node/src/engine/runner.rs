@@ -798,7 +798,9 @@ impl Runner {
     /// it committed (and re-offer what a dead proposal of ours carried).
     fn commit(&mut self, cb: &CommittedBlock) -> Result<(), EngineError> {
         let header = &cb.block.header;
-        self.trace.committed(cb.block.id());
+        if let Some(us) = self.trace.committed(cb.block.id()) {
+            self.status.commit_latency.observe(us);
+        }
         let Some(result) = self.executor.commit(&mut self.store, cb)? else {
             return Ok(());
         };

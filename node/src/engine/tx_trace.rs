@@ -209,11 +209,12 @@ impl TxTracer {
     }
 
     /// `block` was finalized (before execution).
-    pub(super) fn committed(&mut self, block: Hash32) {
-        self.marks
-            .entry(block)
-            .committed
-            .get_or_insert_with(unix_now_us);
+    /// `block` was finalized (before execution). Returns how long after
+    /// this validator first saw (or made) its proposal, in µs, when it did.
+    pub(super) fn committed(&mut self, block: Hash32) -> Option<u64> {
+        let m = self.marks.entry(block);
+        let committed = *m.committed.get_or_insert_with(unix_now_us);
+        m.proposed.map(|p| committed.saturating_sub(p))
     }
 
     /// A trace envelope from peer `from`. Kept until its block executes,

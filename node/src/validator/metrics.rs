@@ -61,7 +61,20 @@ fn render_inputs(inputs: &Inputs) -> String {
     inputs.process.write_gauges(&mut w);
     inputs.process.write_cpu(&mut w);
     write_correlation(&mut w, &inputs.correlation);
+    write_commit_latency(&mut w, &inputs.status.commit_latency);
     w.finish()
+}
+
+/// Commit latency of blocks on this validator.
+fn write_commit_latency(w: &mut PromWriter, h: &crate::engine::LatencyHistogram) {
+    w.histogram(
+        "bitcraps_commit_latency_seconds",
+        "From seeing (or making) a block's proposal to committing it, on this validator",
+        &[],
+        &h.cumulative(),
+        h.sum_us as f64 / 1e6,
+        h.count,
+    );
 }
 
 /// The correlation tracker's counters and stage latencies.
@@ -451,6 +464,13 @@ mod tests {
                     finalized: 7,
                 },
                 sync_lag_views: 3,
+                commit_latency: {
+                    let mut h = crate::engine::LatencyHistogram::default();
+                    for us in [3_000, 7_000, 40_000, 40_000_000] {
+                        h.observe(us);
+                    }
+                    h
+                },
                 ..EngineStatus::default()
             },
             mempool_len: 9,
@@ -551,6 +571,7 @@ mod tests {
             ("bitcraps_process_virtual_memory_bytes", "gauge"),
             ("bitcraps_process_cpu_seconds_total", "counter"),
             ("bitcraps_process_threads", "gauge"),
+            ("bitcraps_commit_latency_seconds", "histogram"),
             ("bitcraps_correlation_active", "gauge"),
             ("bitcraps_correlation_completed", "gauge"),
             ("bitcraps_correlation_tracked_total", "counter"),
@@ -598,6 +619,26 @@ mod tests {
         assert_eq!(v("bitcraps_process_start_time_seconds"), 1_795_456_737.5);
         assert_eq!(v("bitcraps_process_open_fds"), 40.0);
         assert_eq!(v("bitcraps_correlation_active"), 5.0);
+        // 3 ms and 7 ms are within 10 ms; 40 ms within 50 ms; 40 s above all.
+        assert_eq!(
+            v(r#"bitcraps_commit_latency_seconds_bucket{le="0.005"}"#),
+            1.0
+        );
+        assert_eq!(
+            v(r#"bitcraps_commit_latency_seconds_bucket{le="0.01"}"#),
+            2.0
+        );
+        assert_eq!(
+            v(r#"bitcraps_commit_latency_seconds_bucket{le="0.05"}"#),
+            3.0
+        );
+        assert_eq!(v(r#"bitcraps_commit_latency_seconds_bucket{le="30"}"#), 3.0);
+        assert_eq!(
+            v(r#"bitcraps_commit_latency_seconds_bucket{le="+Inf"}"#),
+            4.0
+        );
+        assert_eq!(v("bitcraps_commit_latency_seconds_count"), 4.0);
+        assert_eq!(v("bitcraps_commit_latency_seconds_sum"), 40.05);
         assert_eq!(v("bitcraps_correlation_tracked_total"), 100.0);
         assert_eq!(
             v(r#"bitcraps_correlation_evicted_total{reason="age"}"#),
