@@ -196,6 +196,9 @@ pub struct EngineStatus {
     /// From seeing (or making) a block's proposal to committing it, on this
     /// validator's clock.
     pub commit_latency: LatencyHistogram,
+    /// Blocks this process executed and stored since it started (the height
+    /// can jump on restore; this counts only work done).
+    pub blocks_committed: u64,
     /// Views between the current view and that of the last committed block:
     /// how far commits lag behind consensus (large while syncing).
     pub sync_lag_views: u64,

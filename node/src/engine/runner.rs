@@ -819,6 +819,7 @@ impl Runner {
             }
         }
         self.progress.committed(now_ms, header.height);
+        self.status.blocks_committed += 1;
         if !hashes.is_empty() {
             self.last_busy_commit_ms = Some(now_ms);
         }

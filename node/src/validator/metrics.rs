@@ -61,12 +61,19 @@ fn render_inputs(inputs: &Inputs) -> String {
     inputs.process.write_gauges(&mut w);
     inputs.process.write_cpu(&mut w);
     write_correlation(&mut w, &inputs.correlation);
-    write_commit_latency(&mut w, &inputs.status.commit_latency);
+    write_commit_latency(&mut w, &inputs.status);
     w.finish()
 }
 
 /// Commit latency of blocks on this validator.
-fn write_commit_latency(w: &mut PromWriter, h: &crate::engine::LatencyHistogram) {
+fn write_commit_latency(w: &mut PromWriter, s: &EngineStatus) {
+    w.counter(
+        "bitcraps_blocks_committed_total",
+        "Blocks this process executed and stored since it started",
+        &[],
+        s.blocks_committed,
+    );
+    let h = &s.commit_latency;
     w.histogram(
         "bitcraps_commit_latency_seconds",
         "From seeing (or making) a block's proposal to committing it, on this validator",
@@ -464,6 +471,7 @@ mod tests {
                     finalized: 7,
                 },
                 sync_lag_views: 3,
+                blocks_committed: 17,
                 commit_latency: {
                     let mut h = crate::engine::LatencyHistogram::default();
                     for us in [3_000, 7_000, 40_000, 40_000_000] {
@@ -572,6 +580,7 @@ mod tests {
             ("bitcraps_process_cpu_seconds_total", "counter"),
             ("bitcraps_process_threads", "gauge"),
             ("bitcraps_commit_latency_seconds", "histogram"),
+            ("bitcraps_blocks_committed_total", "counter"),
             ("bitcraps_correlation_active", "gauge"),
             ("bitcraps_correlation_completed", "gauge"),
             ("bitcraps_correlation_tracked_total", "counter"),
@@ -638,6 +647,7 @@ mod tests {
             4.0
         );
         assert_eq!(v("bitcraps_commit_latency_seconds_count"), 4.0);
+        assert_eq!(v("bitcraps_blocks_committed_total"), 17.0);
         assert_eq!(v("bitcraps_commit_latency_seconds_sum"), 40.05);
         assert_eq!(v("bitcraps_correlation_tracked_total"), 100.0);
         assert_eq!(
