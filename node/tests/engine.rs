@@ -20,7 +20,7 @@ use bitcraps_node::app::tx::{Action, Transaction};
 use bitcraps_node::app::{Allocation, AppGenesis};
 use bitcraps_node::engine::{Engine, EngineConfig, EngineHandle, EngineStatus, Listen};
 use bitcraps_node::storage::Store;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 use support::{consensus_key, identity_key, limits};
@@ -108,12 +108,8 @@ async fn wait_until(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn four_engines_commit_agree_and_survive_a_restart() {
-    let sockets: Vec<UdpSocket> = (0..N)
-        .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
-        .collect();
-    let addrs: Vec<SocketAddr> = sockets.iter().map(|s| s.local_addr().unwrap()).collect();
+    let (sockets, addrs, dirs) = support::bind(N);
     let g = genesis(&addrs);
-    let dirs: Vec<tempfile::TempDir> = (0..N).map(|_| tempfile::tempdir().unwrap()).collect();
 
     let mut engines: Vec<EngineHandle> = sockets
         .into_iter()
@@ -261,12 +257,8 @@ async fn four_engines_commit_agree_and_survive_a_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn four_engines_roll_the_dice_without_one_share() {
     const ROLLS: u64 = 3;
-    let sockets: Vec<UdpSocket> = (0..N)
-        .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
-        .collect();
-    let addrs: Vec<SocketAddr> = sockets.iter().map(|s| s.local_addr().unwrap()).collect();
+    let (sockets, addrs, dirs) = support::bind(N);
     let g = genesis(&addrs);
-    let dirs: Vec<tempfile::TempDir> = (0..N).map(|_| tempfile::tempdir().unwrap()).collect();
     let (public, shares) = deal_from_seed(4, 3, [0x5e; 32]).unwrap();
     let mut app = app_genesis();
     app.beacon = Some(public);
@@ -389,12 +381,8 @@ async fn transactions_are_gossiped_to_every_mempool() {
     use bitcraps_node::engine::SubmitTrace;
     use bitcraps_node::trace::tracker::{Origin, Stage};
 
-    let sockets: Vec<UdpSocket> = (0..N)
-        .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
-        .collect();
-    let addrs: Vec<SocketAddr> = sockets.iter().map(|s| s.local_addr().unwrap()).collect();
+    let (sockets, addrs, dirs) = support::bind(N);
     let g = genesis(&addrs);
-    let dirs: Vec<tempfile::TempDir> = (0..N).map(|_| tempfile::tempdir().unwrap()).collect();
     let engines: Vec<EngineHandle> = sockets
         .into_iter()
         .enumerate()

@@ -18,7 +18,7 @@ use bitcraps_crypto::Keypair;
 use bitcraps_node::engine::rotation::{RotationBook, ROTATIONS_FILE};
 use bitcraps_node::engine::{Engine, EngineConfig, EngineHandle, EngineStatus, Listen};
 use bitcraps_node::net::tls;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -94,12 +94,8 @@ async fn admitted(id: &Keypair, server: &Keypair, addr: SocketAddr) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_validator_rotates_its_identity_key_and_the_cluster_keeps_committing() {
-    let sockets: Vec<UdpSocket> = (0..N)
-        .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
-        .collect();
-    let addrs: Vec<SocketAddr> = sockets.iter().map(|s| s.local_addr().unwrap()).collect();
+    let (sockets, addrs, dirs) = support::bind(N);
     let g = genesis(&addrs);
-    let dirs: Vec<tempfile::TempDir> = (0..N).map(|_| tempfile::tempdir().unwrap()).collect();
     let mut engines: Vec<EngineHandle> = sockets
         .into_iter()
         .enumerate()

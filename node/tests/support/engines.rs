@@ -8,7 +8,7 @@
 use bitcraps_consensus::{Genesis, Params};
 use bitcraps_crypto::Keypair;
 use bitcraps_node::net::Limits;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, UdpSocket};
 
 /// Genesis time of every test chain (ms).
 pub const GENESIS_MS: u64 = 1_700_000_000_000;
@@ -62,4 +62,15 @@ pub fn genesis(chain_id: &str, addrs: &[SocketAddr]) -> Genesis {
     }
     g.validate().expect("valid test genesis");
     g
+}
+
+/// `n` loopback UDP sockets (bound, so the ports are taken), their
+/// addresses for the genesis, and a data directory per validator.
+pub fn bind(n: u16) -> (Vec<UdpSocket>, Vec<SocketAddr>, Vec<tempfile::TempDir>) {
+    let sockets: Vec<UdpSocket> = (0..n)
+        .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let addrs = sockets.iter().map(|s| s.local_addr().unwrap()).collect();
+    let dirs = (0..n).map(|_| tempfile::tempdir().unwrap()).collect();
+    (sockets, addrs, dirs)
 }
