@@ -334,6 +334,40 @@ fn check_buckets(buckets: &[(f64, u64)], count: u64) -> Result<(), &'static str>
     Ok(())
 }
 
+/// Asserts that `promtool check metrics` (lint included) accepts `text`;
+/// skips, with a note, when promtool is not installed (CI installs it).
+#[cfg(test)]
+pub(crate) fn assert_promtool_accepts(text: &str) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(child) => child,
+        Err(e) => {
+            eprintln!("skipping: promtool not available ({e})");
+            return;
+        }
+    };
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(text.as_bytes())
+        .expect("write to promtool");
+    let out = child.wait_with_output().expect("promtool output");
+    assert!(
+        out.status.success(),
+        "promtool: {}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -606,33 +640,6 @@ mod tests {
     /// is installed; skipped otherwise.
     #[test]
     fn promtool_accepts_the_output() {
-        use std::io::Write;
-        use std::process::{Command, Stdio};
-        let child = Command::new("promtool")
-            .args(["check", "metrics"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn();
-        let mut child = match child {
-            Ok(child) => child,
-            Err(e) => {
-                eprintln!("skipping: promtool not available ({e})");
-                return;
-            }
-        };
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(example().as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "promtool: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_promtool_accepts(&example());
     }
 }
