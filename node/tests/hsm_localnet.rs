@@ -10,10 +10,13 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_bitcraps");
+#[path = "support/homes.rs"]
+mod homes;
+
+use homes::{mode, run_bounded, start_homes_and_check_signer, BIN};
 const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 
 fn require_softhsm() {
@@ -22,35 +25,6 @@ fn require_softhsm() {
         "SoftHSM2 is not installed ({MODULE} is missing): run \
          `apt-get install softhsm2 opensc` (scripts/test.sh does this)"
     );
-}
-
-/// Runs `cmd` to completion within `limit`, killing it after that.
-fn run_bounded(mut cmd: Command, limit: Duration) -> Output {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn bitcraps");
-    let polls = limit.as_millis() / 100;
-    let mut finished = false;
-    for _ in 0..polls {
-        if child.try_wait().expect("try_wait").is_some() {
-            finished = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    if !finished {
-        let _ = child.kill();
-    }
-    let out = child.wait_with_output().expect("collect output");
-    assert!(
-        finished,
-        "did not finish within {limit:?}\nstdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 /// Every file called `name` below `dir`.
@@ -68,11 +42,6 @@ fn files_named(dir: &Path, name: &str) -> Vec<PathBuf> {
         }
     }
     found
-}
-
-fn mode(path: &Path) -> u32 {
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
 
 #[test]
@@ -275,43 +244,5 @@ fn testnet_init_generates_keys_in_the_token() {
     assert!(!err.contains("test-pin-4711"), "{err}");
 
     // The homes start, sign through their tokens and commit.
-    let mut nodes: Vec<std::process::Child> = (0..2)
-        .map(|i| {
-            Command::new(BIN)
-                .arg("--home")
-                .arg(net.join(format!("val{i}")))
-                .arg("start")
-                .env("SOFTHSM2_CONF", &conf)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    let status = |url: &str| {
-        let out = Command::new(BIN)
-            .args(["status", "--json", "--node", url])
-            .output()
-            .unwrap();
-        serde_json::from_slice::<serde_json::Value>(&out.stdout).ok()
-    };
-    let mut committed = false;
-    for _ in 0..150 {
-        std::thread::sleep(Duration::from_millis(100));
-        if status(&urls[0]).is_some_and(|s| s["height"].as_u64().unwrap_or(0) >= 2) {
-            committed = true;
-            break;
-        }
-    }
-    let finals: Vec<Option<serde_json::Value>> = urls.iter().map(|u| status(u)).collect();
-    for node in &mut nodes {
-        let _ = node.kill();
-        let _ = node.wait();
-    }
-    assert!(committed, "no blocks committed; statuses: {finals:?}");
-    for s in finals {
-        let s = s.expect("a status");
-        assert_eq!(s["signer"]["backend"], "pkcs11", "{s:#}");
-        assert_eq!(s["signer"]["healthy"], true, "{s:#}");
-    }
+    start_homes_and_check_signer(&net, 2, &urls, &[("SOFTHSM2_CONF", &conf)], "pkcs11");
 }

@@ -7,44 +7,13 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_bitcraps");
+#[path = "support/homes.rs"]
+mod homes;
 
-/// Runs `cmd` to completion within `limit`, killing it after that.
-fn run_bounded(mut cmd: Command, limit: Duration) -> Output {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn bitcraps");
-    let polls = limit.as_millis() / 100;
-    let mut finished = false;
-    for _ in 0..polls {
-        if child.try_wait().expect("try_wait").is_some() {
-            finished = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    if !finished {
-        let _ = child.kill();
-    }
-    let out = child.wait_with_output().expect("collect output");
-    assert!(
-        finished,
-        "did not finish within {limit:?}\nstdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn mode(path: &Path) -> u32 {
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
-}
+use homes::{mode, run_bounded, start_homes_and_check_signer, BIN};
 
 fn set_mode(path: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt as _;
@@ -203,42 +172,5 @@ fn testnet_init_keystore_homes_start_and_commit() {
     set_mode(&loose, 0o600);
 
     // The homes start, unlock their keystores and commit.
-    let mut nodes: Vec<std::process::Child> = (0..2)
-        .map(|i| {
-            Command::new(BIN)
-                .arg("--home")
-                .arg(net.join(format!("val{i}")))
-                .arg("start")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    let status = |url: &str| {
-        let out = Command::new(BIN)
-            .args(["status", "--json", "--node", url])
-            .output()
-            .unwrap();
-        serde_json::from_slice::<serde_json::Value>(&out.stdout).ok()
-    };
-    let mut committed = false;
-    for _ in 0..150 {
-        std::thread::sleep(Duration::from_millis(100));
-        if status(&urls[0]).is_some_and(|s| s["height"].as_u64().unwrap_or(0) >= 2) {
-            committed = true;
-            break;
-        }
-    }
-    let finals: Vec<Option<serde_json::Value>> = urls.iter().map(|u| status(u)).collect();
-    for node in &mut nodes {
-        let _ = node.kill();
-        let _ = node.wait();
-    }
-    assert!(committed, "no blocks committed; statuses: {finals:?}");
-    for s in finals {
-        let s = s.expect("a status");
-        assert_eq!(s["signer"]["backend"], "keystore", "{s:#}");
-        assert_eq!(s["signer"]["healthy"], true, "{s:#}");
-    }
+    start_homes_and_check_signer(&net, 2, &urls, &[], "keystore");
 }
