@@ -16,7 +16,7 @@ use std::time::Duration;
 #[path = "support/homes.rs"]
 mod homes;
 
-use homes::{mode, run_bounded, start_homes_and_check_signer, BIN};
+use homes::{mode, run_bounded, run_localnet_and_check, start_homes_and_check_signer, BIN};
 const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 
 fn require_softhsm() {
@@ -60,36 +60,8 @@ fn softhsm_localnet_commits_blocks() {
         // The localnet sets it for itself and its validators.
         .env_remove("SOFTHSM2_CONF");
     // 8 s of load plus start-up, funding and shutdown (~12 s here).
-    let out = run_bounded(cmd, Duration::from_secs(55));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "bitcraps localnet exited with {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
-        out.status
-    );
-    let summary: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&json).expect("summary file")).expect("summary JSON");
-    assert!(
-        summary["committed_blocks"].as_u64().unwrap() > 0,
-        "{summary:#}"
-    );
-    assert!(summary["committed_tx"].as_u64().unwrap() > 0, "{summary:#}");
-    assert_eq!(summary["state_roots_equal"], true, "{summary:#}");
-    assert_eq!(summary["signer_backend"], "pkcs11", "{summary:#}");
-    assert_eq!(summary["signers_healthy"], true, "{summary:#}");
-    assert_eq!(summary["validators"], 4, "{summary:#}");
-    let roots: std::collections::BTreeSet<&str> = summary["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| {
-            n["state_root"]
-                .as_str()
-                .expect("every node has a state root")
-        })
-        .collect();
-    assert_eq!(roots.len(), 1, "state roots differ: {summary:#}");
+    let (stdout, stderr, _summary) =
+        run_localnet_and_check(cmd, Duration::from_secs(55), &json, "pkcs11");
     assert!(
         stdout.contains("validators sign through SoftHSM2"),
         "{stdout}"

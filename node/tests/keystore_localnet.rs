@@ -13,7 +13,7 @@ use std::time::Duration;
 #[path = "support/homes.rs"]
 mod homes;
 
-use homes::{mode, run_bounded, start_homes_and_check_signer, BIN};
+use homes::{mode, run_bounded, run_localnet_and_check, start_homes_and_check_signer, BIN};
 
 fn set_mode(path: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt as _;
@@ -68,25 +68,8 @@ fn keystore_localnet_commits_blocks() {
         .arg(&json);
     // 6 s of load plus start-up (four Argon2id unlocks), funding and
     // shutdown (~11 s here).
-    let out = run_bounded(cmd, Duration::from_secs(60));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "bitcraps localnet exited with {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
-        out.status
-    );
-    let summary: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&json).expect("summary file")).expect("summary JSON");
-    assert!(
-        summary["committed_blocks"].as_u64().unwrap() > 0,
-        "{summary:#}"
-    );
-    assert!(summary["committed_tx"].as_u64().unwrap() > 0, "{summary:#}");
-    assert_eq!(summary["state_roots_equal"], true, "{summary:#}");
-    assert_eq!(summary["signer_backend"], "keystore", "{summary:#}");
-    assert_eq!(summary["signers_healthy"], true, "{summary:#}");
-    assert_eq!(summary["validators"], 4, "{summary:#}");
+    let (stdout, stderr, _summary) =
+        run_localnet_and_check(cmd, Duration::from_secs(60), &json, "keystore");
     assert!(stdout.contains("signer: encrypted keystores"), "{stdout}");
     // Each node said so in /status while the run checked (4 of them).
     assert_eq!(stdout.matches(" keystore healthy").count(), 4, "{stdout}");

@@ -97,3 +97,46 @@ pub fn start_homes_and_check_signer(
         assert_eq!(s["signer"]["healthy"], true, "{s:#}");
     }
 }
+
+/// Runs a `bitcraps localnet` command (bounded by `limit`) that writes its
+/// summary to `json`, and checks it succeeded with blocks and transactions
+/// committed, equal state roots on all 4 nodes, and every node's signer on
+/// `backend` and healthy. Returns its stdout, stderr and the summary.
+pub fn run_localnet_and_check(
+    cmd: Command,
+    limit: Duration,
+    json: &Path,
+    backend: &str,
+) -> (String, String, serde_json::Value) {
+    let out = run_bounded(cmd, limit);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "bitcraps localnet exited with {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        out.status
+    );
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(json).expect("summary file")).expect("summary JSON");
+    assert!(
+        summary["committed_blocks"].as_u64().unwrap() > 0,
+        "{summary:#}"
+    );
+    assert!(summary["committed_tx"].as_u64().unwrap() > 0, "{summary:#}");
+    assert_eq!(summary["state_roots_equal"], true, "{summary:#}");
+    assert_eq!(summary["signer_backend"], backend, "{summary:#}");
+    assert_eq!(summary["signers_healthy"], true, "{summary:#}");
+    assert_eq!(summary["validators"], 4, "{summary:#}");
+    let roots: std::collections::BTreeSet<&str> = summary["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            n["state_root"]
+                .as_str()
+                .expect("every node has a state root")
+        })
+        .collect();
+    assert_eq!(roots.len(), 1, "state roots differ: {summary:#}");
+    (stdout, stderr, summary)
+}
