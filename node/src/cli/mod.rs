@@ -143,6 +143,22 @@ impl Context {
     }
 }
 
+/// reqwest's top-level message is generic ("error sending request"); the
+/// causes say what happened (connection refused, timed out).
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let c = cause.to_string();
+        if !text.contains(&c) {
+            text.push_str(": ");
+            text.push_str(&c);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// Parses the command line, runs the command, returns the exit code.
 pub fn main() -> ExitCode {
     // Exits 2 on usage errors and 0 for --help/--version, as clap does.

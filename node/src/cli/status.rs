@@ -1,6 +1,6 @@
 //! `bitcraps status`: GET /status from a node and print it.
 
-use super::{emit, CliResult, Context};
+use super::{emit, error_chain, CliResult, Context};
 use serde_json::Value;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
@@ -81,22 +81,6 @@ async fn fetch(url: &str) -> CliResult<Vec<u8>> {
         return Err(format!("{url} answered {code}: {text}").into());
     }
     Ok(body)
-}
-
-/// reqwest's top-level message is generic ("error sending request"); the
-/// causes say what happened (connection refused, timed out).
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let c = cause.to_string();
-        if !text.contains(&c) {
-            text.push_str(": ");
-            text.push_str(&c);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 /// `key  value` lines: the important fields first, then anything else the

@@ -17,7 +17,7 @@
 //! ([`merge`], [`render_text`], [`render_json`]) so they are tested without a
 //! network.
 
-use super::{emit, CliResult, Context};
+use super::{emit, error_chain, CliResult, Context};
 use bitcraps_node::api::CorrelationView;
 use bitcraps_node::trace::tracker::Stage;
 use serde_json::{json, Value};
@@ -192,22 +192,6 @@ async fn fetch_one(client: &reqwest::Client, base: &str, id: Uuid) -> Answer {
         )),
         Err(e) => Answer::Failed(format!("not a correlation record: {e}")),
     }
-}
-
-/// reqwest's top-level message is generic ("error sending request"); the
-/// causes say what happened (connection refused, timed out).
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let c = cause.to_string();
-        if !text.contains(&c) {
-            text.push_str(": ");
-            text.push_str(&c);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 /// Exit-1 message when no node knows the id: what each node said.
