@@ -11,6 +11,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
+# A clean clone gains nothing from incremental artifacts; they doubled the
+# debug target's size on disk.
+export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
 REPORTS=${REPORTS:-target/reports}
 mkdir -p "$REPORTS"
 step() { printf '\n==> %s\n' "$*"; }
@@ -142,6 +145,9 @@ python3 scripts/bench-summary.py "$REPORTS/bench-summary.json" --newer "$REPORTS
 step "instruction-count gate (callgrind; fails above +3% per hot path)"
 bash scripts/bench-gate.sh --self-test
 bash scripts/bench-gate.sh --out "$REPORTS/bench-instructions.json"
+
+step "disk used by build artifacts"
+du -sh target 2>/dev/null || true
 
 echo
 echo "all tests passed"
