@@ -4,11 +4,13 @@
 //!
 //! * `crypto::sign/single`: one ed25519 signature over a notarize vote's
 //!   signing bytes (~80 B), with an in-memory key.
-//! * `crypto::verify/single`: `PublicKey::verify` (dalek `verify_strict`) of one
-//!   such signature, as the core does for a vote.
-//! * `crypto::batch_verify/n={64,256}`: the crate's exact batch
+//! * `crypto::verify/single`: `PublicKey::verify` (the cofactored rule of
+//!   `bitcraps_crypto::verify`) of one such signature, as the core does for a vote.
+//! * `crypto::batch_verify/n={64,256}`: the crate's batch
 //!   (`bitcraps_crypto::batch::verify_batch`) over `n` valid signatures by 16
-//!   distinct keys (a certificate stream repeats keys).
+//!   distinct keys (a certificate stream repeats keys);
+//!   `crypto::batch_verify/n=256,keys=256`: every signer different, as in a
+//!   block of transactions from many players.
 //! * `crypto::blake3/bytes={32,1024,65536,1048576}`: `bitcraps_crypto::hash`,
 //!   throughput in bytes.
 //! * `crypto::verify_parallel/threads=k`: 4096 signatures verified one by one,
@@ -16,7 +18,7 @@
 //!   `k = 1..=max(2, available_parallelism)`. Thread start-up is included (one
 //!   spawn per thread per iteration, ~10 µs against ~75 ms of work).
 
-use bitcraps_benches::sigs::{bytes, items, signed, thread_counts, verify_parallel};
+use bitcraps_benches::sigs::{bytes, items, signed, signed_by, thread_counts, verify_parallel};
 use bitcraps_crypto::batch::verify_batch;
 use bitcraps_crypto::{hash, Keypair};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -55,6 +57,13 @@ fn batch(c: &mut Criterion) {
             b.iter(|| verify_batch(black_box(&items)))
         });
     }
+    let triples = signed_by(256, 256);
+    let items = items(&triples);
+    assert!(verify_batch(&items).iter().all(|ok| *ok));
+    group.throughput(Throughput::Elements(256));
+    group.bench_function("n=256,keys=256", |b| {
+        b.iter(|| verify_batch(black_box(&items)))
+    });
     group.finish();
 }
 

@@ -12,8 +12,19 @@ pub const DISTINCT_KEYS: usize = 16;
 /// `n` valid (key, message, signature) triples over [`DISTINCT_KEYS`] keys; each
 /// message is a notarize vote's signing bytes (~80 B).
 pub fn signed(n: usize) -> Vec<Signed> {
-    let keys: Vec<Keypair> = (0..DISTINCT_KEYS)
-        .map(|i| Keypair::from_seed(&[i as u8 + 1; 32]))
+    signed_by(n, DISTINCT_KEYS)
+}
+
+/// Like [`signed`], over `distinct_keys` keys (`n` of them: every signer
+/// different, as in a block of transactions from many players).
+pub fn signed_by(n: usize, distinct_keys: usize) -> Vec<Signed> {
+    let keys: Vec<Keypair> = (0..distinct_keys.max(1))
+        .map(|i| {
+            // The first 255 keys are the historical `[i + 1; 32]` seeds.
+            let mut seed = [(i as u8).wrapping_add(1); 32];
+            seed[31] ^= (i >> 8) as u8;
+            Keypair::from_seed(&seed)
+        })
         .collect();
     (0..n)
         .map(|i| {

@@ -1,82 +1,45 @@
-//! Batch signature verification that accepts exactly what [`PublicKey::verify`]
-//! accepts, and isolates every bad signature.
+//! Batch signature verification under the one acceptance rule, with a fallback
+//! that isolates every bad signature.
 //!
-//! # Why batching needs care here
+//! A batch of `n` signatures is checked with one multi-scalar multiplication,
+//! the cofactored batch equation of [`crate::verify`]:
+//! `[8]( [-sum z_i s_i]B + sum [z_i]R_i + sum_A [sum_{i: A_i = A} z_i k_i]A ) == 0`.
+//! Signatures under the same key share one term, which matters here: validators
+//! and busy players sign many transactions each.
 //!
-//! Every node must reach the same verdict on every signature, however it happened
-//! to group them: a transaction that one validator batch-verified and another
-//! verified alone must be valid for both or for neither, or their state roots
-//! diverge (DESIGN.md, invariant 5). [`PublicKey::verify`] is dalek's
-//! `verify_strict`: `s < l`, `R` and `A` not of small order, and the encoding of
-//! `[s]B - [k]A` must equal the `R` bytes *exactly* (cofactorless, canonical `R`).
-//!
-//! dalek's `verify_batch` checks a random linear combination
-//! `sum z_i * ([s_i]B - [k_i]A_i - R_i) == 0` with 128-bit `z_i` derived from a hash
-//! of the whole batch. It accepts things `verify_strict` refuses:
-//!
-//! * an `R` of small order, or a non-canonical encoding of `R` (it works on the
-//!   decompressed point, strict compares bytes);
-//! * an `R` or `A` with a *torsion component* (a point of order 2, 4 or 8 added to
-//!   it). Then `D_i = [s_i]B - [k_i]A_i - R_i` can be a nonzero torsion point, and
-//!   `z_i * D_i == 0` whenever `z_i` is a multiple of its order: probability 1/2
-//!   for order 2, and since `z_i` is a deterministic hash of the batch, a signer
-//!   can grind the message until a batch accepts. Checking "not small order" and
-//!   "canonical" is not enough: `rB + T` is neither small order nor non-canonical.
-//!
-//! # What this module does
-//!
-//! A signature is *eligible* for a batch only when `s` is canonical, `R` is a
-//! canonical encoding of a point that is not of small order and lies in the
-//! prime-order subgroup, and `A` lies in the prime-order subgroup too. Every other
-//! signature is verified alone with [`PublicKey::verify`]: eligibility only picks the
-//! path, it never decides validity.
-//!
-//! For eligible signatures every `D_i` lies in the prime-order subgroup, so a passing
-//! batch means every `D_i == 0` except with probability about 2^-128 per attempt
-//! (the standard batch-verification bound, treating the transcript hash as a random
-//! oracle), and `D_i == 0` with a canonical `R` is exactly strict's equation.
-//! Conversely a batch of strictly valid signatures always passes. So a batch result
-//! equals the conjunction of the individual results.
+//! The 128-bit weights `z_i` are derived from a blake3 hash of the whole batch
+//! (every `R`, `s`, `k` and key), not drawn from an RNG: the verdict of a batch is
+//! then a function of its contents, so a simulator seed replays identically, and a
+//! signer cannot aim at weights it does not know before fixing its signature.
+//! Because the equation is cofactored, a passing batch means every signature
+//! passes [`PublicKey::verify`] except with probability about 2^-128, and a batch
+//! of valid signatures always passes: the verdicts never depend on the grouping.
 //!
 //! When a batch fails it is bisected so each bad signature is found and every good
 //! one still accepted; see `isolate` for the strategy and its worst case.
 //!
-//! # Cost (measured, and not in batching's favour)
-//!
-//! The subgroup check on `R` is a variable-base scalar multiplication, and with a
-//! cofactorless acceptance rule it cannot be skipped: nothing cheaper tells `rB + T`
-//! from `rB` with the public curve25519-dalek API. Public keys repeat (validators,
-//! busy players), so their check runs once per distinct key per call. Measured on
-//! the 2-core dev machine, 256 signatures, one thread:
-//!
-//! | path                                   | us per signature |
-//! | -------------------------------------- | ---------------- |
-//! | `PublicKey::verify` one by one         | 36               |
-//! | dalek batch equation alone (inexact)   | 12               |
-//! | `verify_batch`, all valid, 4 keys      | 41               |
-//! | `verify_batch`, all valid, 256 keys    | 63               |
-//! | `verify_batch`, one bad, 4 keys        | 62               |
-//! | `verify_batch`, all bad, 4 keys        | 87               |
-//!
-//! So the exact batch is *not* faster than verifying one by one. Callers that only
-//! need throughput get identical results from [`PublicKey::verify`] in a loop. A
-//! real speed-up needs a different acceptance rule everywhere (cofactored, ZIP-215
-//! style) together with a cofactored batch equation, which dalek 3 does not
-//! provide; its batch equation is cofactorless.
+//! Measured on the 2-core dev machine (one thread, `crypto::batch_verify` in
+//! BENCHMARKS.md): a batch of 256 costs about a third of verifying its
+//! signatures one by one.
 
 use crate::keys::{PublicKey, Signature};
-use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
+use crate::verify::Parsed;
+use curve25519_dalek::edwards::EdwardsPoint;
 use curve25519_dalek::scalar::Scalar;
 use curve25519_dalek::traits::{IsIdentity, VartimeMultiscalarMul};
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 
 /// Largest number of signatures handed to one batch equation. Bounds the memory
-/// and latency of a single call into dalek; longer inputs are cut into chunks.
+/// and latency of a single multi-scalar multiplication; longer inputs are cut into
+/// chunks.
 pub const MAX_BATCH: usize = 256;
 
 /// Failed batches at most this long are resolved one signature at a time: below
 /// this size bisection costs more batch equations than it saves.
 const VERIFY_ALONE_BELOW: usize = 4;
+
+/// Domain of the hash that derives the batch weights.
+const WEIGHTS_CONTEXT: &str = "bitcraps 2026-11 ed25519 batch weights";
 
 /// One signature to verify. Borrows everything: building a batch copies nothing.
 #[derive(Debug, Clone, Copy)]
@@ -94,34 +57,44 @@ impl<'a> BatchItem<'a> {
             signature,
         }
     }
+}
 
-    fn verify_alone(&self) -> bool {
-        self.key.verify(self.message, self.signature).is_ok()
-    }
+/// A parsed item: the signature parts, `k`, and the key.
+struct Term<'a> {
+    key: &'a PublicKey,
+    sig: &'a Signature,
+    parsed: Parsed,
 }
 
 /// Verifies every item; `result[i]` is true iff `items[i].key.verify(..)` accepts.
 pub fn verify_batch(items: &[BatchItem<'_>]) -> Vec<bool> {
     let mut valid = vec![false; items.len()];
-    // Subgroup check per distinct key, shared by all chunks of this call.
-    let mut key_in_subgroup: BTreeMap<[u8; 32], bool> = BTreeMap::new();
-
-    for (chunk_no, chunk) in items.chunks(MAX_BATCH).enumerate() {
-        let first = chunk_no * MAX_BATCH;
-        let mut eligible = Vec::with_capacity(chunk.len());
-        for (offset, item) in chunk.iter().enumerate() {
-            if batch_eligible(item, &mut key_in_subgroup) {
-                eligible.push(first + offset);
-            } else {
-                valid[first + offset] = item.verify_alone();
-            }
+    // A signature that does not parse (non-canonical s, R not a point) is invalid
+    // alone and in any batch; it never enters an equation.
+    let mut terms = Vec::with_capacity(items.len());
+    let mut at = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        if let Some(parsed) = Parsed::new(item.key.as_bytes(), item.message, item.signature) {
+            terms.push(Term {
+                key: item.key,
+                sig: item.signature,
+                parsed,
+            });
+            at.push(i);
         }
-        isolate(items, &eligible, false, &mut valid);
+    }
+    let mut term_valid = vec![false; terms.len()];
+    let indices: Vec<usize> = (0..terms.len()).collect();
+    for chunk in indices.chunks(MAX_BATCH) {
+        isolate(&terms, chunk, false, &mut term_valid);
+    }
+    for (t, ok) in term_valid.into_iter().enumerate() {
+        valid[at[t]] = ok;
     }
     valid
 }
 
-/// Resolves the eligible items at `indices`, writing each verdict into `valid`.
+/// Resolves the terms at `indices`, writing each verdict into `valid`.
 ///
 /// `known_to_fail` says the batch equation over exactly `indices` already failed,
 /// which lets us skip recomputing it. Strategy (bounded worst case):
@@ -131,31 +104,31 @@ pub fn verify_batch(items: &[BatchItem<'_>]) -> Vec<bool> {
 /// * if both halves fail there are several bad signatures, and bisecting further
 ///   could cost `n log n` batch terms, so both halves are verified one by one.
 ///   Worst case (every signature bad) is then about two batch equations over the
-///   input plus one strict verification each, instead of `n log n`.
+///   input plus one single verification each, instead of `n log n`.
 ///
 /// Correctness never depends on these inferences: a verdict comes either from a
-/// passing batch of eligible items or from [`PublicKey::verify`].
-fn isolate(items: &[BatchItem<'_>], indices: &[usize], known_to_fail: bool, valid: &mut [bool]) {
+/// passing batch or from the single-signature equation.
+fn isolate(terms: &[Term<'_>], indices: &[usize], known_to_fail: bool, valid: &mut [bool]) {
     if indices.is_empty() {
         return;
     }
     if indices.len() < VERIFY_ALONE_BELOW {
-        verify_each(items, indices, valid);
+        verify_each(terms, indices, valid);
         return;
     }
-    if !known_to_fail && batch_passes(items, indices) {
+    if !known_to_fail && batch_passes(terms, indices) {
         accept_all(indices, valid);
         return;
     }
     let (left, right) = indices.split_at(indices.len() / 2);
-    if batch_passes(items, left) {
+    if batch_passes(terms, left) {
         accept_all(left, valid);
-        isolate(items, right, true, valid);
-    } else if batch_passes(items, right) {
+        isolate(terms, right, true, valid);
+    } else if batch_passes(terms, right) {
         accept_all(right, valid);
-        isolate(items, left, true, valid);
+        isolate(terms, left, true, valid);
     } else {
-        verify_each(items, indices, valid);
+        verify_each(terms, indices, valid);
     }
 }
 
@@ -165,67 +138,68 @@ fn accept_all(indices: &[usize], valid: &mut [bool]) {
     }
 }
 
-fn verify_each(items: &[BatchItem<'_>], indices: &[usize], valid: &mut [bool]) {
+fn verify_each(terms: &[Term<'_>], indices: &[usize], valid: &mut [bool]) {
     for &i in indices {
-        valid[i] = items[i].verify_alone();
+        valid[i] = terms[i].parsed.check(&terms[i].key.point());
     }
 }
 
-/// Runs dalek's batch equation over the items at `indices`.
-fn batch_passes(items: &[BatchItem<'_>], indices: &[usize]) -> bool {
-    let mut messages = Vec::with_capacity(indices.len());
-    let mut signatures = Vec::with_capacity(indices.len());
-    let mut keys = Vec::with_capacity(indices.len());
+/// The cofactored batch equation over the terms at `indices`.
+fn batch_passes(terms: &[Term<'_>], indices: &[usize]) -> bool {
+    let weights = weights(terms, indices);
+    let mut scalars = Vec::with_capacity(2 * indices.len() + 1);
+    let mut points = Vec::with_capacity(2 * indices.len() + 1);
+    // B's coefficient goes first and is accumulated below.
+    scalars.push(Scalar::ZERO);
+    points.push(curve25519_dalek::constants::ED25519_BASEPOINT_POINT);
+    let mut key_slot: HashMap<&[u8; 32], usize> = HashMap::new();
+    for (&i, z) in indices.iter().zip(&weights) {
+        let t = &terms[i];
+        scalars[0] -= z * t.parsed.s;
+        scalars.push(*z);
+        points.push(t.parsed.r);
+        let zk = z * t.parsed.k;
+        match key_slot.get(t.key.as_bytes()) {
+            Some(&slot) => scalars[slot] += zk,
+            None => {
+                key_slot.insert(t.key.as_bytes(), scalars.len());
+                scalars.push(zk);
+                points.push(t.key.point());
+            }
+        }
+    }
+    EdwardsPoint::vartime_multiscalar_mul(&scalars, &points)
+        .mul_by_cofactor()
+        .is_identity()
+}
+
+/// One 128-bit weight per term, from a hash of everything the terms contain.
+fn weights(terms: &[Term<'_>], indices: &[usize]) -> Vec<Scalar> {
+    let mut h = blake3::Hasher::new_derive_key(WEIGHTS_CONTEXT);
+    h.update(&(indices.len() as u64).to_le_bytes());
     for &i in indices {
-        let item = &items[i];
-        messages.push(item.message);
-        signatures.push(ed25519_dalek::Signature::from_bytes(&item.signature.0));
-        keys.push(*item.key.inner());
+        let t = &terms[i];
+        h.update(&t.sig.0);
+        h.update(t.key.as_bytes());
+        h.update(t.parsed.k.as_bytes());
     }
-    ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok()
-}
-
-/// True when a passing batch equation proves `verify_strict` would accept this
-/// item (see the module documentation for the argument).
-fn batch_eligible(item: &BatchItem<'_>, key_in_subgroup: &mut BTreeMap<[u8; 32], bool>) -> bool {
-    let (r_half, s_half) = item.signature.0.split_at(32);
-    let (Ok(r_bytes), Ok(s_bytes)) = (<[u8; 32]>::try_from(r_half), <[u8; 32]>::try_from(s_half))
-    else {
-        return false;
-    };
-    // Non-canonical s: strict refuses it, and dalek would fail the whole batch.
-    if bool::from(Scalar::from_canonical_bytes(s_bytes).is_none()) {
-        return false;
-    }
-    let r_encoded = CompressedEdwardsY(r_bytes);
-    let Some(r) = r_encoded.decompress() else {
-        return false;
-    };
-    // Strict compares encodings; the batch equation only sees the point.
-    if r.compress() != r_encoded {
-        return false;
-    }
-    if r.is_small_order() || !in_prime_order_subgroup(&r) {
-        return false;
-    }
-    *key_in_subgroup
-        .entry(item.key.to_bytes())
-        .or_insert_with(|| in_prime_order_subgroup(&item.key.inner().to_edwards()))
-}
-
-/// `[l]P == identity`, in variable time (the points are public, so constant time
-/// buys nothing and costs ~30%). `l` itself is not representable as a `Scalar`
-/// (it reduces to zero), hence `[l - 1]P + P`.
-fn in_prime_order_subgroup(point: &EdwardsPoint) -> bool {
-    let l_minus_one = -Scalar::ONE;
-    (EdwardsPoint::vartime_multiscalar_mul([l_minus_one], [*point]) + point).is_identity()
+    let mut out = h.finalize_xof();
+    indices
+        .iter()
+        .map(|_| {
+            let mut z = [0u8; 32];
+            out.fill(&mut z[..16]);
+            Scalar::from_bytes_mod_order(z)
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::keys::Keypair;
-    use curve25519_dalek::constants::{ED25519_BASEPOINT_POINT, EIGHT_TORSION};
+    use curve25519_dalek::constants::EIGHT_TORSION;
+    use curve25519_dalek::edwards::CompressedEdwardsY;
     use proptest::prelude::*;
     use sha2::{Digest, Sha512};
 
@@ -256,6 +230,12 @@ mod tests {
             f
         }
 
+        fn push(&mut self, key: PublicKey, msg: &[u8], sig: Signature) {
+            self.keys.push(key);
+            self.messages.push(msg.to_vec());
+            self.signatures.push(sig);
+        }
+
         fn items(&self) -> Vec<BatchItem<'_>> {
             (0..self.keys.len())
                 .map(|i| BatchItem::new(&self.keys[i], &self.messages[i], &self.signatures[i]))
@@ -263,7 +243,10 @@ mod tests {
         }
 
         fn one_by_one(&self) -> Vec<bool> {
-            self.items().iter().map(BatchItem::verify_alone).collect()
+            self.items()
+                .iter()
+                .map(|i| i.key.verify(i.message, i.signature).is_ok())
+                .collect()
         }
     }
 
@@ -271,6 +254,8 @@ mod tests {
     fn all_valid_batch_accepts_everything() {
         let f = Fixture::valid(300, 7); // more than MAX_BATCH: two chunks
         assert_eq!(verify_batch(&f.items()), vec![true; 300]);
+        let f = Fixture::valid(200, 200); // every key distinct
+        assert_eq!(verify_batch(&f.items()), vec![true; 200]);
     }
 
     #[test]
@@ -304,25 +289,20 @@ mod tests {
     }
 
     #[test]
-    fn subgroup_check_matches_dalek() {
-        let p = EdwardsPoint::mul_base(&Scalar::from(12345u64));
-        assert!(in_prime_order_subgroup(&p));
-        assert!(in_prime_order_subgroup(&EdwardsPoint::default()));
-        for t in EIGHT_TORSION.iter().skip(1) {
-            let mixed = p + t;
-            assert!(!in_prime_order_subgroup(&mixed));
-            assert_eq!(in_prime_order_subgroup(&mixed), mixed.is_torsion_free());
-        }
+    fn a_signature_under_the_wrong_key_fails_even_when_the_key_repeats() {
+        // Keys share one term in the equation; a swapped key must still be caught.
+        let mut f = Fixture::valid(16, 2);
+        f.keys[5] = f.keys[6];
+        let expected: Vec<bool> = (0..16).map(|i| i != 5).collect();
+        assert_eq!(verify_batch(&f.items()), expected);
     }
 
     /// A signer that knows its secret scalar and can add torsion to `R` or `A`:
-    /// the raw material for signatures that dalek's batch may accept while strict
-    /// verification refuses them.
+    /// signatures that the cofactorless rule refuses and the cofactored one
+    /// accepts, the case where dalek's own batch and `verify_strict` disagree.
     struct RawSigner {
         a: Scalar,
         public: PublicKey,
-        /// Torsion added to the public point (identity for a normal key).
-        key_torsion: EdwardsPoint,
     }
 
     impl RawSigner {
@@ -330,142 +310,163 @@ mod tests {
             let a = Scalar::from(secret);
             let point = EdwardsPoint::mul_base(&a) + key_torsion;
             let public = PublicKey::from_bytes(&point.compress().0).unwrap();
-            RawSigner {
-                a,
-                public,
-                key_torsion,
-            }
+            RawSigner { a, public }
         }
 
-        /// Signs with nonce point `rB + r_torsion`; returns the signature and `k`.
-        fn sign(&self, r: u64, r_torsion: EdwardsPoint, msg: &[u8]) -> (Signature, Scalar) {
+        /// Signs with nonce point `rB + r_torsion`, `R` encoded as `r_bytes` if given.
+        fn sign_encoded(
+            &self,
+            r: u64,
+            r_torsion: EdwardsPoint,
+            r_bytes: Option<[u8; 32]>,
+            msg: &[u8],
+        ) -> Signature {
             let r = Scalar::from(r);
-            let big_r = (EdwardsPoint::mul_base(&r) + r_torsion).compress();
+            let big_r =
+                r_bytes.unwrap_or_else(|| (EdwardsPoint::mul_base(&r) + r_torsion).compress().0);
             let mut h = Sha512::new();
-            h.update(big_r.as_bytes());
+            h.update(big_r);
             h.update(self.public.as_bytes());
             h.update(msg);
             let digest: [u8; 64] = h.finalize().into();
             let k = Scalar::from_bytes_mod_order_wide(&digest);
             let s = r + k * self.a;
             let mut sig = [0u8; 64];
-            sig[..32].copy_from_slice(big_r.as_bytes());
+            sig[..32].copy_from_slice(&big_r);
             sig[32..].copy_from_slice(s.as_bytes());
-            (Signature(sig), k)
+            Signature(sig)
+        }
+
+        fn sign(&self, r: u64, r_torsion: EdwardsPoint, msg: &[u8]) -> Signature {
+            self.sign_encoded(r, r_torsion, None, msg)
         }
     }
 
-    fn dalek_batch_accepts(key: &PublicKey, msg: &[u8], sig: &Signature) -> bool {
-        let s = ed25519_dalek::Signature::from_bytes(&sig.0);
-        ed25519_dalek::verify_batch(&[msg], &[s], &[*key.inner()]).is_ok()
+    fn strict_accepts(key: &PublicKey, msg: &[u8], sig: &Signature) -> bool {
+        let vk = ed25519_dalek::VerifyingKey::from_bytes(key.as_bytes()).unwrap();
+        vk.verify_strict(msg, &ed25519_dalek::Signature::from_bytes(&sig.0))
+            .is_ok()
     }
 
-    /// Grinds messages until dalek's plain batch accepts a signature that strict
-    /// verification refuses, and checks that `verify_batch` still refuses it. If the
-    /// eligibility rules lost the subgroup checks, the last assertion would fail.
-    fn assert_grinding_attack_fails(signer: &RawSigner, r_torsion: EdwardsPoint) {
-        let order_two = EIGHT_TORSION[4];
-        let mut found = false;
-        for attempt in 0u64..128 {
-            let msg = format!("grind {attempt}").into_bytes();
-            let (sig, k) = signer.sign(1000 + attempt, r_torsion, &msg);
-            // With a torsioned key, only odd k leaves a torsion term strict sees.
-            if signer.key_torsion == order_two && k.as_bytes()[0] & 1 == 0 {
-                continue;
+    #[test]
+    fn torsion_signatures_get_one_verdict_in_every_grouping() {
+        // Mixed-order R (and a mixed-order key) with every torsion point: valid
+        // under the cofactored rule, alone and batched, wherever they sit.
+        let plain = RawSigner::new(777, EdwardsPoint::default());
+        let torsioned_key = RawSigner::new(778, EIGHT_TORSION[4]);
+        let mut f = Fixture::valid(8, 2);
+        let mut strict_refused = 0;
+        for (t, torsion) in EIGHT_TORSION.iter().enumerate() {
+            for signer in [&plain, &torsioned_key] {
+                let msg = format!("torsion {t}").into_bytes();
+                let sig = signer.sign(1000 + t as u64, *torsion, &msg);
+                assert!(signer.public.verify(&msg, &sig).is_ok());
+                strict_refused += usize::from(!strict_accepts(&signer.public, &msg, &sig));
+                f.push(signer.public, &msg, sig);
             }
-            assert!(signer.public.verify(&msg, &sig).is_err());
-            if !dalek_batch_accepts(&signer.public, &msg, &sig) {
-                continue;
-            }
-            found = true;
-            // Batched alone and batched among valid signatures.
-            assert_eq!(
-                verify_batch(&[BatchItem::new(&signer.public, &msg, &sig)]),
-                vec![false]
-            );
-            let f = Fixture::valid(8, 2);
-            let mut items = f.items();
-            items.insert(3, BatchItem::new(&signer.public, &msg, &sig));
-            let expected: Vec<bool> = (0..9).map(|i| i != 3).collect();
-            assert_eq!(verify_batch(&items), expected);
-            break;
         }
         assert!(
-            found,
-            "dalek's batch never accepted the mixed-order signature"
+            strict_refused > 0,
+            "the fixture must hold what strict refuses"
         );
+        let n = f.keys.len();
+        assert_eq!(f.one_by_one(), vec![true; n]);
+        assert_eq!(verify_batch(&f.items()), vec![true; n]);
+        // Each alone, and in reverse order.
+        for item in f.items() {
+            assert_eq!(verify_batch(&[item]), vec![true]);
+        }
+        let mut reversed = f.items();
+        reversed.reverse();
+        assert_eq!(verify_batch(&reversed), vec![true; n]);
     }
 
     #[test]
-    fn torsion_in_r_cannot_sneak_through_a_batch() {
-        let signer = RawSigner::new(777, EdwardsPoint::default());
-        assert_grinding_attack_fails(&signer, EIGHT_TORSION[4]);
+    fn a_torsioned_signature_over_another_message_is_refused_in_a_batch() {
+        let signer = RawSigner::new(779, EdwardsPoint::default());
+        let mut f = Fixture::valid(9, 3);
+        let sig = signer.sign(5, EIGHT_TORSION[2], b"pay 10");
+        f.push(signer.public, b"pay 99", sig);
+        let expected: Vec<bool> = (0..10).map(|i| i != 9).collect();
+        assert_eq!(f.one_by_one(), expected);
+        assert_eq!(verify_batch(&f.items()), expected);
     }
 
     #[test]
-    fn torsion_in_key_cannot_sneak_through_a_batch() {
-        let signer = RawSigner::new(778, EIGHT_TORSION[4]);
-        assert_grinding_attack_fails(&signer, EdwardsPoint::default());
-    }
-
-    #[test]
-    fn identity_r_cannot_sneak_through_a_batch() {
-        // R = identity and s = k*a satisfy the batch equation exactly, for any
-        // message: dalek's batch accepts, strict refuses the small-order R.
-        let signer = RawSigner::new(780, EdwardsPoint::default());
-        let msg = b"any message at all";
-        let (sig, _) = signer.sign(0, EdwardsPoint::default(), msg);
-        assert!(dalek_batch_accepts(&signer.public, msg, &sig));
-        assert!(signer.public.verify(msg, &sig).is_err());
-        let f = Fixture::valid(7, 2);
-        let mut items = f.items();
-        items.push(BatchItem::new(&signer.public, msg, &sig));
-        let expected: Vec<bool> = (0..8).map(|i| i != 7).collect();
-        assert_eq!(verify_batch(&items), expected);
-    }
-
-    #[test]
-    fn strictly_valid_signature_under_torsioned_key_is_accepted() {
-        // Strict accepts a key with a torsion component when k kills it (k even for
-        // an order-2 component). Such items take the one-by-one path and must still
-        // come out valid.
-        let signer = RawSigner::new(779, EIGHT_TORSION[4]);
-        let (msg, sig) = (0u64..64)
-            .find_map(|i| {
-                let msg = format!("even {i}").into_bytes();
-                let (sig, k) = signer.sign(50 + i, EdwardsPoint::default(), &msg);
-                (k.as_bytes()[0] & 1 == 0).then_some((msg, sig))
-            })
-            .unwrap();
-        assert!(signer.public.verify(&msg, &sig).is_ok());
-        let f = Fixture::valid(6, 2);
-        let mut items = f.items();
-        items.push(BatchItem::new(&signer.public, &msg, &sig));
-        assert_eq!(verify_batch(&items), vec![true; 7]);
-    }
-
-    #[test]
-    fn small_order_and_non_canonical_r_are_refused() {
-        let f = Fixture::valid(5, 1);
-        let mut sigs = f.signatures.clone();
-        // R = identity, R = order-2 point, R = non-canonical encoding of y = 1 (p + 1).
-        sigs[0].0[..32].copy_from_slice(EdwardsPoint::default().compress().as_bytes());
-        sigs[1].0[..32].copy_from_slice(EIGHT_TORSION[4].compress().as_bytes());
+    fn small_order_and_non_canonical_r_follow_the_single_rule() {
+        let owner = RawSigner::new(780, EdwardsPoint::default());
+        let mut f = Fixture::valid(5, 1);
+        // R = identity, s random: invalid.
+        f.signatures[0].0[..32].copy_from_slice(EdwardsPoint::default().compress().as_bytes());
+        // R = an order-2 point, s unchanged: invalid.
+        f.signatures[1].0[..32].copy_from_slice(EIGHT_TORSION[4].compress().as_bytes());
+        // s >= l: invalid.
+        f.signatures[3].0[32..].copy_from_slice(&[0xff; 32]);
+        // R = identity encoded non-canonically (y = p + 1), signed by the owner:
+        // valid under ZIP-215 rules, alone and batched.
         let mut p_plus_one = [0xffu8; 32];
         p_plus_one[0] = 0xee;
         p_plus_one[31] = 0x7f;
-        sigs[2].0[..32].copy_from_slice(&p_plus_one);
-        // s >= l (all ones in the top byte range).
-        sigs[3].0[32..].copy_from_slice(&[0xff; 32]);
-        let items: Vec<BatchItem<'_>> = (0..5)
-            .map(|i| BatchItem::new(&f.keys[i], &f.messages[i], &sigs[i]))
-            .collect();
-        assert_eq!(verify_batch(&items), vec![false, false, false, false, true]);
+        assert!(CompressedEdwardsY(p_plus_one).decompress().is_some());
+        let sig = owner.sign_encoded(0, EdwardsPoint::default(), Some(p_plus_one), b"m");
+        f.push(owner.public, b"m", sig);
+        let expected = vec![false, false, true, false, true, true];
+        assert_eq!(f.one_by_one(), expected);
+        assert_eq!(verify_batch(&f.items()), expected);
     }
 
     #[test]
-    fn base_point_is_in_subgroup() {
-        assert!(in_prime_order_subgroup(&ED25519_BASEPOINT_POINT));
+    fn errors_that_cancel_in_a_plain_sum_are_caught() {
+        // Two signatures off by +d and -d: an unweighted sum of the equations
+        // would balance and accept both. The weights make that fail.
+        let signer = RawSigner::new(781, EdwardsPoint::default());
+        let d = Scalar::from(12345u64);
+        let mut a = signer.sign(11, EdwardsPoint::default(), b"one");
+        let mut b = signer.sign(12, EdwardsPoint::default(), b"two");
+        let sa = Scalar::from_canonical_bytes(a.0[32..].try_into().unwrap()).unwrap() + d;
+        let sb = Scalar::from_canonical_bytes(b.0[32..].try_into().unwrap()).unwrap() - d;
+        a.0[32..].copy_from_slice(sa.as_bytes());
+        b.0[32..].copy_from_slice(sb.as_bytes());
+        let mut f = Fixture::valid(6, 2);
+        f.push(signer.public, b"one", a);
+        f.push(signer.public, b"two", b);
+        let expected = vec![true, true, true, true, true, true, false, false];
+        assert_eq!(f.one_by_one(), expected);
+        assert_eq!(verify_batch(&f.items()), expected);
+        let pair: Vec<usize> = vec![6, 7];
+        let terms = terms_of(&f);
+        assert!(!batch_passes(&terms, &pair));
+    }
+
+    #[test]
+    fn the_batch_equation_itself_accepts_torsion_signatures() {
+        // Not only the verdicts (the fallback would fix those): the one
+        // multi-scalar equation must pass, or batches of such signatures would
+        // silently fall back to the slow path.
+        let signer = RawSigner::new(782, EIGHT_TORSION[1]);
+        let mut f = Fixture::valid(4, 2);
+        for (t, torsion) in EIGHT_TORSION.iter().enumerate() {
+            let msg = [t as u8];
+            f.push(
+                signer.public,
+                &msg,
+                signer.sign(50 + t as u64, *torsion, &msg),
+            );
+        }
+        let terms = terms_of(&f);
+        let all: Vec<usize> = (0..terms.len()).collect();
+        assert!(batch_passes(&terms, &all));
+    }
+
+    fn terms_of(f: &Fixture) -> Vec<Term<'_>> {
+        (0..f.keys.len())
+            .map(|i| Term {
+                key: &f.keys[i],
+                sig: &f.signatures[i],
+                parsed: Parsed::new(f.keys[i].as_bytes(), &f.messages[i], &f.signatures[i])
+                    .unwrap(),
+            })
+            .collect()
     }
 
     #[derive(Debug, Clone)]
@@ -475,6 +476,8 @@ mod tests {
         FlipMessageBit(usize),
         TorsionR(usize),
         SwapKey,
+        /// Re-signed by the owner with a torsion component in R (valid).
+        SignedTorsionR(usize),
     }
 
     fn mutation() -> impl Strategy<Value = Mutation> {
@@ -484,6 +487,7 @@ mod tests {
             1 => (0usize..1024).prop_map(Mutation::FlipMessageBit),
             1 => (1usize..8).prop_map(Mutation::TorsionR),
             1 => Just(Mutation::SwapKey),
+            1 => (1usize..8).prop_map(Mutation::SignedTorsionR),
         ]
     }
 
@@ -494,6 +498,7 @@ mod tests {
         fn batch_equals_one_by_one(mutations in proptest::collection::vec(mutation(), 0..40)) {
             let mut f = Fixture::valid(mutations.len(), 3);
             let other = Keypair::from_seed(&[200u8; 32]).public();
+            let raw = RawSigner::new(4321, EdwardsPoint::default());
             for (i, m) in mutations.iter().enumerate() {
                 match *m {
                     Mutation::None => {}
@@ -510,13 +515,18 @@ mod tests {
                         f.signatures[i].0[..32].copy_from_slice(mixed.as_bytes());
                     }
                     Mutation::SwapKey => f.keys[i] = other,
+                    Mutation::SignedTorsionR(t) => {
+                        f.keys[i] = raw.public;
+                        f.signatures[i] = raw.sign(i as u64 + 1, EIGHT_TORSION[t], &f.messages[i]);
+                    }
                 }
             }
             let expected = f.one_by_one();
             prop_assert_eq!(verify_batch(&f.items()), expected.clone());
-            // Unmutated items must be accepted, so the comparison is not vacuous.
+            // Unmutated and owner-signed items must be accepted, so the comparison
+            // is not vacuous.
             for (i, m) in mutations.iter().enumerate() {
-                if matches!(m, Mutation::None) {
+                if matches!(m, Mutation::None | Mutation::SignedTorsionR(_)) {
                     prop_assert!(expected[i]);
                 }
             }

@@ -1,9 +1,10 @@
-//! ed25519 keys and signatures (RFC 8032, via ed25519-dalek).
+//! ed25519 keys and signatures (RFC 8032 signing via ed25519-dalek).
 //!
-//! One acceptance rule everywhere: [`PublicKey::verify`] uses dalek's
-//! `verify_strict` (rejects small-order keys and non-canonical `R`), and batch
-//! verification falls back to `verify_strict` per signature whenever a batch fails,
-//! so a signature is accepted by a batch if and only if it is accepted alone.
+//! One acceptance rule everywhere, the cofactored rule of ZIP-215 (see
+//! [`crate::verify`]): [`PublicKey::verify`] and batch verification accept exactly
+//! the same signatures. Keys are stricter than ZIP-215: [`PublicKey::from_bytes`]
+//! refuses small-order points and non-canonical encodings, so an account or a
+//! validator has one byte form and no key verifies arbitrary messages.
 
 use crate::hash::HexError;
 use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
@@ -40,6 +41,10 @@ impl PublicKey {
         if vk.is_weak() {
             return Err(KeyError::InvalidPublicKey);
         }
+        // One encoding per key: `y >= p` decodes to the same point as `y - p`.
+        if vk.to_edwards().compress().0 != *bytes {
+            return Err(KeyError::InvalidPublicKey);
+        }
         Ok(PublicKey(vk))
     }
 
@@ -61,16 +66,19 @@ impl PublicKey {
         Self::from_bytes(&arr)
     }
 
-    /// Strict RFC 8032 verification of `sig` over `message`.
+    /// Verifies `sig` over `message` under the cofactored rule
+    /// ([`crate::verify`]), the one every node and every batch applies.
     pub fn verify(&self, message: &[u8], sig: &Signature) -> Result<(), KeyError> {
-        let s = ed25519_dalek::Signature::from_bytes(&sig.0);
-        self.0
-            .verify_strict(message, &s)
-            .map_err(|_| KeyError::BadSignature)
+        if crate::verify::verify_one(&self.point(), self.as_bytes(), message, sig) {
+            Ok(())
+        } else {
+            Err(KeyError::BadSignature)
+        }
     }
 
-    pub(crate) fn inner(&self) -> &VerifyingKey {
-        &self.0
+    /// The decompressed point (cached in the key, so this is a copy).
+    pub(crate) fn point(&self) -> curve25519_dalek::EdwardsPoint {
+        self.0.to_edwards()
     }
 }
 
@@ -285,6 +293,43 @@ mod tests {
         ident[0] = 1;
         assert_eq!(
             PublicKey::from_bytes(&ident),
+            Err(KeyError::InvalidPublicKey)
+        );
+        // Every other small-order point too.
+        for t in curve25519_dalek::constants::EIGHT_TORSION.iter() {
+            assert_eq!(
+                PublicKey::from_bytes(&t.compress().0),
+                Err(KeyError::InvalidPublicKey)
+            );
+        }
+    }
+
+    #[test]
+    fn non_canonical_key_encoding_refused() {
+        // y = p + 2 encodes the same point as y = 2 if that is on the curve; find
+        // a small y whose canonical encoding decodes, then add p.
+        let p_plus = |y: u8| {
+            let mut b = [0xffu8; 32];
+            b[0] = 0xed_u8.wrapping_add(y);
+            b[31] = 0x7f;
+            b
+        };
+        let y = (0u8..18)
+            .find(|&y| {
+                let mut b = [0u8; 32];
+                b[0] = y;
+                PublicKey::from_bytes(&b).is_ok()
+            })
+            .expect("some small y is a valid key");
+        let mut canonical = [0u8; 32];
+        canonical[0] = y;
+        let key = PublicKey::from_bytes(&canonical).unwrap();
+        let alias = p_plus(y);
+        // dalek decodes the alias to the same point; we refuse the second form.
+        let decoded = VerifyingKey::from_bytes(&alias).unwrap();
+        assert_eq!(decoded.to_edwards(), key.point());
+        assert_eq!(
+            PublicKey::from_bytes(&alias),
             Err(KeyError::InvalidPublicKey)
         );
     }

@@ -2,8 +2,10 @@
 //!
 //! * [`hash`]: 32-byte blake3 digests ([`Hash32`]) used for block ids, payload
 //!   commitments and transaction ids.
-//! * [`keys`]: ed25519 public keys, signatures and key pairs (ed25519-dalek), plus
-//!   single and batch verification with a fallback that isolates bad signatures.
+//! * [`keys`]: ed25519 public keys, signatures and key pairs (ed25519-dalek).
+//! * [`verify`]: the one signature acceptance rule (cofactored, ZIP-215), and
+//!   [`batch`]: batch verification under the same rule, with a fallback that
+//!   isolates bad signatures.
 //! * [`domain`]: mandatory signing namespaces. Every signed byte string starts with
 //!   the chain id and a message-kind tag, so a signature made for one purpose can
 //!   never be replayed as another (a vote as a transaction, testnet as mainnet).
@@ -35,6 +37,7 @@ pub mod keystore;
 pub mod pkcs11;
 pub mod secret;
 pub mod signer;
+pub mod verify;
 pub mod vote;
 
 pub use domain::Namespace;
