@@ -34,17 +34,24 @@ pub enum KeyError {
 }
 
 impl PublicKey {
-    /// Decodes and validates 32 bytes.
+    /// Decodes and validates 32 bytes. Keys that decoded before come from a
+    /// bounded cache ([`crate::keycache`]) instead of a new decompression.
     pub fn from_bytes(bytes: &[u8; PUBLIC_KEY_LEN]) -> Result<Self, KeyError> {
+        if let Some(vk) = crate::keycache::get(bytes) {
+            return Ok(PublicKey(vk));
+        }
+        // One encoding per key: `y >= p` decodes to the same point as `y - p`.
+        if !canonical_y(bytes) {
+            return Err(KeyError::InvalidPublicKey);
+        }
         let vk = VerifyingKey::from_bytes(bytes).map_err(|_| KeyError::InvalidPublicKey)?;
         // Weak (small-order) keys would let many messages verify; never accept them.
+        // (This also refuses the two points with x = 0, whose sign bit could
+        // otherwise give them a second encoding.)
         if vk.is_weak() {
             return Err(KeyError::InvalidPublicKey);
         }
-        // One encoding per key: `y >= p` decodes to the same point as `y - p`.
-        if vk.to_edwards().compress().0 != *bytes {
-            return Err(KeyError::InvalidPublicKey);
-        }
+        crate::keycache::put(*bytes, vk);
         Ok(PublicKey(vk))
     }
 
@@ -80,6 +87,16 @@ impl PublicKey {
     pub(crate) fn point(&self) -> curve25519_dalek::EdwardsPoint {
         self.0.to_edwards()
     }
+}
+
+/// True when the `y` coordinate in `bytes` (sign bit cleared) is below
+/// `p = 2^255 - 19`, i.e. the encoding is the canonical one.
+fn canonical_y(bytes: &[u8; PUBLIC_KEY_LEN]) -> bool {
+    // p in little-endian: ed ff ff .. ff 7f. y >= p only when every byte above
+    // the lowest is at its maximum and the lowest is at least 0xed.
+    let top_max = bytes[31] & 0x7f == 0x7f;
+    let middle_max = bytes[1..31].iter().all(|b| *b == 0xff);
+    !(top_max && middle_max && bytes[0] >= 0xed)
 }
 
 impl PartialOrd for PublicKey {
@@ -332,6 +349,23 @@ mod tests {
             PublicKey::from_bytes(&alias),
             Err(KeyError::InvalidPublicKey)
         );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn byte_canonical_check_matches_re_encoding(bytes: [u8; 32], low in 0u8..19) {
+            // Random bytes, and the top of the range where y >= p.
+            let mut near_p = [0xffu8; 32];
+            near_p[0] = 0xed_u8.wrapping_add(low);
+            near_p[31] = 0x7f | (bytes[31] & 0x80);
+            for b in [bytes, near_p] {
+                // Small-order points are refused anyway, whatever their encoding.
+                let decoded = curve25519_dalek::edwards::CompressedEdwardsY(b).decompress();
+                if let Some(p) = decoded.filter(|p| !p.is_small_order()) {
+                    proptest::prop_assert_eq!(canonical_y(&b), p.compress().0 == b);
+                }
+            }
+        }
     }
 
     #[test]

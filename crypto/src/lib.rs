@@ -2,7 +2,8 @@
 //!
 //! * [`hash`]: 32-byte blake3 digests ([`Hash32`]) used for block ids, payload
 //!   commitments and transaction ids.
-//! * [`keys`]: ed25519 public keys, signatures and key pairs (ed25519-dalek).
+//! * [`keys`]: ed25519 public keys, signatures and key pairs (ed25519-dalek);
+//!   [`keycache`] remembers decoded keys (bounded).
 //! * [`verify`]: the one signature acceptance rule (cofactored, ZIP-215), and
 //!   [`batch`]: batch verification under the same rule, with a fallback that
 //!   isolates bad signatures.
@@ -32,6 +33,7 @@ pub mod beacon;
 pub mod domain;
 pub mod guard;
 pub mod hash;
+pub mod keycache;
 pub mod keys;
 pub mod keystore;
 pub mod pkcs11;
