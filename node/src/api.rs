@@ -85,6 +85,57 @@ pub struct SubmitTxResponse {
     pub hash: String,
 }
 
+/// Most transactions in one `POST /api/v1/txs` request.
+pub const MAX_SUBMIT_BATCH: usize = 256;
+
+/// `POST /api/v1/txs` request body: 1 to [`MAX_SUBMIT_BATCH`] transactions,
+/// each as `POST /api/v1/tx` takes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitTxs {
+    /// Encoded signed transactions (`app::SignedTx::encode`), hex.
+    pub txs: Vec<String>,
+}
+
+/// `POST /api/v1/txs` response (200): one result per transaction, in the
+/// order of the request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubmitTxsResponse {
+    /// Results that are `{"hash"}`.
+    pub accepted: usize,
+    /// Results that are `{"error"}`.
+    pub refused: usize,
+    pub results: Vec<SubmitTxsItem>,
+}
+
+/// One transaction of a `POST /api/v1/txs` request: `{"hash": ...}` or
+/// `{"error": {"code", "message", "status"}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum SubmitTxsItem {
+    /// What `POST /api/v1/tx` answers with 202.
+    Accepted { hash: String },
+    /// What `POST /api/v1/tx` answers with an error.
+    Refused { error: SubmitTxsItemError },
+}
+
+/// Why one transaction of a batch was refused: the code and message
+/// `POST /api/v1/tx` would have answered for it alone, and that answer's
+/// HTTP status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubmitTxsItemError {
+    pub code: String,
+    pub message: String,
+    /// The status `POST /api/v1/tx` would have answered (400, 422, 503, ...);
+    /// read as 422 when absent.
+    #[serde(default = "unprocessable")]
+    pub status: u16,
+}
+
+fn unprocessable() -> u16 {
+    422
+}
+
 /// `GET /api/v1/tx/{hash}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TxStatusView {

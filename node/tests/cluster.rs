@@ -2,7 +2,7 @@
 //! a late joiner syncs from genesis, a `kill -9`ed validator restarts and
 //! catches up with the same state root, rogue QUIC peers are refused or
 //! disconnected while the cluster keeps committing, and bad HTTP input gets a
-//! clear 4xx without losing anything.
+//! clear 4xx without losing anything (also item by item in a batch).
 //!
 //! Deadlines are failure bounds only (the machine is shared); nothing asserts
 //! on speed.
@@ -364,23 +364,30 @@ async fn bad_http_input_gets_clear_errors_and_loses_nothing() {
     // A good transaction commits...
     let good = transfer(&chain, &faucet, 0, player, 5);
     let hash = accepted(node.submit(good.clone()).await.unwrap());
-    let end = Instant::now() + DEADLINE;
-    loop {
-        let r = http
-            .get(format!("{url}/api/v1/tx/{hash}"))
-            .send()
-            .await
-            .unwrap();
-        if r.status() == 200 {
-            let v: serde_json::Value = r.json().await.unwrap();
-            if v["status"] == "committed" {
-                assert_eq!(v["result"], "ok");
-                break;
+    let committed_ok = |hash: String| {
+        let http = http.clone();
+        let url = url.clone();
+        async move {
+            let end = Instant::now() + DEADLINE;
+            loop {
+                let r = http
+                    .get(format!("{url}/api/v1/tx/{hash}"))
+                    .send()
+                    .await
+                    .unwrap();
+                if r.status() == 200 {
+                    let v: serde_json::Value = r.json().await.unwrap();
+                    if v["status"] == "committed" {
+                        assert_eq!(v["result"], "ok", "{v}");
+                        break;
+                    }
+                }
+                assert!(Instant::now() < end, "transaction {hash} never committed");
+                sleep(POLL).await;
             }
         }
-        assert!(Instant::now() < end, "transaction never committed");
-        sleep(POLL).await;
-    }
+    };
+    committed_ok(hash).await;
     // ...and replaying it (same nonce) is refused.
     match node.submit(good).await.unwrap() {
         SubmitOutcome::Refused { status, code, .. } => {
@@ -389,6 +396,47 @@ async fn bad_http_input_gets_clear_errors_and_loses_nothing() {
         }
         other => panic!("replay admitted: {other:?}"),
     }
+    // A batch (POST /api/v1/txs): three good transfers with consecutive
+    // nonces, one with a bad signature, bad hex and undecodable bytes. Each
+    // gets its own answer, in order; the good ones commit.
+    let payee = Keypair::from_seed(&[8; 32]).public();
+    let outcomes = node
+        .submit_batch(vec![
+            transfer(&chain, &faucet, 1, payee, 1),
+            transfer("some-other-chain", &faucet, 2, payee, 100),
+            transfer(&chain, &faucet, 2, payee, 2),
+            "zz".to_owned(),
+            "00ff00ff".to_owned(),
+            transfer(&chain, &faucet, 3, payee, 3),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(outcomes.len(), 6, "{outcomes:?}");
+    let refused = |i: usize| match &outcomes[i] {
+        SubmitOutcome::Refused { status, code, .. } => (*status, code.clone()),
+        other => panic!("item {i} admitted: {other:?}"),
+    };
+    assert_eq!(refused(1), (422, "bad_signature".to_owned()));
+    assert_eq!(refused(3), (400, "bad_request".to_owned()));
+    assert_eq!(refused(4), (400, "bad_request".to_owned()));
+    let mut batch_id = None;
+    for i in [0, 2, 5] {
+        let SubmitOutcome::Accepted {
+            hash,
+            correlation_id,
+        } = outcomes[i].clone()
+        else {
+            panic!("item {i} refused: {:?}", outcomes[i]);
+        };
+        // One correlation id for the whole batch.
+        assert_eq!(
+            batch_id.get_or_insert(correlation_id.clone()),
+            &correlation_id
+        );
+        committed_ok(hash).await;
+    }
+    assert_eq!(node.account(&payee.to_hex()).await.unwrap().balance, 6);
+
     // Nothing was lost: the balance moved exactly once, the node still serves.
     let a = node.account(&player.to_hex()).await.unwrap();
     assert_eq!(a.balance, 5);

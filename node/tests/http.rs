@@ -19,6 +19,7 @@ use bitcraps_node::api::{
 };
 use bitcraps_node::http::prom::PromWriter;
 use bitcraps_node::http::{self, ApiError, HttpLimits, NodeApi, SubmitFuture};
+use bitcraps_node::localnet::{NodeClient, SubmitOutcome};
 use bitcraps_node::trace::tracker::{CorrelationTracker, Origin, Stage, TrackerConfig};
 use bitcraps_node::trace::{correlation_view, stats_view};
 use serde_json::{json, Value};
@@ -1334,6 +1335,321 @@ async fn declared_oversize_body_is_refused_before_it_arrives() {
     assert!(Uuid::parse_str(&headers["x-correlation-id"]).is_ok());
     let body: ErrorBody = serde_json::from_str(&body).unwrap();
     assert_eq!(body.error, "payload_too_large");
+}
+
+// ---------------------------------------------------------------------------
+// Batch submit: POST /api/v1/txs
+
+impl Server {
+    async fn submit_batch(&self, txs: &[&[u8]]) -> reqwest::Response {
+        let txs: Vec<String> = txs.iter().map(hex::encode).collect();
+        self.post_json("/api/v1/txs", &json!({ "txs": txs }).to_string())
+            .await
+    }
+}
+
+/// What `POST /api/v1/tx` answers for `tx` alone, as a batch result.
+async fn single_route_result(s: &Server, body: Value) -> Value {
+    let resp = s.post_json("/api/v1/tx", &body.to_string()).await;
+    let status = resp.status().as_u16();
+    let v: Value = resp.json().await.unwrap();
+    if status == 202 {
+        json!({ "hash": v["hash"] })
+    } else {
+        json!({ "error": { "code": v["error"], "message": v["message"], "status": status } })
+    }
+}
+
+#[tokio::test]
+async fn batch_submit_answers_each_transaction_as_the_single_route_would() {
+    let s = start(roomy()).await;
+    let sent_id = Uuid::new_v4();
+    let items = [
+        hex::encode(b"OK first"),
+        "zz".to_owned(),
+        hex::encode(b"forged"),
+        hex::encode(FULL),
+        hex::encode(BROKEN),
+        "abc".to_owned(),
+        hex::encode(b"OK second"),
+    ];
+    let resp = s
+        .client
+        .post(s.url("/api/v1/txs"))
+        .header("x-correlation-id", sent_id.to_string())
+        .json(&json!({ "txs": items }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(correlation(&resp), sent_id);
+    let v = ok_json(resp, 200).await;
+    assert_eq!(v["accepted"], 2, "{v:#}");
+    assert_eq!(v["refused"], 5, "{v:#}");
+    let results = v["results"].as_array().unwrap().clone();
+    assert_eq!(results.len(), items.len(), "{v:#}");
+    assert_eq!(results[0], json!({ "hash": hash(b"OK first").to_hex() }));
+    assert_eq!(results[1]["error"]["code"], "bad_request", "{v:#}");
+    assert_eq!(results[1]["error"]["status"], 400, "{v:#}");
+    assert!(results[1]["error"]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("tx is not valid hex: "));
+    assert_eq!(
+        results[2],
+        json!({ "error": { "code": "bad_signature", "message": "signature does not verify", "status": 422 } })
+    );
+    assert_eq!(
+        results[3],
+        json!({ "error": { "code": "unavailable", "message": "mempool is full", "status": 503 } })
+    );
+    assert_eq!(results[4]["error"]["code"], "internal", "{v:#}");
+    assert!(!results[4].to_string().contains("secret"), "{v:#}");
+    assert_eq!(results[6], json!({ "hash": hash(b"OK second").to_hex() }));
+
+    // Every transaction that decoded reached `submit`, in order, under the
+    // batch request's one correlation id; the bad hex ones did not.
+    let submitted = s.node.submissions.lock().unwrap().clone();
+    let expected: Vec<(Vec<u8>, Uuid)> = [
+        b"OK first".as_slice(),
+        b"forged",
+        FULL,
+        BROKEN,
+        b"OK second",
+    ]
+    .iter()
+    .map(|tx| (tx.to_vec(), sent_id))
+    .collect();
+    assert_eq!(submitted, expected);
+    // The accepted ones are tracked under that id.
+    let timeline = ok_json(s.get(&format!("/api/v1/correlation/{sent_id}")).await, 200).await;
+    assert_eq!(
+        timeline["entries"].as_array().unwrap().len(),
+        2,
+        "{timeline:#}"
+    );
+
+    // Each result is exactly what the single route answers for that item.
+    for (item, result) in items.iter().zip(&results) {
+        let alone = single_route_result(&s, json!({ "tx": item })).await;
+        assert_eq!(&alone, result, "{item}");
+    }
+
+    // Without a header the batch still has one id, the one echoed back.
+    let resp = s.submit_batch(&[b"OK third", b"OK fourth"]).await;
+    let id = correlation(&resp);
+    assert_eq!(ok_json(resp, 200).await["accepted"], 2);
+    let submitted = s.node.submissions.lock().unwrap().clone();
+    assert!(submitted.ends_with(&[(b"OK third".to_vec(), id), (b"OK fourth".to_vec(), id)]));
+}
+
+#[tokio::test]
+async fn batch_submit_runs_its_transactions_concurrently() {
+    let mut s = start(roomy()).await;
+    let client = s.client.clone();
+    let url = s.url("/api/v1/txs");
+    let txs: Vec<String> = (0..3u8)
+        .map(|i| hex::encode([SLOW, &[i]].concat()))
+        .collect();
+    let batch = tokio::spawn(async move {
+        let resp = client
+            .post(url)
+            .json(&json!({ "txs": txs }))
+            .send()
+            .await
+            .unwrap();
+        (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
+    });
+    // All three are waiting inside `submit` at once: none finished yet.
+    s.wait_entered(3).await;
+    s.node.release(3);
+    let (status, v) = timeout(DEADLINE, batch).await.unwrap().unwrap();
+    assert_eq!(status, 200, "{v:#}");
+    assert_eq!(v["accepted"], 3, "{v:#}");
+}
+
+#[tokio::test]
+async fn batch_submit_limits() {
+    let s = start(roomy()).await;
+    // Empty: 400 naming the bounds.
+    let body = error(
+        s.post_json("/api/v1/txs", r#"{"txs":[]}"#).await,
+        400,
+        "bad_request",
+    )
+    .await;
+    assert!(
+        body.message.contains("empty") && body.message.contains("256"),
+        "{body:?}"
+    );
+    // Malformed envelopes are 400 as on the single route.
+    for wrong in [
+        r#"{"txs":"00"}"#,
+        r#"{"tx":["00"]}"#,
+        r#"{"txs":["00"],"x":1}"#,
+        "[]",
+    ] {
+        error(s.post_json("/api/v1/txs", wrong).await, 400, "bad_request").await;
+    }
+
+    // One more than the limit: 413 naming it; nothing was submitted.
+    let too_many: Vec<&[u8]> = vec![OK; http::MAX_SUBMIT_BATCH + 1];
+    let body = error(s.submit_batch(&too_many).await, 413, "payload_too_large").await;
+    assert_eq!(
+        body.message,
+        "a batch holds at most 256 transactions; this one has 257"
+    );
+    assert!(s.node.submissions.lock().unwrap().is_empty());
+
+    // The limit itself, every transaction as large as a transaction may be:
+    // the route's own body limit is far above `max_body_bytes` (1 KiB here).
+    let largest: Vec<Vec<u8>> = (0..http::MAX_SUBMIT_BATCH)
+        .map(|i| {
+            let mut tx = format!("OK {i:03} ").into_bytes();
+            tx.resize(bitcraps_node::app::MAX_TX_BYTES, b'.');
+            tx
+        })
+        .collect();
+    let refs: Vec<&[u8]> = largest.iter().map(Vec::as_slice).collect();
+    let v = ok_json(s.submit_batch(&refs).await, 200).await;
+    assert_eq!(v["accepted"], 256, "{}", v["refused"]);
+    assert_eq!(s.node.submissions.lock().unwrap().len(), 256);
+    // Other routes keep `max_body_bytes`.
+    let big_single = json!({ "tx": hex::encode(&largest[0]) }).to_string();
+    assert!(big_single.len() > MAX_BODY_BYTES);
+    error(
+        s.post_json("/api/v1/tx", &big_single).await,
+        413,
+        "payload_too_large",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn batch_submit_oversize_body_is_413() {
+    let s = start(roomy()).await;
+    let limit = http::MAX_SUBMIT_BATCH_BODY_BYTES;
+    assert_eq!(limit, 267_264);
+    // Declared: refused before the body is read, with the route's limit.
+    let over = format!(r#"{{"txs":["{}"]}}"#, "0".repeat(limit));
+    let body = error(
+        s.post_json("/api/v1/txs", &over).await,
+        413,
+        "payload_too_large",
+    )
+    .await;
+    assert_eq!(body.message, format!("request body exceeds {limit} bytes"));
+
+    // Chunked: cut off while read, at the route's limit, not `max_body_bytes`.
+    let chunked = |body: &str| {
+        let mut request =
+            b"POST /api/v1/txs HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\n\
+                            transfer-encoding: chunked\r\n\r\n"
+                .to_vec();
+        for chunk in body.as_bytes().chunks(16 * 1024) {
+            request.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+            request.extend_from_slice(chunk);
+            request.extend_from_slice(b"\r\n");
+        }
+        request.extend_from_slice(b"0\r\n\r\n");
+        request
+    };
+    let (status, _, body) = raw_exchange(s.addr, &chunked(&over)).await;
+    assert_eq!(status, 413, "{body}");
+    let body: ErrorBody = serde_json::from_str(&body).unwrap();
+    assert_eq!(body.error, "payload_too_large");
+    assert_eq!(body.message, format!("request body exceeds {limit} bytes"));
+    // A chunked batch far above `max_body_bytes` but within its own limit.
+    let txs: Vec<String> = (0..40u8)
+        .map(|i| hex::encode([OK, b" ", &[i; 100]].concat()))
+        .collect();
+    let within = json!({ "txs": txs }).to_string();
+    assert!(within.len() > 8 * MAX_BODY_BYTES);
+    let (status, _, body) = raw_exchange(s.addr, &chunked(&within)).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn a_batch_of_n_costs_n_rate_limit_tokens() {
+    let s = start(HttpLimits {
+        requests_per_s: 1,
+        burst: 10,
+        ..roomy()
+    })
+    .await;
+    // 8 of the 10 tokens.
+    let v = ok_json(s.submit_batch(&[OK; 8]).await, 200).await;
+    assert_eq!(v["accepted"], 8);
+    // 9 more do not fit in what is left (2, plus 1 a second): the whole
+    // batch is refused as a single request would be, nothing submitted.
+    let sent = Uuid::new_v4();
+    let txs: Vec<String> = (0..9).map(|_| hex::encode(OK)).collect();
+    let resp = s
+        .client
+        .post(s.url("/api/v1/txs"))
+        .header("x-correlation-id", sent.to_string())
+        .json(&json!({ "txs": txs }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(correlation(&resp), sent);
+    assert!(resp.headers().contains_key("retry-after"));
+    error(resp, 429, "rate_limited").await;
+    assert_eq!(s.node.submissions.lock().unwrap().len(), 8);
+}
+
+#[tokio::test]
+async fn client_submit_batch_maps_each_result_like_submit() {
+    let s = start(roomy()).await;
+    let http_client = bitcraps_node::localnet::client::http_client().unwrap();
+    let client = NodeClient::new(format!("http://{}", s.addr), http_client);
+    let items = vec![
+        hex::encode(b"OK one"),
+        "zz".to_owned(),
+        hex::encode(b"forged"),
+        hex::encode(FULL),
+    ];
+    let outcomes = client.submit_batch(items.clone()).await.unwrap();
+    assert_eq!(outcomes.len(), 4);
+    // Each outcome equals what `submit` gives for the item alone (but for
+    // the correlation id: one per request).
+    let id = match &outcomes[0] {
+        SubmitOutcome::Accepted { correlation_id, .. } => correlation_id.clone(),
+        other => panic!("{other:?}"),
+    };
+    for (item, batch) in items.into_iter().zip(&outcomes) {
+        let alone = client.submit(item.clone()).await.unwrap();
+        match (&alone, batch) {
+            (
+                SubmitOutcome::Accepted { hash: a, .. },
+                SubmitOutcome::Accepted {
+                    hash: b,
+                    correlation_id,
+                },
+            ) => {
+                assert_eq!(a, b);
+                assert_eq!(correlation_id, &id);
+            }
+            _ => assert_eq!(&alone, batch, "{item}"),
+        }
+    }
+    assert!(
+        matches!(&outcomes[2], SubmitOutcome::Refused { status: 422, code, .. } if code == "bad_signature")
+    );
+    assert!(matches!(
+        &outcomes[3],
+        SubmitOutcome::Refused { status: 503, .. }
+    ));
+
+    // A refusal of the whole request refuses every item with it.
+    let too_many = vec![hex::encode(OK); http::MAX_SUBMIT_BATCH + 1];
+    let outcomes = client.submit_batch(too_many).await.unwrap();
+    assert_eq!(outcomes.len(), http::MAX_SUBMIT_BATCH + 1);
+    assert!(outcomes.iter().all(|o| matches!(
+        o,
+        SubmitOutcome::Refused { status: 413, code, .. } if code == "payload_too_large"
+    )));
+    // An empty batch sends nothing.
+    assert_eq!(client.submit_batch(Vec::new()).await.unwrap(), Vec::new());
 }
 
 // ---------------------------------------------------------------------------

@@ -20,7 +20,8 @@ pub mod codes {
     pub const NOT_FOUND: &str = "not_found";
     /// 405: the route exists but not for this method (see the `allow` header).
     pub const METHOD_NOT_ALLOWED: &str = "method_not_allowed";
-    /// 413: the body exceeds `max_body_bytes`.
+    /// 413: the body exceeds `max_body_bytes` (or the batch route's own
+    /// limit), or a batch holds more than `MAX_SUBMIT_BATCH` transactions.
     pub const PAYLOAD_TOO_LARGE: &str = "payload_too_large";
     /// 415: the body is not `application/json`.
     pub const UNSUPPORTED_MEDIA_TYPE: &str = "unsupported_media_type";

@@ -9,8 +9,13 @@
 //! `max_body_bytes` before reading a byte, and the router's
 //! `DefaultBodyLimit` stops reading a chunked body (or one whose length was
 //! not declared) as soon as it passes the limit. Both answer 413.
+//!
+//! The limit is `max_body_bytes` for every route but `POST /api/v1/txs`,
+//! whose limit ([`MAX_SUBMIT_BATCH_BODY_BYTES`]) is derived from the largest
+//! batch of the largest transactions instead ([`body_limit`]).
 
 use super::error::HttpError;
+use super::handlers::{MAX_SUBMIT_BATCH_BODY_BYTES, SUBMIT_BATCH_PATH};
 use axum::body::Bytes;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
@@ -24,13 +29,26 @@ use serde::de::DeserializeOwned;
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct MaxBodyBytes(pub usize);
 
-/// Middleware: 413 for a declared `content-length` above the limit, before
-/// the body is read; records the limit for [`ApiJson`].
+/// The body limit of a request to `path`: [`MAX_SUBMIT_BATCH_BODY_BYTES`]
+/// for the batch route (the router sets the same limit on that route's
+/// `DefaultBodyLimit`), `max_body_bytes` for every other path.
+pub(crate) fn body_limit(path: &str, max_body_bytes: usize) -> usize {
+    if path == SUBMIT_BATCH_PATH {
+        MAX_SUBMIT_BATCH_BODY_BYTES
+    } else {
+        max_body_bytes
+    }
+}
+
+/// Middleware: 413 for a declared `content-length` above the limit (see
+/// [`body_limit`]), before the body is read; records the limit for
+/// [`ApiJson`].
 pub(crate) async fn reject_oversize(
     State(max_body_bytes): State<usize>,
     mut req: Request,
     next: Next,
 ) -> Response {
+    let max_body_bytes = body_limit(req.uri().path(), max_body_bytes);
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)

@@ -4,12 +4,16 @@
 use super::correlation::CorrelationId;
 use super::error::{codes, HttpError};
 use super::extract::{ApiJson, ApiPath, ApiQuery};
-use super::NodeApi;
+use super::join::join_all_in_order;
+use super::ratelimit::ClientBudget;
+use super::{ApiError, NodeApi};
 use crate::api::{
     AccountView, BlockView, CorrelationView, GameView, MemoryProtectionView, PeerView,
-    RotateIdentityView, StatusView, SubmitTx, SupplyView, TableDetailView, TableRoll, TableView,
-    TrackerStatsView, TxStatusView, WipeView,
+    RotateIdentityView, StatusView, SubmitTx, SubmitTxResponse, SubmitTxs, SubmitTxsItem,
+    SubmitTxsItemError, SubmitTxsResponse, SupplyView, TableDetailView, TableRoll, TableView,
+    TrackerStatsView, TxStatusView, WipeView, MAX_SUBMIT_BATCH,
 };
+use crate::app::tx::MAX_TX_BYTES;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -60,10 +64,120 @@ pub(crate) async fn submit_tx(
     correlation: CorrelationId,
     ApiJson(body): ApiJson<SubmitTx>,
 ) -> Result<Response, HttpError> {
-    let tx = hex::decode(&body.tx)
-        .map_err(|e| HttpError::bad_request(format!("tx is not valid hex: {e}")))?;
+    let tx = decode_tx(&body.tx)?;
     let accepted = node.submit(tx, correlation.0).await?;
     Ok((StatusCode::ACCEPTED, Json(accepted)).into_response())
+}
+
+/// The path of the batch submit route.
+pub(crate) const SUBMIT_BATCH_PATH: &str = "/api/v1/txs";
+
+/// Bytes one transaction may take in a `POST /api/v1/txs` body besides its
+/// hex: quotes, comma, and whitespace such as a newline and indentation.
+const BATCH_ITEM_OVERHEAD_BYTES: usize = 16;
+
+/// Body limit of `POST /api/v1/txs` (bytes): [`MAX_SUBMIT_BATCH`] of the
+/// largest transactions ([`MAX_TX_BYTES`], hex-encoded), each with
+/// [`BATCH_ITEM_OVERHEAD_BYTES`], plus 1 KiB for the envelope. 267,264 bytes.
+/// It replaces `max_body_bytes` on that route only.
+pub const MAX_SUBMIT_BATCH_BODY_BYTES: usize =
+    MAX_SUBMIT_BATCH * (2 * MAX_TX_BYTES + BATCH_ITEM_OVERHEAD_BYTES) + 1024;
+
+/// `POST /api/v1/txs`: up to [`MAX_SUBMIT_BATCH`] transactions in one
+/// request, each handled as `POST /api/v1/tx` handles one (hex decode, then
+/// [`NodeApi::submit`] with the request's correlation id), all submitted at
+/// once in one task (`join.rs`: they reach admission in list order). One
+/// transaction's failure does not touch the others; the answer is 200 with
+/// one result per transaction, in order.
+///
+/// The rate limiter charged one token for the request; the other N - 1 are
+/// charged here, once N is known, and without them the whole batch gets
+/// 429 like a single request would.
+pub(crate) async fn submit_txs(
+    State(node): Node,
+    correlation: CorrelationId,
+    budget: ClientBudget,
+    ApiJson(body): ApiJson<SubmitTxs>,
+) -> Response {
+    let n = body.txs.len();
+    if n == 0 {
+        return HttpError::bad_request(format!(
+            "txs is empty; send 1 to {MAX_SUBMIT_BATCH} transactions"
+        ))
+        .into_response();
+    }
+    if n > MAX_SUBMIT_BATCH {
+        return HttpError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            codes::PAYLOAD_TOO_LARGE,
+            format!("a batch holds at most {MAX_SUBMIT_BATCH} transactions; this one has {n}"),
+        )
+        .into_response();
+    }
+    // n <= MAX_SUBMIT_BATCH, so this always fits.
+    let extra = u32::try_from(n - 1).unwrap_or(u32::MAX);
+    if let Err(rate_limited) = budget.charge(extra) {
+        return rate_limited.into_response();
+    }
+    let id = correlation.0;
+    // `None` where the transaction went to `submit`: its outcome comes from
+    // `submitted`, in the same order.
+    let mut results: Vec<Option<SubmitTxsItem>> = Vec::with_capacity(n);
+    let mut submits = Vec::with_capacity(n);
+    for hex in body.txs {
+        match decode_tx(&hex) {
+            Ok(tx) => {
+                results.push(None);
+                submits.push(node.submit(tx, id));
+            }
+            Err(bad_hex) => results.push(Some(batch_item(Err(bad_hex)))),
+        }
+    }
+    let mut submitted = join_all_in_order(submits).await.into_iter();
+    let results: Vec<SubmitTxsItem> = results
+        .into_iter()
+        .map(|item| {
+            item.unwrap_or_else(|| {
+                let outcome = submitted.next().unwrap_or_else(|| {
+                    Err(ApiError::Internal(
+                        "batch join returned fewer outcomes than submits".into(),
+                    ))
+                });
+                batch_item(outcome.map_err(HttpError::from))
+            })
+        })
+        .collect();
+    let accepted = results
+        .iter()
+        .filter(|r| matches!(r, SubmitTxsItem::Accepted { .. }))
+        .count();
+    Json(SubmitTxsResponse {
+        accepted,
+        refused: results.len() - accepted,
+        results,
+    })
+    .into_response()
+}
+
+/// The bytes of a hex transaction, or the 400 `POST /api/v1/tx` answers.
+fn decode_tx(hex: &str) -> Result<Vec<u8>, HttpError> {
+    hex::decode(hex).map_err(|e| HttpError::bad_request(format!("tx is not valid hex: {e}")))
+}
+
+/// One batch result: what `POST /api/v1/tx` would have answered for this
+/// transaction alone (the same [`HttpError`] code, message and status for a
+/// refusal, the same hash for an acceptance).
+fn batch_item(outcome: Result<SubmitTxResponse, HttpError>) -> SubmitTxsItem {
+    match outcome {
+        Ok(SubmitTxResponse { hash }) => SubmitTxsItem::Accepted { hash },
+        Err(e) => SubmitTxsItem::Refused {
+            error: SubmitTxsItemError {
+                code: e.code().to_owned(),
+                message: e.message().to_owned(),
+                status: e.status().as_u16(),
+            },
+        },
+    }
 }
 
 pub(crate) async fn tx(

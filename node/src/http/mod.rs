@@ -9,10 +9,12 @@
 //! [`serve`] (runs it on a listener with graceful, bounded shutdown).
 //!
 //! * `router.rs`: the route table and the middleware order (read its docs
-//!   first); `handlers.rs`: one small function per route.
+//!   first); `handlers.rs`: one small function per route; `join.rs`: the
+//!   in-task join the batch route (`POST /api/v1/txs`) submits through.
 //! * `correlation.rs`: `x-correlation-id`, the `http_request` span, one log
 //!   line per request.
-//! * `ratelimit.rs`: per-client-IP token buckets, bounded client map (429).
+//! * `ratelimit.rs`: per-client-IP token buckets, bounded client map (429);
+//!   a batch of N transactions costs N tokens.
 //! * `shed.rs`: in-flight cap (503 `overloaded`), deadline (503 `timeout`),
 //!   panic barrier (500).
 //! * `extract.rs`: JSON/path/query extractors and body limits (400/413/415).
@@ -49,6 +51,8 @@ pub trait NodeApi: Send + Sync + 'static {
     fn readiness(&self) -> Result<(), String>;
     /// `POST /api/v1/tx`: decode, verify and admit an encoded signed
     /// transaction. `correlation_id` is the request's `x-correlation-id`.
+    /// `POST /api/v1/txs` calls it once per transaction of the batch, all
+    /// with the batch request's id, and polls those calls concurrently.
     fn submit(&self, tx: Vec<u8>, correlation_id: uuid::Uuid) -> SubmitFuture<'_>;
     /// `GET /api/v1/tx/{hash}`: `None` when neither pending nor committed.
     fn tx(&self, hash: &Hash32) -> Result<Option<TxStatusView>, ApiError>;
@@ -179,15 +183,19 @@ mod correlation;
 mod error;
 mod extract;
 mod handlers;
+mod join;
 pub mod prom;
 mod ratelimit;
 mod router;
 mod shed;
 
+pub use crate::api::MAX_SUBMIT_BATCH;
 pub use correlation::{CorrelationId, CORRELATION_HEADER};
 pub use error::{codes, HttpError};
 pub use extract::{ApiJson, ApiPath, ApiQuery};
-pub use handlers::{BLOCKS_DEFAULT_LIMIT, BLOCKS_MAX_LIMIT, METRICS_CONTENT_TYPE};
+pub use handlers::{
+    BLOCKS_DEFAULT_LIMIT, BLOCKS_MAX_LIMIT, MAX_SUBMIT_BATCH_BODY_BYTES, METRICS_CONTENT_TYPE,
+};
 pub use router::{router, serve, DRAIN_GRACE_MS};
 
 /// Health endpoints: exempt from rate limiting and the concurrency cap, so a

@@ -7,6 +7,16 @@
 //! back). Health endpoints (`/livez`, `/readyz`) are exempt: an orchestrator
 //! probing a busy node must not conclude it is dead.
 //!
+//! A batch of N transactions (`POST /api/v1/txs`) costs N tokens: one here,
+//! before its body is read, like any request, and N - 1 more once the
+//! handler knows N ([`ClientBudget::charge`]). Without them the whole batch
+//! gets 429 (and has spent its one token, like any request that got as far
+//! as its handler). A charge of N passes when the bucket holds
+//! `min(N, burst)` tokens and then takes all N, leaving the bucket negative
+//! when N is more than it held: a batch larger than the burst is not locked
+//! out forever, and the client still pays for every transaction by waiting
+//! for the bucket to refill.
+//!
 //! Memory is bounded: at most `max_clients` buckets are kept, and a new
 //! client evicts the least recently seen one (an evicted client that comes
 //! back starts with a full bucket; that is the price of the bound).
@@ -22,11 +32,13 @@
 
 use super::error::{codes, HttpError};
 use super::{clock, is_health_path};
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::collections::{BTreeMap, HashMap};
+use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use tokio::time::Instant;
@@ -79,6 +91,13 @@ impl RateLimiter {
 
     /// Charges one request from `ip` at `now`.
     pub(crate) fn check(&self, ip: IpAddr, now: Instant) -> Decision {
+        self.charge(ip, now, 1)
+    }
+
+    /// Charges `cost` tokens from `ip` at `now` (see the module docs: it
+    /// passes with `min(cost, burst)` tokens in the bucket). A cost of 0 is
+    /// always allowed and changes nothing but the client's recency.
+    pub(crate) fn charge(&self, ip: IpAddr, now: Instant, cost: u32) -> Decision {
         let key = client_key(ip);
         // A panic while holding the lock cannot leave the map inconsistent in
         // a way that matters (worst case a bucket is off by one token), so a
@@ -119,11 +138,13 @@ impl RateLimiter {
         bucket.seq = seq;
         by_recency.insert(seq, key);
 
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
+        let cost = f64::from(cost);
+        let needed = cost.min(self.capacity);
+        if cost == 0.0 || bucket.tokens >= needed {
+            bucket.tokens -= cost;
             Decision::Allow
         } else {
-            let wait_s = (1.0 - bucket.tokens) / self.per_second;
+            let wait_s = (needed - bucket.tokens) / self.per_second;
             // Whole seconds, rounded up (retry-after has no fractions), so a
             // client that honours it is allowed when it comes back.
             let retry_after_s = (wait_s.ceil() as u64).max(1);
@@ -156,10 +177,68 @@ fn client_key(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// The 429 answer, with `retry-after`.
+fn rate_limited(retry_after_s: u64) -> Response {
+    let mut response = HttpError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        codes::RATE_LIMITED,
+        format!("too many requests from this address; retry in {retry_after_s} s"),
+    )
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_s));
+    response
+}
+
+/// The requesting client's bucket, for a handler that learns what a request
+/// costs only from its body. The middleware puts it in the request
+/// extensions; extract it like any extractor (it is empty for a router
+/// built without the middleware, and for the exempt health paths).
+#[derive(Debug, Clone)]
+pub(crate) struct ClientBudget(Option<(Arc<RateLimiter>, IpAddr)>);
+
+impl ClientBudget {
+    /// Charges `extra` more tokens to the client.
+    pub(crate) fn charge(&self, extra: u32) -> Result<(), RateLimited> {
+        let Some((limiter, ip)) = &self.0 else {
+            return Ok(());
+        };
+        match limiter.charge(*ip, clock::now(), extra) {
+            Decision::Allow => Ok(()),
+            Decision::Deny { retry_after_s } => Err(RateLimited { retry_after_s }),
+        }
+    }
+}
+
+/// A refused [`ClientBudget::charge`]: answers 429 like the middleware.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RateLimited {
+    retry_after_s: u64,
+}
+
+impl IntoResponse for RateLimited {
+    fn into_response(self) -> Response {
+        rate_limited(self.retry_after_s)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientBudget {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(parts
+            .extensions
+            .get::<ClientBudget>()
+            .cloned()
+            .unwrap_or(ClientBudget(None)))
+    }
+}
+
 /// Middleware: 429 when the client is over budget.
 pub(crate) async fn rate_limit(
     State(limiter): State<Arc<RateLimiter>>,
-    req: Request,
+    mut req: Request,
     next: Next,
 ) -> Response {
     if is_health_path(req.uri().path()) {
@@ -172,19 +251,12 @@ pub(crate) async fn rate_limit(
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
     match limiter.check(ip, clock::now()) {
-        Decision::Allow => next.run(req).await,
-        Decision::Deny { retry_after_s } => {
-            let mut response = HttpError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                codes::RATE_LIMITED,
-                format!("too many requests from this address; retry in {retry_after_s} s"),
-            )
-            .into_response();
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_s));
-            response
+        Decision::Allow => {
+            req.extensions_mut()
+                .insert(ClientBudget(Some((limiter, ip))));
+            next.run(req).await
         }
+        Decision::Deny { retry_after_s } => rate_limited(retry_after_s),
     }
 }
 
@@ -222,6 +294,46 @@ mod tests {
             assert_eq!(rl.check(ip(1), later), Decision::Allow);
         }
         assert!(matches!(rl.check(ip(1), later), Decision::Deny { .. }));
+    }
+
+    #[test]
+    fn a_charge_of_n_costs_n_tokens() {
+        let t0 = Instant::now();
+        let rl = RateLimiter::new(10, 20, 16);
+        // One request token, then 15 more for a batch of 16: 4 left.
+        assert_eq!(rl.check(ip(1), t0), Decision::Allow);
+        assert_eq!(rl.charge(ip(1), t0, 15), Decision::Allow);
+        // 5 more do not fit (denied, free), 4 do; then the bucket is empty.
+        assert_eq!(rl.charge(ip(1), t0, 5), Decision::Deny { retry_after_s: 1 });
+        assert_eq!(rl.charge(ip(1), t0, 4), Decision::Allow);
+        assert!(matches!(rl.check(ip(1), t0), Decision::Deny { .. }));
+        // A charge of 0 is free and always allowed.
+        assert_eq!(rl.charge(ip(1), t0, 0), Decision::Allow);
+        // 10/s: 1 s refills 10 tokens, not 11.
+        let t1 = t0 + Duration::from_secs(1);
+        assert_eq!(rl.charge(ip(1), t1, 10), Decision::Allow);
+        assert!(matches!(rl.check(ip(1), t1), Decision::Deny { .. }));
+    }
+
+    #[test]
+    fn a_charge_above_the_burst_passes_on_a_full_bucket_and_is_paid_by_waiting() {
+        let t0 = Instant::now();
+        let rl = RateLimiter::new(10, 20, 16);
+        // 50 > burst 20: allowed with a full bucket, which goes to -30.
+        assert_eq!(rl.charge(ip(1), t0, 50), Decision::Allow);
+        // Next token in (1 + 30) / 10 = 3.1 s, rounded up.
+        assert_eq!(rl.check(ip(1), t0), Decision::Deny { retry_after_s: 4 });
+        assert!(matches!(
+            rl.check(ip(1), t0 + Duration::from_millis(3_000)),
+            Decision::Deny { .. }
+        ));
+        assert_eq!(
+            rl.check(ip(1), t0 + Duration::from_millis(3_200)),
+            Decision::Allow
+        );
+        // It needs a full bucket again (20 tokens) before the next such charge.
+        let later = t0 + Duration::from_millis(3_200);
+        assert!(matches!(rl.charge(ip(1), later, 50), Decision::Deny { .. }));
     }
 
     #[test]

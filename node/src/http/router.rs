@@ -9,7 +9,8 @@
 //! 3. `extract::reject_oversize`: a declared body above the limit (413).
 //! 4. `shed`: concurrency cap (503 `overloaded`), deadline (503 `timeout`),
 //!    panic barrier (500).
-//! 5. `DefaultBodyLimit`: caps bodies of unknown length while they are read.
+//! 5. `DefaultBodyLimit`: caps bodies of unknown length while they are read
+//!    (`POST /api/v1/txs` has its own, larger limit: see `extract.rs`).
 //!
 //! axum applies `Router::layer` to every route and to the fallbacks, so
 //! 404 and 405 answers get the same treatment as everything else.
@@ -50,6 +51,13 @@ pub fn router(api: Arc<dyn NodeApi>, limits: &HttpLimits) -> Router {
         .route("/status", get(handlers::status))
         .route("/metrics", get(handlers::metrics))
         .route("/api/v1/tx", post(handlers::submit_tx))
+        // Its own body limit (`extract::body_limit` applies the same one
+        // to declared lengths); this inner layer overrides the outer one.
+        .route(
+            handlers::SUBMIT_BATCH_PATH,
+            post(handlers::submit_txs)
+                .layer(DefaultBodyLimit::max(handlers::MAX_SUBMIT_BATCH_BODY_BYTES)),
+        )
         .route("/api/v1/tx/{hash}", get(handlers::tx))
         .route("/api/v1/blocks", get(handlers::blocks))
         .route("/api/v1/blocks/{height}", get(handlers::block))

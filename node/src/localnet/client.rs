@@ -5,8 +5,9 @@
 //! node can slow the localnet down but never wedge it.
 
 use crate::api::{
-    AccountView, BlockView, ErrorBody, GameView, StatusView, SubmitTx, SubmitTxResponse,
-    SupplyView, TableDetailView, TableRoll, TableView, TxStatusView,
+    AccountView, BlockView, ErrorBody, GameView, StatusView, SubmitTx, SubmitTxResponse, SubmitTxs,
+    SubmitTxsItem, SubmitTxsResponse, SupplyView, TableDetailView, TableRoll, TableView,
+    TxStatusView,
 };
 use reqwest::StatusCode;
 
@@ -215,6 +216,81 @@ impl NodeClient {
                 code,
                 message,
             }),
+            other => Err(other),
+        }
+    }
+
+    /// `POST /api/v1/txs`: up to [`MAX_SUBMIT_BATCH`](crate::api::MAX_SUBMIT_BATCH)
+    /// hex transactions in one
+    /// request under one fresh `x-correlation-id`. Returns one outcome per
+    /// transaction, in order, as [`submit`](Self::submit) would have for it
+    /// alone: `Accepted` with the batch's correlation id, or `Refused` with
+    /// the status, code and message the node gives for that transaction
+    /// (the status `POST /api/v1/tx` would have answered; 422 if a node
+    /// leaves it out). A refusal of the whole request (400, 413, 429, 503
+    /// ...) refuses every transaction with that status and code. Only
+    /// transport and decoding problems are errors. An empty list sends
+    /// nothing.
+    pub async fn submit_batch(
+        &self,
+        txs_hex: Vec<String>,
+    ) -> Result<Vec<SubmitOutcome>, ClientError> {
+        if txs_hex.is_empty() {
+            return Ok(Vec::new());
+        }
+        let n = txs_hex.len();
+        let url = format!("{}/api/v1/txs", self.base);
+        let body = SubmitTxs { txs: txs_hex };
+        let id = uuid::Uuid::now_v7().hyphenated().to_string();
+        let request = self
+            .http
+            .post(&url)
+            .header("x-correlation-id", id.as_str())
+            .json(&body);
+        let resp = self.send(request, &url).await?;
+        if resp.status().is_success() {
+            let correlation_id = resp
+                .headers()
+                .get("x-correlation-id")
+                .and_then(|v| v.to_str().ok())
+                .map_or(id, str::to_owned);
+            let answer: SubmitTxsResponse = decode(resp, url.clone()).await?;
+            if answer.results.len() != n {
+                return Err(ClientError::Decode {
+                    url,
+                    reason: format!("{} results for {n} transactions", answer.results.len()),
+                });
+            }
+            return Ok(answer
+                .results
+                .into_iter()
+                .map(|item| match item {
+                    SubmitTxsItem::Accepted { hash } => SubmitOutcome::Accepted {
+                        hash,
+                        correlation_id: correlation_id.clone(),
+                    },
+                    SubmitTxsItem::Refused { error } => SubmitOutcome::Refused {
+                        status: error.status,
+                        code: error.code,
+                        message: error.message,
+                    },
+                })
+                .collect());
+        }
+        match error_from(resp, url).await {
+            ClientError::Status {
+                status,
+                code,
+                message,
+                ..
+            } => Ok(vec![
+                SubmitOutcome::Refused {
+                    status,
+                    code,
+                    message,
+                };
+                n
+            ]),
             other => Err(other),
         }
     }
