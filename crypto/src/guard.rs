@@ -46,15 +46,17 @@
 //! Dropping a `sign_vote` future while it waits for the signer releases nothing
 //! and records nothing.
 //!
-//! `GuardStore::store` is synchronous and fsyncs: one fsync per new vote signed (a
-//! few per view). Callers on an async runtime should expect it to block briefly.
+//! `GuardStore::store` is synchronous and durable: one `fdatasync` per new vote
+//! signed (a few per view). Callers on an async runtime should expect it to block
+//! briefly.
 //!
 //! # Where the state lives
 //!
-//! [`FileGuardStore`] keeps it in one file, written atomically (temp file, fsync,
-//! rename, fsync directory), checksummed, mode 0600, and locked against a second
-//! process. It belongs outside update slots so a rollback cannot reset it. A missing
-//! file means "never signed"; a corrupt one is an error, never a silent reset.
+//! [`FileGuardStore`] keeps it in one file of two checksummed slots, written in
+//! place alternately (see `guard/file.rs` for why and how a torn write is
+//! survived), mode 0600, and locked against a second process. It belongs outside
+//! update slots so a rollback cannot reset it. A missing file means "never
+//! signed"; an unreadable one is an error, never a silent reset.
 //! [`MemoryGuardStore`] is for tests and the simulator, where it plays the disk
 //! that survives a simulated crash.
 
@@ -64,8 +66,7 @@ use crate::keys::{PublicKey, Signature};
 use crate::signer::{Signer, SignerError};
 use crate::vote::{View, VoteBody, VoteKind};
 use serde::{Deserialize, Serialize};
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -449,183 +450,16 @@ impl GuardStore for MemoryGuardStore {
     }
 }
 
-/// File format: magic, blake3 of the payload, postcard payload.
-const FILE_MAGIC: &[u8; 8] = b"BCGUARD\x01";
-const CHECKSUM_LEN: usize = 32;
-/// The state is a few hundred bytes; anything far larger is not ours.
-const MAX_STATE_FILE_BYTES: u64 = 16 * 1024;
-
-/// A [`GuardStore`] in one file. Holds an exclusive lock (on `<path>.lock`) for
-/// its lifetime so two processes can never sign from the same state.
-#[derive(Debug)]
-pub struct FileGuardStore {
-    path: PathBuf,
-    /// Keeps the advisory lock; released when the store is dropped.
-    _lock: File,
-}
-
-impl FileGuardStore {
-    /// Opens (without reading) the state at `path` and takes its lock. The
-    /// directory must exist.
-    pub fn open(path: impl Into<PathBuf>) -> Result<Self, GuardStoreError> {
-        let path = path.into();
-        let lock_path = sibling(&path, ".lock");
-        let lock = private_options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&lock_path)
-            .map_err(|source| io_error("open", &lock_path, source))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => {
-                return Err(GuardStoreError::Locked { path });
-            }
-            Err(fs::TryLockError::Error(source)) => {
-                return Err(io_error("lock", &lock_path, source));
-            }
-        }
-        Ok(FileGuardStore { path, _lock: lock })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    fn corrupt(&self, reason: impl Into<String>) -> GuardStoreError {
-        GuardStoreError::Corrupt {
-            path: self.path.clone(),
-            reason: reason.into(),
-        }
-    }
-
-    fn decode(&self, bytes: &[u8]) -> Result<GuardState, GuardStoreError> {
-        let header = FILE_MAGIC.len() + CHECKSUM_LEN;
-        if bytes.len() < header {
-            return Err(self.corrupt("truncated header"));
-        }
-        let (magic, rest) = bytes.split_at(FILE_MAGIC.len());
-        let (checksum, payload) = rest.split_at(CHECKSUM_LEN);
-        if magic != FILE_MAGIC {
-            return Err(self.corrupt("unknown format (bad magic)"));
-        }
-        if blake3::hash(payload).as_bytes() != checksum {
-            return Err(self.corrupt("checksum mismatch"));
-        }
-        let (state, trailing) = postcard::take_from_bytes::<GuardState>(payload)
-            .map_err(|e| self.corrupt(format!("undecodable payload: {e}")))?;
-        if !trailing.is_empty() {
-            return Err(self.corrupt("trailing bytes after payload"));
-        }
-        Ok(state)
-    }
-
-    fn encode(state: &GuardState) -> Result<Vec<u8>, GuardStoreError> {
-        let payload =
-            postcard::to_stdvec(state).map_err(|e| GuardStoreError::Encode(e.to_string()))?;
-        let mut out = Vec::with_capacity(FILE_MAGIC.len() + CHECKSUM_LEN + payload.len());
-        out.extend_from_slice(FILE_MAGIC);
-        out.extend_from_slice(blake3::hash(&payload).as_bytes());
-        out.extend_from_slice(&payload);
-        Ok(out)
-    }
-
-    fn write_temp(&self, tmp: &Path, bytes: &[u8]) -> Result<(), GuardStoreError> {
-        // A temp file left by a crash is stale: replace it rather than trust its
-        // permissions or contents.
-        match fs::remove_file(tmp) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(source) => return Err(io_error("remove stale", tmp, source)),
-        }
-        let mut file = private_options()
-            .write(true)
-            .create_new(true)
-            .open(tmp)
-            .map_err(|source| io_error("create", tmp, source))?;
-        file.write_all(bytes)
-            .map_err(|source| io_error("write", tmp, source))?;
-        file.sync_all()
-            .map_err(|source| io_error("fsync", tmp, source))
-    }
-}
-
-impl GuardStore for FileGuardStore {
-    fn load(&self) -> Result<Option<GuardState>, GuardStoreError> {
-        let file = match File::open(&self.path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(io_error("open", &self.path, source)),
-        };
-        let mut bytes = Vec::new();
-        file.take(MAX_STATE_FILE_BYTES + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|source| io_error("read", &self.path, source))?;
-        if bytes.len() as u64 > MAX_STATE_FILE_BYTES {
-            return Err(self.corrupt(format!("larger than {MAX_STATE_FILE_BYTES} bytes")));
-        }
-        self.decode(&bytes).map(Some)
-    }
-
-    fn store(&self, state: &GuardState) -> Result<(), GuardStoreError> {
-        let bytes = Self::encode(state)?;
-        let tmp = sibling(&self.path, ".tmp");
-        if let Err(e) = self.write_temp(&tmp, &bytes) {
-            // Best effort: the stale file is also removed before the next write.
-            let _ = fs::remove_file(&tmp);
-            return Err(e);
-        }
-        fs::rename(&tmp, &self.path).map_err(|source| io_error("rename", &tmp, source))?;
-        sync_parent_dir(&self.path)
-    }
-}
-
-/// `dir/name` → `dir/name<suffix>`.
-fn sibling(path: &Path, suffix: &str) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(suffix);
-    PathBuf::from(name)
-}
-
-/// Options for files only the node's user may read: the state holds signatures
-/// and, more importantly, must not be editable by others.
-fn private_options() -> OpenOptions {
-    #[allow(unused_mut)] // only mutated on unix
-    let mut options = OpenOptions::new();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    options
-}
-
-/// Makes the rename itself durable: without this a crash can bring back the old
-/// file even though `store` returned Ok.
-fn sync_parent_dir(path: &Path) -> Result<(), GuardStoreError> {
-    #[cfg(unix)]
-    {
-        let dir = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|source| io_error("fsync directory", dir, source))?;
-    }
-    #[cfg(not(unix))]
-    let _ = path; // Directories cannot be opened for fsync on this platform.
-    Ok(())
-}
-
-fn io_error(operation: &'static str, path: &Path, source: io::Error) -> GuardStoreError {
+pub(crate) fn io_error(operation: &'static str, path: &Path, source: io::Error) -> GuardStoreError {
     GuardStoreError::Io {
         operation,
         path: path.to_owned(),
         source,
     }
 }
+
+mod file;
+pub use file::FileGuardStore;
 
 #[cfg(test)]
 mod tests;

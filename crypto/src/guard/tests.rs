@@ -2,10 +2,12 @@
 //! in-memory signer and an uncontended mutex complete on the first poll, exactly as
 //! in the deterministic simulator.
 
+use super::file::{sibling, FILE_BYTES, SLOT_BYTES, SLOT_MAGIC, V1_MAGIC};
 use super::*;
 use crate::hash::hash;
 use crate::signer::{block_on_ready, InMemorySigner, SignFuture};
 use proptest::prelude::*;
+use std::fs;
 use std::future::Future;
 use std::sync::atomic::AtomicUsize;
 
@@ -537,27 +539,35 @@ fn file_store_roundtrip_and_missing_file() {
 fn file_store_reports_corruption_instead_of_resetting() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("state");
+    // One store: one used slot, the other unused (all zeros).
     let good = {
         let store = FileGuardStore::open(&path).unwrap();
         store.store(&sample_state()).unwrap();
         fs::read(&path).unwrap()
     };
-    let header = FILE_MAGIC.len() + CHECKSUM_LEN;
-    let mut flipped_payload = good.clone();
-    flipped_payload[header + 3] ^= 0x40;
-    let mut flipped_checksum = good.clone();
-    flipped_checksum[FILE_MAGIC.len()] ^= 0x01;
-    let mut bad_magic = good.clone();
-    bad_magic[0] = b'X';
-    let mut trailing = good.clone();
-    trailing.push(0);
-    let damaged: [(&str, Vec<u8>); 6] = [
-        ("flipped payload", flipped_payload),
-        ("flipped checksum", flipped_checksum),
-        ("bad magic", bad_magic),
+    assert_eq!(good.len(), FILE_BYTES);
+    let used = if good[..SLOT_BYTES].iter().all(|b| *b == 0) {
+        SLOT_BYTES
+    } else {
+        0
+    };
+    let header = SLOT_MAGIC.len() + 8 + 4 + 32;
+    let flip = |at: usize| {
+        let mut b = good.clone();
+        b[used + at] ^= 0x40;
+        b
+    };
+    let mut too_large = good.clone();
+    too_large.resize(16 * 1024 + 1, 0);
+    let damaged: [(&str, Vec<u8>); 8] = [
+        ("flipped payload", flip(header + 3)),
+        ("flipped checksum", flip(SLOT_MAGIC.len() + 12)),
+        ("flipped sequence number", flip(SLOT_MAGIC.len())),
+        ("bad magic", flip(0)),
+        ("junk after the payload", flip(SLOT_BYTES - 1)),
         ("truncated", good[..good.len() - 1].to_vec()),
         ("empty", Vec::new()),
-        ("too large", vec![0u8; MAX_STATE_FILE_BYTES as usize + 1]),
+        ("too large", too_large),
     ];
     for (what, bytes) in damaged {
         fs::write(&path, &bytes).unwrap();
@@ -578,6 +588,102 @@ fn file_store_reports_corruption_instead_of_resetting() {
         FileGuardStore::open(&path).unwrap().load().unwrap(),
         Some(sample_state())
     );
+}
+
+/// `sample_state` with its finalize moved to `view`: a distinguishable state.
+fn state_at(view: u64) -> GuardState {
+    let mut s = sample_state();
+    if let Some(r) = s.last_finalize.as_mut() {
+        r.view = view;
+    }
+    s
+}
+
+#[test]
+fn file_store_alternates_slots_and_a_torn_write_resumes_from_the_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state");
+    let store = FileGuardStore::open(&path).unwrap();
+    for view in 1..=5 {
+        store.store(&state_at(view)).unwrap();
+        assert_eq!(store.load().unwrap(), Some(state_at(view)));
+    }
+    let both = fs::read(&path).unwrap();
+    let (a, b) = both.split_at(SLOT_BYTES);
+    // Both slots in use, holding the last two states.
+    assert!(a.starts_with(SLOT_MAGIC) && b.starts_with(SLOT_MAGIC));
+    // Tear the newest slot (view 5, sequence 5: the second slot) as a crash in
+    // the middle of its write would: the previous state comes back.
+    let mut torn = both.clone();
+    for byte in &mut torn[SLOT_BYTES + 100..] {
+        *byte = 0xAA;
+    }
+    fs::write(&path, &torn).unwrap();
+    drop(store);
+    let store = FileGuardStore::open(&path).unwrap();
+    assert_eq!(store.load().unwrap(), Some(state_at(4)));
+    // Writing on goes to the torn slot (the one not holding the state we
+    // resumed from), and the sequence keeps rising.
+    store.store(&state_at(6)).unwrap();
+    assert_eq!(store.load().unwrap(), Some(state_at(6)));
+    let after = fs::read(&path).unwrap();
+    assert_eq!(
+        &after[..SLOT_BYTES],
+        &torn[..SLOT_BYTES],
+        "state 4 untouched"
+    );
+}
+
+#[test]
+fn file_store_without_a_load_continues_the_sequence() {
+    // A store that was never asked to load must not restart at sequence 1,
+    // or the next load would pick the older, higher-numbered slot.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state");
+    {
+        let store = FileGuardStore::open(&path).unwrap();
+        for view in 1..=4 {
+            store.store(&state_at(view)).unwrap();
+        }
+    }
+    let store = FileGuardStore::open(&path).unwrap();
+    store.store(&state_at(9)).unwrap();
+    drop(store);
+    assert_eq!(
+        FileGuardStore::open(&path).unwrap().load().unwrap(),
+        Some(state_at(9))
+    );
+}
+
+#[test]
+fn file_store_upgrades_the_first_format_in_one_rename() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state");
+    // A file as the first version wrote it: magic, blake3(payload), payload.
+    let old = sample_state();
+    let payload = postcard::to_stdvec(&old).unwrap();
+    let mut bytes = V1_MAGIC.to_vec();
+    bytes.extend_from_slice(blake3::hash(&payload).as_bytes());
+    bytes.extend_from_slice(&payload);
+    fs::write(&path, &bytes).unwrap();
+    let store = FileGuardStore::open(&path).unwrap();
+    assert_eq!(store.load().unwrap(), Some(old));
+    store.store(&state_at(100)).unwrap();
+    assert_eq!(fs::read(&path).unwrap().len(), FILE_BYTES);
+    assert_eq!(store.load().unwrap(), Some(state_at(100)));
+    store.store(&state_at(101)).unwrap();
+    drop(store);
+    assert_eq!(
+        FileGuardStore::open(&path).unwrap().load().unwrap(),
+        Some(state_at(101))
+    );
+    // A damaged first-format file is still an error.
+    bytes[V1_MAGIC.len() + 40] ^= 1;
+    fs::write(&path, &bytes).unwrap();
+    assert!(matches!(
+        FileGuardStore::open(&path).unwrap().load(),
+        Err(GuardStoreError::Corrupt { .. })
+    ));
 }
 
 #[test]
@@ -615,7 +721,7 @@ fn file_store_write_errors_are_reported() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("state");
     let store = FileGuardStore::open(&path).unwrap();
-    // A directory where the state file should be: rename must fail.
+    // A directory where the state file should be: creating it must fail.
     fs::create_dir(&path).unwrap();
     fs::write(path.join("x"), b"x").unwrap();
     assert!(matches!(
