@@ -66,6 +66,9 @@ fn bench_reports_a_consistent_json() {
         "64",
         "--drain",
         "5s",
+        // Every request a POST /api/v1/txs (of what was queued, up to 8).
+        "--batch",
+        "8",
         "--json",
     ]
     .iter()
@@ -102,12 +105,14 @@ fn bench_reports_a_consistent_json() {
         "rate",
         "generator_lag_ms_max",
         "signer_cpu_percent",
+        "batch",
     ] {
         assert!(r.get(key).is_some(), "missing {key}: {r:#}");
     }
     assert_eq!(r["validators"], 4, "{r:#}");
     assert_eq!(r["rate"], 200, "{r:#}");
     assert_eq!(r["mode"], "rate", "{r:#}");
+    assert_eq!(r["batch"], 8, "{r:#}");
     assert!(f64_of(&r, "committed_tps") > 0.0, "{r:#}");
     // The schedule offers 200/s; the band only catches a broken generator.
     let offered = f64_of(&r, "offered_tps");
@@ -148,6 +153,10 @@ fn bench_reports_a_consistent_json() {
     let tx_size = r["tx_size_bytes"].as_u64().unwrap();
     assert!((100..=512).contains(&tx_size), "{r:#}");
     assert!(stdout.contains("latency"), "{stdout}");
+    assert!(
+        stdout.contains("up to 8 tx per POST /api/v1/txs"),
+        "{stdout}"
+    );
     // No validator left behind.
     assert!(stdout.contains("stopping 4 validators"), "{stdout}");
 }
@@ -161,6 +170,7 @@ fn bad_arguments_fail_cleanly() {
         to_args(&["bench", "--rate", "10", "--saturate"]),
         to_args(&["bench", "--rate", "10", "--duration", "48h"]),
         to_args(&["bench", "--rate", "10", "--tx-size", "100000"]),
+        to_args(&["bench", "--rate", "10", "--batch", "257"]),
     ] {
         let (status, _, stderr) = run_bounded(&bad, Duration::from_secs(30));
         assert_eq!(status.code(), Some(2), "{bad:?}: {stderr}");

@@ -4,9 +4,11 @@
 //! typo cannot start a run that never ends or allocates without bound:
 //! duration at most [`MAX_DURATION_MS`], rate at most [`MAX_RATE`], at most
 //! [`MAX_ACCOUNTS`] funded accounts, at most [`MAX_IN_FLIGHT`] requests in
-//! flight per validator (the node's own concurrency cap), and a requested
-//! transaction size no larger than the node's [`MAX_TX_BYTES`].
+//! flight per validator (the node's own concurrency cap), a requested
+//! transaction size no larger than the node's [`MAX_TX_BYTES`], and at most
+//! [`MAX_SUBMIT_BATCH`] transactions per request (the node's batch limit).
 
+use crate::api::MAX_SUBMIT_BATCH;
 use crate::app::tx::MAX_TX_BYTES;
 use crate::localnet::args::{parse_duration_ms, MAX_VALIDATORS};
 use std::path::PathBuf;
@@ -73,6 +75,12 @@ pub struct BenchArgs {
     /// an answer before sending the next one, only for a free slot.
     #[arg(long, default_value_t = 128, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_IN_FLIGHT)))]
     pub in_flight: u32,
+    /// Transactions per request, at most. 1: one `POST /api/v1/tx` per
+    /// transaction. More: a sender with a free in-flight slot takes one
+    /// transaction and whatever is already queued behind it (never waiting
+    /// for more), up to N, and sends them as one `POST /api/v1/txs`.
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=MAX_SUBMIT_BATCH as i64))]
+    pub batch: u32,
     /// How long after the load ends transactions may still commit before
     /// they count as timed out.
     #[arg(long, default_value = "5s", value_parser = parse_bench_duration, value_name = "DURATION")]
@@ -113,6 +121,7 @@ impl BenchArgs {
             p99_bound_ms: 100,
             accounts: 512,
             in_flight: 128,
+            batch: 1,
             drain: 5_000,
             out_dir: None,
             keep: false,
@@ -182,6 +191,8 @@ mod tests {
             "out.json",
             "--tx-size",
             "512",
+            "--batch",
+            "256",
             "--keep",
         ])
         .unwrap();
@@ -193,6 +204,8 @@ mod tests {
         assert_eq!(a.p99_bound_ms, 250);
         assert_eq!(a.accounts, 64);
         assert_eq!(a.tx_size, 512);
+        assert_eq!(a.batch, 256);
+        assert_eq!(parse(&["--rate", "1", "--batch", "8"]).unwrap().batch, 8);
         assert_eq!(a.json, Some(PathBuf::from("out.json")));
     }
 
@@ -215,10 +228,15 @@ mod tests {
             vec!["--rate", "10", "--in-flight", "1025"],
             vec!["--rate", "10", "--p99-bound-ms", "0"],
             vec!["--rate", "10", "--step-duration", "2s"],
+            vec!["--rate", "10", "--batch", "0"],
+            vec!["--rate", "10", "--batch", "257"],
+            vec!["--rate", "10", "--batch", "many"],
         ] {
             let err = parse(&bad).expect_err(&format!("{bad:?} accepted"));
             assert_eq!(err.exit_code(), 2, "{bad:?}: {err}");
         }
         assert_eq!(parse_bench_duration("24h"), Ok(MAX_DURATION_MS));
+        let err = parse(&["--rate", "10", "--batch", "257"]).unwrap_err();
+        assert!(err.to_string().contains("1..=256"), "{err}");
     }
 }

@@ -13,7 +13,8 @@
 //! * [`args`]: the command line and its caps.
 //! * [`schedule`]: intended send times `t0 + i / rate`, generator lag.
 //! * [`signer`]: a thread signing ahead of the schedule into a bounded queue.
-//! * [`submit`]: one sender per validator with bounded in-flight requests;
+//! * [`submit`]: one sender per validator with bounded in-flight requests
+//!   (one transaction each, or with `--batch` what is queued, up to N);
 //!   outcomes, and re-sends that fill nonce gaps.
 //! * [`pending`]: the bounded map of sent, not yet committed transactions.
 //! * [`follower`]: follows committed blocks, turns them into latencies.
@@ -316,6 +317,7 @@ async fn drive(
         Arc::clone(&shared),
         &clients,
         usize::try_from(args.in_flight).unwrap_or(1),
+        usize::try_from(args.batch).unwrap_or(1),
         bg_stop.clone(),
     );
     let top_rate = args.rate.unwrap_or(args::MAX_RATE);
@@ -397,6 +399,7 @@ async fn drive(
         tx_size_note,
         accounts: args.accounts,
         in_flight_per_validator: args.in_flight,
+        batch: args.batch,
         drain_s: args.drain as f64 / 1_000.0,
         rss_mb_max: nodes.iter().map(|n| n.rss_mb_max).fold(0.0, f64::max),
         rss_slope_mb_per_min: nodes

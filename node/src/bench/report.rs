@@ -68,6 +68,9 @@ pub struct BenchReport {
     pub tx_size_note: Option<String>,
     pub accounts: u32,
     pub in_flight_per_validator: u32,
+    /// `--batch`: most transactions per request (1: `POST /api/v1/tx` each;
+    /// more: `POST /api/v1/txs` with what was queued, up to this many).
+    pub batch: u32,
     pub drain_s: f64,
     /// Peak RSS over all validators (MiB).
     pub rss_mb_max: f64,
@@ -271,6 +274,20 @@ impl BenchReport {
             ),
         );
         row(
+            "requests",
+            if self.batch > 1 {
+                format!(
+                    "up to {} tx per POST /api/v1/txs, {} in flight per validator",
+                    self.batch, self.in_flight_per_validator
+                )
+            } else {
+                format!(
+                    "1 tx per POST /api/v1/tx, {} in flight per validator",
+                    self.in_flight_per_validator
+                )
+            },
+        );
+        row(
             "tx size",
             format!(
                 "{} bytes (asked {})",
@@ -401,6 +418,7 @@ mod tests {
             tx_size_note: Some("padding".into()),
             accounts: 8,
             in_flight_per_validator: 128,
+            batch: 8,
             drain_s: 5.0,
             rss_mb_max: 50.0,
             rss_slope_mb_per_min: None,
@@ -447,10 +465,12 @@ mod tests {
             "tx_size_requested",
             "repairs",
             "signer",
+            "batch",
         ] {
             assert!(v.get(k).is_some(), "missing {k}: {v:#}");
         }
         assert_eq!(v["rate"], 200);
+        assert_eq!(v["batch"], 8);
         assert_eq!(v["latency_ms_p50"], 12.0);
         assert_eq!(v["cpu_percent"], 30.0);
         assert_eq!(v["nodes"][0]["rss_slope_mb_per_min"], 0.25);
@@ -468,6 +488,7 @@ mod tests {
             "141 bytes (asked 256)",
             "1.00 2.00 3.00 before",
             "note: padding",
+            "up to 8 tx per POST /api/v1/txs, 128 in flight per validator",
         ] {
             assert!(text.contains(needle), "{needle:?} not in:\n{text}");
         }

@@ -1,6 +1,15 @@
 //! Sends the bench transactions: one sender per validator, each with at
 //! most `--in-flight` requests outstanding and a bounded queue in front.
 //!
+//! With `--batch 1` each request carries one transaction
+//! (`POST /api/v1/tx`). With `--batch N > 1` a sender that got a free slot
+//! takes its next transaction and whatever is already queued behind it, up
+//! to N, without waiting for more ([`take_queued`]), and sends them as one
+//! `POST /api/v1/txs` holding one slot: batches grow only when the sender
+//! is behind, so batching never delays a transaction to fill a batch. Each
+//! transaction's send time is recorded as with single requests, and each
+//! per-transaction outcome is handled like a single request's.
+//!
 //! A sender never waits for an answer before sending the next
 //! transaction; it waits only for a free in-flight slot. When all slots
 //! are taken the queue fills and the generator blocks: the delay then shows
@@ -12,7 +21,8 @@
 //! * refused (4xx/5xx with an error code): counted as rejected by code and
 //!   dropped from the pending map.
 //! * no answer (connection, timeout): counted as an error; it stays
-//!   pending, since the node may have admitted it.
+//!   pending, since the node may have admitted it. For a batch, every
+//!   transaction in it counts as one error.
 //!
 //! Repairs: a transaction that did not get in leaves a nonce gap, and every
 //! later transaction of its account would wait behind it in the mempool
@@ -20,11 +30,13 @@
 //! the same validator, with backoff, until a node holds it (202,
 //! `duplicate`, or `stale_nonce` once it is committed) or the run ends. At
 //! most [`MAX_REPAIRS`] repairs run at once; each waits for an in-flight
-//! slot like any request. Repairs are not new load: they are counted in the
+//! slot like any request, and is a single-transaction request whatever
+//! `--batch` says. Repairs are not new load: they are counted in the
 //! run's repair counters, not as offered, and their commits give no
 //! latency sample.
 
 use super::stats::{count_code, lock, RunCounters, Shared};
+use crate::api::MAX_SUBMIT_BATCH;
 use crate::localnet::client::{ClientError, NodeClient, SubmitOutcome};
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
@@ -61,6 +73,20 @@ pub fn needs_repair(status: u16, code: &str) -> bool {
         && !matches!(status, 400 | 404 | 405 | 413 | 415)
 }
 
+/// `first`, then whatever is already queued in `rx` behind it (never
+/// waiting for more), up to `max` jobs in all, in queue order.
+fn take_queued(rx: &mut mpsc::Receiver<Job>, first: Job, max: usize) -> Vec<Job> {
+    let mut jobs = Vec::with_capacity(max.clamp(1, MAX_SUBMIT_BATCH));
+    jobs.push(first);
+    while jobs.len() < max {
+        match rx.try_recv() {
+            Ok(job) => jobs.push(job),
+            Err(_) => break, // empty, or closed: send what we have
+        }
+    }
+    jobs
+}
+
 /// The senders and what they share.
 #[derive(Debug, Clone)]
 pub struct Senders {
@@ -71,12 +97,15 @@ impl Senders {
     /// Starts one sender per client. They stop when the [`Senders`] is
     /// dropped (queues close) and the queues are empty; repairs stop when
     /// `stop` fires.
+    /// `batch` is `--batch` (clamped to `1..=MAX_SUBMIT_BATCH`).
     pub fn start(
         shared: Arc<Shared>,
         clients: &[NodeClient],
         in_flight: usize,
+        batch: usize,
         stop: watch::Receiver<bool>,
     ) -> (Senders, Vec<tokio::task::JoinHandle<()>>) {
+        let batch = batch.clamp(1, MAX_SUBMIT_BATCH);
         let repairs = Arc::new(Semaphore::new(MAX_REPAIRS));
         let mut queues = Vec::with_capacity(clients.len());
         let mut tasks = Vec::with_capacity(clients.len());
@@ -87,6 +116,7 @@ impl Senders {
                 shared: Arc::clone(&shared),
                 client: client.clone(),
                 slots: Arc::new(Semaphore::new(in_flight.max(1))),
+                batch,
                 repairs: Arc::clone(&repairs),
                 stop: stop.clone(),
             };
@@ -116,6 +146,8 @@ struct Sender {
     client: NodeClient,
     /// In-flight slots to this validator.
     slots: Arc<Semaphore>,
+    /// Most transactions per request (`--batch`, 1..=MAX_SUBMIT_BATCH).
+    batch: usize,
     /// Repair slots, shared by every sender.
     repairs: Arc<Semaphore>,
     stop: watch::Receiver<bool>,
@@ -127,10 +159,24 @@ impl Sender {
             let Ok(permit) = Arc::clone(&self.slots).acquire_owned().await else {
                 return;
             };
-            let now = self.shared.clock.now_us();
-            lock(&self.shared.step).record_send(job.intended_us, now);
             let me = self.clone();
-            tokio::spawn(async move { me.submit(job, permit).await });
+            if self.batch <= 1 {
+                let now = self.shared.clock.now_us();
+                lock(&self.shared.step).record_send(job.intended_us, now);
+                tokio::spawn(async move { me.submit(job, permit).await });
+            } else {
+                // Taken after the slot: what queued up while we waited for
+                // it goes in this request.
+                let jobs = take_queued(&mut rx, job, self.batch);
+                let now = self.shared.clock.now_us();
+                {
+                    let mut step = lock(&self.shared.step);
+                    for job in &jobs {
+                        step.record_send(job.intended_us, now);
+                    }
+                }
+                tokio::spawn(async move { me.submit_batch(jobs, permit).await });
+            }
         }
     }
 
@@ -138,6 +184,34 @@ impl Sender {
     async fn submit(self, job: Job, permit: OwnedSemaphorePermit) {
         let outcome = self.client.submit(job.hex.clone()).await;
         drop(permit);
+        self.settle(job, outcome);
+    }
+
+    /// The first try of `jobs` as one batch request, holding one in-flight
+    /// slot. Each transaction's outcome is settled as a single one's; a
+    /// request that got no answer is an error for every transaction in it.
+    async fn submit_batch(self, jobs: Vec<Job>, permit: OwnedSemaphorePermit) {
+        let hexes = jobs.iter().map(|j| j.hex.clone()).collect();
+        let outcome = self.client.submit_batch(hexes).await;
+        drop(permit);
+        match outcome {
+            // `submit_batch` answers one outcome per transaction or fails.
+            Ok(outcomes) => {
+                for (job, outcome) in jobs.into_iter().zip(outcomes) {
+                    self.settle(job, Ok(outcome));
+                }
+            }
+            Err(e) => {
+                for job in jobs {
+                    self.settle(job, Err(e.clone()));
+                }
+            }
+        }
+    }
+
+    /// Counts what happened to the first try of `job` and starts its repair
+    /// if it needs one.
+    fn settle(&self, job: Job, outcome: Result<SubmitOutcome, ClientError>) {
         match outcome {
             Ok(SubmitOutcome::Accepted { .. }) => lock(&self.shared.step).accepted += 1,
             Ok(SubmitOutcome::Refused { status, code, .. }) => {
@@ -209,6 +283,45 @@ impl Sender {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn job(i: u8) -> Job {
+        Job {
+            hash: [i; 32],
+            hex: format!("{i:02x}"),
+            intended_us: u64::from(i),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_takes_what_is_queued_up_to_the_max_without_waiting() {
+        let (tx, mut rx) = mpsc::channel(16);
+        for i in 1..=10 {
+            tx.send(job(i)).await.unwrap();
+        }
+        let first = rx.recv().await.unwrap();
+        // 9 queued behind the first: a batch of 8 takes 7 of them, in order.
+        let batch = take_queued(&mut rx, first, 8);
+        assert_eq!(batch, (1..=8).map(job).collect::<Vec<_>>());
+        // Two left: the next batch is those two, without waiting for a
+        // third (the queue is still open; a wait would hang this test).
+        let first = rx.recv().await.unwrap();
+        let batch = take_queued(&mut rx, first, 8);
+        assert_eq!(batch, vec![job(9), job(10)]);
+        // Nothing queued: a batch of one.
+        tx.send(job(11)).await.unwrap();
+        let first = rx.recv().await.unwrap();
+        assert_eq!(take_queued(&mut rx, first, 8), vec![job(11)]);
+        // --batch 1 never takes more than the first.
+        for i in 12..=14 {
+            tx.send(job(i)).await.unwrap();
+        }
+        let first = rx.recv().await.unwrap();
+        assert_eq!(take_queued(&mut rx, first, 1), vec![job(12)]);
+        drop(tx);
+        // A closed queue still yields what it held.
+        let first = rx.recv().await.unwrap();
+        assert_eq!(take_queued(&mut rx, first, 8), vec![job(13), job(14)]);
+    }
 
     #[test]
     fn which_refusals_are_repaired() {
