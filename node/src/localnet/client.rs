@@ -184,40 +184,15 @@ impl NodeClient {
     /// Each call sends a fresh `x-correlation-id` (UUID v7).
     pub async fn submit(&self, tx_hex: String) -> Result<SubmitOutcome, ClientError> {
         let url = format!("{}/api/v1/tx", self.base);
-        let body = SubmitTx { tx: tx_hex };
-        let id = uuid::Uuid::now_v7().hyphenated().to_string();
-        let request = self
-            .http
-            .post(&url)
-            .header("x-correlation-id", id.as_str())
-            .json(&body);
-        let resp = self.send(request, &url).await?;
-        if resp.status().is_success() {
-            // The node echoes the id it used (ours, canonicalised).
-            let correlation_id = resp
-                .headers()
-                .get("x-correlation-id")
-                .and_then(|v| v.to_str().ok())
-                .map_or(id, str::to_owned);
-            let ok: SubmitTxResponse = decode(resp, url).await?;
-            return Ok(SubmitOutcome::Accepted {
-                hash: ok.hash,
-                correlation_id,
-            });
-        }
-        match error_from(resp, url).await {
-            ClientError::Status {
-                status,
-                code,
-                message,
-                ..
-            } => Ok(SubmitOutcome::Refused {
-                status,
-                code,
-                message,
-            }),
-            other => Err(other),
-        }
+        let (resp, correlation_id) = match self.post_traced(&url, &SubmitTx { tx: tx_hex }).await? {
+            Ok(answer) => answer,
+            Err(refused) => return Ok(refused),
+        };
+        let ok: SubmitTxResponse = decode(resp, url).await?;
+        Ok(SubmitOutcome::Accepted {
+            hash: ok.hash,
+            correlation_id,
+        })
     }
 
     /// `POST /api/v1/txs`: up to [`MAX_SUBMIT_BATCH`](crate::api::MAX_SUBMIT_BATCH)
@@ -240,57 +215,70 @@ impl NodeClient {
         }
         let n = txs_hex.len();
         let url = format!("{}/api/v1/txs", self.base);
-        let body = SubmitTxs { txs: txs_hex };
+        let (resp, correlation_id) =
+            match self.post_traced(&url, &SubmitTxs { txs: txs_hex }).await? {
+                Ok(answer) => answer,
+                Err(refused) => return Ok(vec![refused; n]),
+            };
+        let answer: SubmitTxsResponse = decode(resp, url.clone()).await?;
+        if answer.results.len() != n {
+            return Err(ClientError::Decode {
+                url,
+                reason: format!("{} results for {n} transactions", answer.results.len()),
+            });
+        }
+        Ok(answer
+            .results
+            .into_iter()
+            .map(|item| match item {
+                SubmitTxsItem::Accepted { hash } => SubmitOutcome::Accepted {
+                    hash,
+                    correlation_id: correlation_id.clone(),
+                },
+                SubmitTxsItem::Refused { error } => SubmitOutcome::Refused {
+                    status: error.status,
+                    code: error.code,
+                    message: error.message,
+                },
+            })
+            .collect())
+    }
+
+    /// POSTs `body` as JSON with a fresh `x-correlation-id` (UUID v7). On a
+    /// 2xx answer: the response and the id the node echoed (ours,
+    /// canonicalised). On a refusal with an error body: `Err` holding it as
+    /// a [`SubmitOutcome::Refused`]. Transport problems are errors.
+    async fn post_traced<B: serde::Serialize>(
+        &self,
+        url: &str,
+        body: &B,
+    ) -> Result<Result<(reqwest::Response, String), SubmitOutcome>, ClientError> {
         let id = uuid::Uuid::now_v7().hyphenated().to_string();
         let request = self
             .http
-            .post(&url)
+            .post(url)
             .header("x-correlation-id", id.as_str())
-            .json(&body);
-        let resp = self.send(request, &url).await?;
+            .json(body);
+        let resp = self.send(request, url).await?;
         if resp.status().is_success() {
             let correlation_id = resp
                 .headers()
                 .get("x-correlation-id")
                 .and_then(|v| v.to_str().ok())
                 .map_or(id, str::to_owned);
-            let answer: SubmitTxsResponse = decode(resp, url.clone()).await?;
-            if answer.results.len() != n {
-                return Err(ClientError::Decode {
-                    url,
-                    reason: format!("{} results for {n} transactions", answer.results.len()),
-                });
-            }
-            return Ok(answer
-                .results
-                .into_iter()
-                .map(|item| match item {
-                    SubmitTxsItem::Accepted { hash } => SubmitOutcome::Accepted {
-                        hash,
-                        correlation_id: correlation_id.clone(),
-                    },
-                    SubmitTxsItem::Refused { error } => SubmitOutcome::Refused {
-                        status: error.status,
-                        code: error.code,
-                        message: error.message,
-                    },
-                })
-                .collect());
+            return Ok(Ok((resp, correlation_id)));
         }
-        match error_from(resp, url).await {
+        match error_from(resp, url.to_owned()).await {
             ClientError::Status {
                 status,
                 code,
                 message,
                 ..
-            } => Ok(vec![
-                SubmitOutcome::Refused {
-                    status,
-                    code,
-                    message,
-                };
-                n
-            ]),
+            } => Ok(Err(SubmitOutcome::Refused {
+                status,
+                code,
+                message,
+            })),
             other => Err(other),
         }
     }
