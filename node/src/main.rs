@@ -7,11 +7,6 @@
 #[cfg(feature = "server")]
 mod cli;
 
-/// mimalloc instead of glibc malloc for the whole process; see node/Cargo.toml
-/// for the measured reason. Libraries and tests keep the system allocator.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[cfg(feature = "server")]
 fn main() -> std::process::ExitCode {
     cli::main()
