@@ -66,8 +66,6 @@ pub const ACCOUNT_FUNDS: u64 = 1_000_000;
 /// Per-client HTTP limit (requests/s and burst) the bench sets on its own
 /// validators, unless `--stock-http-limits`.
 pub const RAISED_HTTP_LIMIT: u32 = 1_000_000;
-/// Lines of a failing node's log printed.
-const LOG_TAIL_LINES: usize = 20;
 
 /// Why a bench run failed.
 #[derive(Debug, thiserror::Error)]
@@ -264,12 +262,7 @@ async fn drive(
         () = until_stopped(&mut stop) => return Err(LocalnetError::Interrupted.into()),
     };
     if let Err((i, e)) = ready {
-        eprintln!(
-            "{} is not ready: {e}\nlast {LOG_TAIL_LINES} lines of {}:\n{}",
-            cluster.name(i),
-            cluster.log_path(i).display(),
-            cluster.log_tail(i, LOG_TAIL_LINES)
-        );
+        cluster.print_not_ready(i, &e);
         return Err(e.into());
     }
     let spec = crate::chainspec::ChainSpec::load(&testnet.genesis_path)

@@ -23,6 +23,7 @@
 
 use super::client::{http_client, NodeClient};
 use super::error::LocalnetError;
+use super::LOG_TAIL_LINES;
 use crate::api::StatusView;
 use serde::{Deserialize, Serialize};
 use std::ffi::OsString;
@@ -421,6 +422,17 @@ impl Cluster {
             return String::new();
         };
         read_tail(&slot.spec.home.join(LOG_FILE), lines)
+    }
+
+    /// Tells the operator on stderr that node `i` did not become ready, with
+    /// the end of its log (where the reason usually is).
+    pub fn print_not_ready(&self, i: usize, error: &dyn std::fmt::Display) {
+        eprintln!(
+            "{} is not ready: {error}\nlast {LOG_TAIL_LINES} lines of {}:\n{}",
+            self.name(i),
+            self.log_path(i).display(),
+            self.log_tail(i, LOG_TAIL_LINES)
+        );
     }
 }
 

@@ -506,12 +506,7 @@ async fn drive(
         _ = stop.changed() => return Err(LocalnetError::Interrupted),
     };
     if let Err((i, e)) = ready {
-        eprintln!(
-            "{} is not ready: {e}\nlast {LOG_TAIL_LINES} lines of {}:\n{}",
-            cluster.name(i),
-            cluster.log_path(i).display(),
-            cluster.log_tail(i, LOG_TAIL_LINES)
-        );
+        cluster.print_not_ready(i, &e);
         return Err(e);
     }
     println!("all validators ready");
