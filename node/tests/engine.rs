@@ -12,11 +12,11 @@ mod support;
 
 use bitcraps_consensus::Genesis;
 use bitcraps_crypto::beacon::{deal_from_seed, SecretShare};
-use bitcraps_crypto::Keypair;
+use bitcraps_crypto::{Keypair, PublicKey};
 use bitcraps_node::app::craps::{BetKind, Table, TableParams};
 use bitcraps_node::app::game::table_key;
 use bitcraps_node::app::state::{account_key, decode_account, root_key};
-use bitcraps_node::app::tx::{Action, Transaction};
+use bitcraps_node::app::tx::{Action, SignedTx, Transaction};
 use bitcraps_node::app::{Allocation, AppGenesis};
 use bitcraps_node::engine::{Engine, EngineConfig, EngineHandle, EngineStatus, Listen};
 use bitcraps_node::storage::Store;
@@ -34,6 +34,16 @@ fn player(i: u16) -> Keypair {
     let mut seed = [0x9a; 32];
     seed[..2].copy_from_slice(&i.to_be_bytes());
     Keypair::from_seed(&seed)
+}
+
+/// A signed transfer of 1 chip from `from` to `to` with `nonce`.
+fn one_chip(chain_id: &str, from: &Keypair, to: PublicKey, nonce: u64) -> SignedTx {
+    Transaction {
+        from: from.public(),
+        nonce,
+        action: Action::Transfer { to, amount: 1 },
+    }
+    .sign(chain_id, from)
 }
 
 const FUNDS: u64 = 1_000;
@@ -123,12 +133,7 @@ async fn four_engines_commit_agree_and_survive_a_restart() {
         let from = player(i as u16);
         let to = player((i as u16 + 1) % N).public();
         for nonce in 0..TRANSFERS {
-            let tx = Transaction {
-                from: from.public(),
-                nonce,
-                action: Action::Transfer { to, amount: 1 },
-            }
-            .sign(&g.chain_id, &from);
+            let tx = one_chip(&g.chain_id, &from, to, nonce);
             e.submit(tx.encode()).await.unwrap();
         }
         // A replay and a forged signature are refused at admission.
@@ -398,12 +403,7 @@ async fn transactions_are_gossiped_to_every_mempool() {
     let to = player(1).public();
     let mut ids = Vec::new();
     for nonce in 0..TRANSFERS {
-        let tx = Transaction {
-            from: from.public(),
-            nonce,
-            action: Action::Transfer { to, amount: 1 },
-        }
-        .sign(&g.chain_id, &from);
+        let tx = one_chip(&g.chain_id, &from, to, nonce);
         let id = uuid::Uuid::now_v7();
         let trace = SubmitTrace {
             correlation_id: id,

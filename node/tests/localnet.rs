@@ -2,6 +2,10 @@
 //! checked through its `--json` summary and the process table. (Cluster
 //! behaviour under `kill -9`, late joiners and rogue peers is in
 //! `cluster.rs`.)
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "support/homes.rs"]
+mod homes;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -68,17 +72,7 @@ fn localnet_runs_to_equal_state_roots() {
     assert!(summary["bets_settled"].as_u64().unwrap() > 0, "{summary:#}");
     assert_eq!(summary["chips_conserved"], true, "{summary:#}");
     assert!(summary["tables"].as_u64().unwrap() >= 2, "{summary:#}");
-    let roots: std::collections::BTreeSet<&str> = summary["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| {
-            n["state_root"]
-                .as_str()
-                .expect("every node has a state root")
-        })
-        .collect();
-    assert_eq!(roots.len(), 1, "state roots differ: {summary:#}");
+    homes::assert_one_state_root(&summary);
     for n in summary["nodes"].as_array().unwrap() {
         assert_eq!(n["supply_conserved"], true, "{summary:#}");
     }

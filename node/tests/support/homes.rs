@@ -1,7 +1,7 @@
 //! Running validator homes as real processes, for the signer-backend
-//! tests (`hsm_localnet.rs`, `keystore_localnet.rs`): bounded runs of the
-//! binary, file modes, and "start these homes and check they commit and
-//! report their signer".
+//! tests (`hsm_localnet.rs`, `keystore_localnet.rs`) and `localnet.rs`:
+//! bounded runs of the binary, file modes, "start these homes and check they
+//! commit and report their signer", and localnet summary checks.
 // Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
 
@@ -127,6 +127,12 @@ pub fn run_localnet_and_check(
     assert_eq!(summary["signer_backend"], backend, "{summary:#}");
     assert_eq!(summary["signers_healthy"], true, "{summary:#}");
     assert_eq!(summary["validators"], 4, "{summary:#}");
+    assert_one_state_root(&summary);
+    (stdout, stderr, summary)
+}
+
+/// Every node in a localnet JSON summary reports the same state root.
+pub fn assert_one_state_root(summary: &serde_json::Value) {
     let roots: std::collections::BTreeSet<&str> = summary["nodes"]
         .as_array()
         .unwrap()
@@ -138,5 +144,4 @@ pub fn run_localnet_and_check(
         })
         .collect();
     assert_eq!(roots.len(), 1, "state roots differ: {summary:#}");
-    (stdout, stderr, summary)
 }
