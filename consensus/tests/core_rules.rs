@@ -246,6 +246,46 @@ fn quorum_of_notarize_votes_broadcasts_a_certificate_and_enters_the_next_view() 
     assert_eq!(core.certificate(1, VoteKind::Notarize), Some(&expected));
 }
 
+/// The next leader can see the certificate for its parent before the parent's
+/// proposal: the votes come from other peers and overtake it. It enters its
+/// view without the block, fetches it, and must propose as soon as the late
+/// proposal brings it, not let its view time out (a 1 s stall under load).
+#[test]
+fn next_leader_proposes_when_its_parent_arrives_after_the_certificate() {
+    let f = Fixture::new();
+    let p1 = f.view1_proposal();
+    let body = VoteBody::notarize(1, p1.block.id());
+    let proposes = |effects: &[Effect]| {
+        effects
+            .iter()
+            .any(|e| matches!(e, Effect::RequestPayload { view: 2, parent, .. } if *parent == p1.block.id()))
+    };
+    // Validator 2 leads view 2. Votes first: view 2 entered, no block yet.
+    let (mut core, _) = f.core(2);
+    let mut effects = Vec::new();
+    for s in [0, 1, 3] {
+        effects.extend(core.handle(T0, msg(s, Message::Vote(f.vote(s, body)))));
+    }
+    assert_eq!(core.view(), 2);
+    assert!(
+        !proposes(&effects),
+        "cannot propose without the parent: {effects:?}"
+    );
+    let late = core.handle(T0 + 1, msg(1, Message::Proposal(p1.clone())));
+    assert!(
+        proposes(&late),
+        "the late parent must trigger the proposal: {late:?}"
+    );
+    // Control: with the proposal first, the certificate alone triggers it.
+    let (mut core, _) = f.core(2);
+    core.handle(T0, msg(1, Message::Proposal(p1.clone())));
+    let mut effects = Vec::new();
+    for s in [0, 3] {
+        effects.extend(core.handle(T0, msg(s, Message::Vote(f.vote(s, body)))));
+    }
+    assert!(proposes(&effects), "{effects:?}");
+}
+
 #[test]
 fn view_timeout_requests_a_nullify_signature() {
     let f = Fixture::new();

@@ -124,7 +124,10 @@ impl Core {
         }
         if v < self.view {
             // Too late to vote (the leader's vote was counted). Keep the block if
-            // a certificate names it: we would otherwise fetch it.
+            // a certificate names it: we would otherwise fetch it. It may be
+            // the parent we, as the next leader, were waiting for: the votes
+            // that certified it can overtake the proposal itself (they come
+            // from other peers), so we entered our view without it.
             let certified = self
                 .views
                 .get(&v)
@@ -139,6 +142,7 @@ impl Core {
                     });
                 }
                 self.try_commit(out);
+                self.try_propose(out);
                 self.try_vote(out);
             }
             return;

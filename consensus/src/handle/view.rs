@@ -122,6 +122,7 @@ impl Core {
                 self.rebroadcast(out);
                 // Re-derive what we are missing, in case a fetch gave up.
                 self.try_commit(out);
+                self.try_propose(out);
                 self.try_vote(out);
             }
         }
