@@ -105,6 +105,11 @@ pub struct BenchArgs {
     /// throughput ratio.
     #[arg(long, conflicts_with = "saturate")]
     pub tracing_overhead: bool,
+    /// Log filter for every validator process (`--log-level` of their
+    /// `start`), e.g. `info,bitcraps_node::engine=debug`. Default: info.
+    /// Use with `--keep` or `--out-dir` to read the logs afterwards.
+    #[arg(long, value_name = "FILTER", value_parser = crate::logs::parse_level)]
+    pub node_log_level: Option<String>,
 }
 
 impl BenchArgs {
@@ -127,6 +132,7 @@ impl BenchArgs {
             keep: false,
             stock_http_limits: false,
             tracing_overhead: false,
+            node_log_level: None,
         }
     }
 }

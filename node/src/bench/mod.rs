@@ -48,6 +48,7 @@ pub use args::BenchArgs;
 pub use report::BenchReport;
 
 use crate::engine::{Clock, SystemClock};
+use crate::localnet::args::node_log_args;
 use crate::localnet::client::ClientError;
 use crate::localnet::{Cluster, LocalnetError, NodeClient, Shutdown, READY_TIMEOUT_MS};
 use follower::Follower;
@@ -220,7 +221,8 @@ async fn run_cluster(
             ),
         }
     );
-    let mut cluster = Cluster::create(&bin, &testnet, &[])?;
+    let node_args = node_log_args(args.node_log_level.as_deref());
+    let mut cluster = Cluster::create(&bin, &testnet, &node_args)?;
     for (name, value) in env {
         cluster.set_env(name, value);
     }

@@ -6,7 +6,6 @@
 use super::CliResult;
 use bitcraps_node::config::LogFormat;
 use bitcraps_node::logs::{self, ExtraLayer, LogGuard, LogSetup, ThrottleConfig};
-use tracing_subscriber::EnvFilter;
 
 /// `--log-format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -24,16 +23,6 @@ impl FormatArg {
             FormatArg::Json => LogFormat::Json,
         }
     }
-}
-
-/// Checks `--log-level` while parsing, so a bad filter is a usage error.
-pub fn parse_level(value: &str) -> Result<String, String> {
-    if value.trim().is_empty() {
-        return Err("empty filter (try `info`)".into());
-    }
-    EnvFilter::try_new(value)
-        .map(|_| value.to_owned())
-        .map_err(|e| e.to_string())
 }
 
 /// Starts the node's log pipeline ([`bitcraps_node::logs`]) on stderr:

@@ -52,7 +52,7 @@ struct Cli {
     log_format: Option<logging::FormatArg>,
     /// Log filter in tracing EnvFilter syntax, e.g. `info` or
     /// `info,bitcraps_node::net=debug` (default: info, or `[log] level` for `start`).
-    #[arg(long, global = true, value_name = "FILTER", value_parser = logging::parse_level)]
+    #[arg(long, global = true, value_name = "FILTER", value_parser = bitcraps_node::logs::parse_level)]
     log_level: Option<String>,
     #[command(subcommand)]
     command: Command,

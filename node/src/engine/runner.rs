@@ -103,6 +103,9 @@ pub(super) struct Runner {
 
 /// Peers' proposals whose transaction ids we keep until we vote.
 const MAX_REMEMBERED_PROPOSALS: usize = 16;
+/// A vote signature (guard fsync included) slower than this is logged: at a
+/// tenth of the usual view timeout it already costs every player latency.
+const SLOW_SIGNATURE_MS: u64 = 100;
 
 /// The chain counts as busy for this long after a non-empty block commits.
 const IDLE_AFTER_MS: u64 = 1_000;
@@ -368,6 +371,17 @@ impl Runner {
                 () = timer => {
                     self.answer_payload(false)?;
                     for (view, kind) in self.timers.pop_due(self.clock.now_ms()) {
+                        if view == self.core.view() {
+                            // A live view that timed out: worth a line, it is
+                            // a stall every player in it feels.
+                            tracing::debug!(
+                                view,
+                                ?kind,
+                                payload_wanted = ?self.payload_wanted,
+                                signing = self.signing.len(),
+                                "view timer fired"
+                            );
+                        }
                         self.step(Input::Timeout { view, kind })?;
                     }
                 }
@@ -883,8 +897,16 @@ impl Runner {
                     self.peer_proposal_voted(vote.view, &vote.block);
                 }
                 let guard = Arc::clone(&self.guard);
+                let clock = Arc::clone(&self.clock);
                 self.signing.spawn(async move {
+                    let started_ms = clock.now_ms();
                     let result = guard.sign_vote(&vote).await.map_err(|e| e.to_string());
+                    let took_ms = clock.now_ms().saturating_sub(started_ms);
+                    if took_ms >= SLOW_SIGNATURE_MS {
+                        // The guard's fsync or the signer held up a vote: a
+                        // view that waits for it may time out.
+                        tracing::warn!(view = vote.view, kind = ?vote.kind, took_ms, "slow vote signature");
+                    }
                     (vote, result)
                 });
             }

@@ -50,6 +50,11 @@ pub struct LocalnetArgs {
     /// PKCS#11.
     #[arg(long, value_enum, default_value_t = LocalnetSigner::Memory, value_name = "BACKEND")]
     pub signer: LocalnetSigner,
+    /// Log filter for every validator process (`--log-level` of their
+    /// `start`), e.g. `debug` or `info,bitcraps_node::engine=debug`; their
+    /// logs are `<dir>/valN/node.log`. Default: each node's `[log] level`.
+    #[arg(long, value_name = "FILTER", value_parser = crate::logs::parse_level)]
+    pub node_log_level: Option<String>,
 }
 
 /// `--signer` of `bitcraps localnet`.
@@ -134,8 +139,16 @@ impl LocalnetArgs {
             json: None,
             keep: false,
             signer: LocalnetSigner::Memory,
+            node_log_level: None,
         }
     }
+}
+
+/// The arguments every validator's `start` gets for `--node-log-level`.
+pub fn node_log_args(filter: Option<&str>) -> Vec<String> {
+    filter
+        .map(|f| vec!["--log-level".to_owned(), f.to_owned()])
+        .unwrap_or_default()
 }
 
 /// Parses a humane duration into milliseconds.

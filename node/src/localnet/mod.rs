@@ -336,7 +336,8 @@ pub async fn run(args: LocalnetArgs) -> Result<LocalnetSummary, LocalnetError> {
     let layout = prepare(&args, kept.as_ref(), softhsm.as_ref())?;
     print_validators(&args, &layout, softhsm.as_ref());
 
-    let mut cluster = Cluster::from_nodes(&bin, layout.nodes.clone(), &[])?;
+    let node_args = args::node_log_args(args.node_log_level.as_deref());
+    let mut cluster = Cluster::from_nodes(&bin, layout.nodes.clone(), &node_args)?;
     if let Some(token) = &softhsm {
         cluster.set_env("SOFTHSM2_CONF", token.conf_path());
     }

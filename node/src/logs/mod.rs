@@ -131,6 +131,18 @@ pub fn filter(directives: &str) -> Result<EnvFilter, String> {
     Ok(filter)
 }
 
+/// A clap value parser for log filters (`--log-level`, `--node-log-level`):
+/// a filter that would not parse is a usage error, not a node that fails to
+/// start later.
+pub fn parse_level(value: &str) -> Result<String, String> {
+    if value.trim().is_empty() {
+        return Err("empty filter (try `info`)".into());
+    }
+    EnvFilter::try_new(value)
+        .map(|_| value.to_owned())
+        .map_err(|e| e.to_string())
+}
+
 /// Builds the pipeline and installs it as the global subscriber, writing to
 /// stderr (stdout is reserved for command output), with ANSI colours only if
 /// stderr is a terminal. Also routes `log` crate records into it.
