@@ -8,7 +8,8 @@ use bitcraps_consensus::{
 };
 use bitcraps_crypto::{hash, Hash32, Keypair};
 use bitcraps_node::storage::{
-    StorageError, Store, StoreOptions, MAX_APP_VALUE_BYTES, MAX_RECORD_BYTES, SCHEMA_VERSION,
+    StorageError, Store, StoreOptions, MAX_APP_VALUE_BYTES, MAX_RECORD_BYTES, MAX_UNSYNCED_COMMITS,
+    SCHEMA_VERSION,
 };
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -411,10 +412,17 @@ fn verify_on_open_reports_damage_as_corrupt() {
         }
         store.close().unwrap();
     }
-    // Damage the middle of the file, where the committed pages are.
+    // Damage the page that holds a committed block (found by its payload),
+    // whatever the file's layout.
     let mut bytes = std::fs::read(&path).unwrap();
-    let mid = bytes.len() / 2;
-    for b in &mut bytes[mid..mid + 4096] {
+    let needle = b"payload 25";
+    let at = bytes
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .expect("block 25 is in the file");
+    let page = at - at % 4096;
+    let end = (page + 4096).min(bytes.len());
+    for b in &mut bytes[page..end] {
         *b ^= 0x5A;
     }
     std::fs::write(&path, bytes).unwrap();
@@ -489,7 +497,9 @@ fn kill_9_loses_nothing_synced() {
     let path = dir.path().join("node.redb");
     let exe = std::env::current_exe().unwrap();
     let mut floor = 0;
+    // Commits are durable once a later sync is reported.
     let mut max_committed = 0;
+    let mut durable_committed = 0;
     for run in 0..8u64 {
         let start = (run + 1) * 1_000_000;
         let mut child = Command::new(&exe)
@@ -511,7 +521,10 @@ fn kill_9_loses_nothing_synced() {
             };
             let Ok(n) = n.parse::<u64>() else { return };
             match kind {
-                "SYNCED" => synced.push(n),
+                "SYNCED" => {
+                    synced.push(n);
+                    durable_committed = max_committed;
+                }
                 "COMMITTED" => max_committed = max_committed.max(n),
                 "PRUNED" => floor = floor.max(n),
                 _ => {}
@@ -541,14 +554,18 @@ fn kill_9_loses_nothing_synced() {
         for v in synced.iter().filter(|v| **v >= floor) {
             assert!(views.binary_search(v).is_ok(), "synced view {v} lost");
         }
-        // Blocks and state moved together, and no reported commit was lost.
+        // Blocks and state moved together, and no commit a sync followed was
+        // lost.
         let height = store.committed_height().unwrap();
         eprintln!(
             "run {run}: killed after {} syncs reported; WAL {} entries, height {height}",
             synced.len(),
             wal.len()
         );
-        assert!(height >= max_committed, "{height} < {max_committed}");
+        assert!(
+            height >= durable_committed,
+            "{height} < {durable_committed}"
+        );
         let state = store.app_get(b"height").unwrap();
         if height > 0 {
             assert_eq!(state, Some(height.to_le_bytes().to_vec()));
@@ -557,5 +574,58 @@ fn kill_9_loses_nothing_synced() {
             let chain = store.chain_from(&top.block.id(), 1000).unwrap();
             assert_eq!(chain.len() as u64, height);
         }
+    }
+}
+
+const ABORT_CHILD_ENV: &str = "BITCRAPS_STORAGE_ABORT_CHILD";
+const ABORT_COMMITS_ENV: &str = "BITCRAPS_STORAGE_ABORT_COMMITS";
+
+/// The child half of `commits_without_sync_are_bounded`; does nothing unless
+/// run by it. Commits blocks with state and never syncs the WAL, then aborts
+/// (no destructor runs: what a crash leaves).
+#[test]
+fn abort_child() {
+    let Ok(path) = std::env::var(ABORT_CHILD_ENV) else {
+        return;
+    };
+    let n: u64 = std::env::var(ABORT_COMMITS_ENV).unwrap().parse().unwrap();
+    let kps = keys();
+    let mut store = Store::open(&path).unwrap();
+    for cb in chain_on(&kps, genesis_id(), 0, n) {
+        let h = cb.block.header.height.to_le_bytes().to_vec();
+        assert!(store
+            .commit_with_state(&cb, &[(b"height".to_vec(), Some(h))])
+            .unwrap());
+    }
+    std::process::abort();
+}
+
+/// Blocks are committed without an fsync of their own, but never more than
+/// `MAX_UNSYNCED_COMMITS` in a row: a node that only commits (catching up,
+/// not voting) loses at most that many to a crash. The first run shows the
+/// commits really are unsynced (lost to the crash), so the second run's
+/// survival is the bound's doing.
+#[test]
+fn commits_without_sync_are_bounded() {
+    let exe = std::env::current_exe().unwrap();
+    let max = u64::from(MAX_UNSYNCED_COMMITS);
+    for (n, expected) in [(max - 1, 0), (max + 3, max)] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.redb");
+        let status = Command::new(&exe)
+            .args(["--exact", "abort_child", "--nocapture", "--test-threads=1"])
+            .env(ABORT_CHILD_ENV, &path)
+            .env(ABORT_COMMITS_ENV, n.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(!status.success(), "the child must abort");
+        let store = Store::open(&path).unwrap();
+        let height = store.committed_height().unwrap();
+        assert_eq!(height, expected, "{n} commits, then a crash");
+        let state = store.app_get(b"height").unwrap();
+        let want = (expected > 0).then(|| expected.to_le_bytes().to_vec());
+        assert_eq!(state, want, "state moves with its block");
     }
 }

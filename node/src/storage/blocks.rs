@@ -7,23 +7,32 @@
 
 use super::codec;
 use super::db::{db_err, Reader, Store, BLOCKS, BLOCK_IDS};
-use super::{AppWrite, StorageError, MAX_RANGE_BLOCKS};
+use super::{AppWrite, StorageError, MAX_RANGE_BLOCKS, MAX_UNSYNCED_COMMITS};
 use bitcraps_consensus::{Block, CommittedBlock, Height};
 use bitcraps_crypto::Hash32;
 use redb::{Durability, ReadableTable};
 
 impl Store {
-    /// Executes `Effect::Commit`: stores `cb` durably. Returns `false` when its
-    /// height is already stored (the core re-delivers blocks after a restart).
+    /// Executes `Effect::Commit`: stores `cb` (durable with the next sync, see
+    /// [`Store::commit_with_state`]). Returns `false` when its height is
+    /// already stored (the core re-delivers blocks after a restart).
     pub fn commit(&mut self, cb: &CommittedBlock) -> Result<bool, StorageError> {
         self.commit_with_state(cb, &[])
     }
 
     /// Stores `cb` and applies the application's writes for it (`None` deletes
-    /// a key) in one transaction, fsynced: after a crash either both are on
-    /// disk or neither is. Returns `false`, applying nothing, when the height is
+    /// a key) in one transaction: after a crash either both are on disk or
+    /// neither is. Returns `false`, applying nothing, when the height is
     /// already stored; so execute a block only if its height is above
     /// [`Reader::committed_height`].
+    ///
+    /// Not fsynced by itself: the next [`Store::sync`] (the next durable WAL
+    /// entry, a few ms later on a voting validator) makes it durable together
+    /// with everything before it, and every [`MAX_UNSYNCED_COMMITS`]th commit
+    /// in a row without one is fsynced anyway. A crash can therefore lose
+    /// the newest few blocks, never a block under a durable WAL entry, and
+    /// what survives is a prefix: the node fetches the lost blocks again
+    /// (they are final, so re-executing them gives the same state).
     pub fn commit_with_state(
         &mut self,
         cb: &CommittedBlock,
@@ -61,7 +70,13 @@ impl Store {
         }
         super::app::check_writes(writes)?;
         let bytes = codec::encode("committed block", cb)?;
-        self.write("block commit", Durability::Immediate, |txn, path| {
+        let durability = if self.unsynced_commits + 1 >= MAX_UNSYNCED_COMMITS {
+            Durability::Immediate
+        } else {
+            Durability::None
+        };
+        self.unsynced_commits += 1;
+        self.write("block commit", durability, |txn, path| {
             let err = |e: redb::Error| db_err(path, "block commit")(e);
             let mut blocks = txn.open_table(BLOCKS).map_err(|e| err(e.into()))?;
             blocks

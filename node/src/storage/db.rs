@@ -91,6 +91,8 @@ pub struct Store {
     pub(crate) next_seq: u64,
     /// A non-durable transaction was committed since the last fsync.
     pub(crate) dirty: bool,
+    /// Blocks committed since the last fsync (see [`MAX_UNSYNCED_COMMITS`]).
+    pub(crate) unsynced_commits: u32,
     /// Height and id of the highest stored committed block.
     pub(crate) tip: Option<(Height, Hash32)>,
 }
@@ -175,6 +177,7 @@ impl Store {
             pending: Vec::new(),
             next_seq,
             dirty: false,
+            unsynced_commits: 0,
             tip,
         })
     }
@@ -223,6 +226,9 @@ impl Store {
         txn.commit().map_err(db_err(path, op))?;
         self.pending.clear();
         self.dirty = matches!(durability, Durability::None);
+        if !self.dirty {
+            self.unsynced_commits = 0;
+        }
         Ok(out)
     }
 }

@@ -25,10 +25,16 @@
 //! * Appends are buffered in memory and go to disk, in order, with the next write
 //!   transaction of any kind. The WAL that survives a crash is therefore always a
 //!   prefix of what was appended, never a sequence with holes.
-//! * Committed blocks are written with `Durability::Immediate`. The core emits
-//!   `Commit` before the `Persist` of the new committed tip, so the block store is
-//!   never behind the WAL's tip; blocks the core re-delivers after a restart are
-//!   recognised ([`Store::commit`] returns `false`).
+//! * Committed blocks are written without an fsync of their own: the next
+//!   durable WAL sync (a few ms later on a voting validator) or, at the latest,
+//!   every [`MAX_UNSYNCED_COMMITS`]th commit makes them durable. One fsync per
+//!   block was a fifth of a validator's CPU at a few hundred blocks/s. Losing
+//!   the newest blocks in a crash is safe: they are final, the node fetches
+//!   them again and re-executes them to the same state. The core emits
+//!   `Commit` before the `Persist` of the new committed tip, and redb keeps
+//!   transaction order, so the block store is never behind the WAL's tip;
+//!   blocks the core re-delivers after a restart are recognised
+//!   ([`Store::commit`] returns `false`).
 //! * Application writes go in the same transaction as the block that caused them
 //!   ([`Store::commit_with_state`]), so executed state and committed height never
 //!   disagree.
@@ -73,6 +79,11 @@ pub const MAX_APP_VALUE_BYTES: usize = 1024 * 1024;
 
 /// Most application writes in one [`Store::commit_with_state`] batch.
 pub const MAX_APP_WRITES_PER_COMMIT: usize = 262_144;
+
+/// Most blocks committed in a row without an fsync: bounds what a crash can
+/// lose to re-fetch (a catching-up node writes no durable WAL entries) and how
+/// long redb holds pages of non-durable commits.
+pub const MAX_UNSYNCED_COMMITS: u32 = 64;
 
 /// Most blocks one [`Reader::range`] call returns (callers page on).
 pub const MAX_RANGE_BLOCKS: usize = 1024;
