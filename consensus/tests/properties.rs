@@ -166,6 +166,31 @@ proptest! {
         prop_assert!(c.stats.commits_checked > 0);
     }
 
+    /// Honest validators never need a timer: whatever order their messages
+    /// arrive in (none lost), every view completes by itself, so the pool of
+    /// undelivered events never runs dry and heights keep growing. A node
+    /// that waits for something already delivered (as the next leader once
+    /// did for a parent whose certificate overtook its proposal) shows up as
+    /// an empty pool: only a timeout would move it.
+    #[test]
+    fn honest_nodes_never_wait_for_a_timer(
+        n in prop_oneof![3 => Just(4usize), 1 => Just(7usize)],
+        picks in prop::collection::vec(any::<u16>(), 600..1200),
+    ) {
+        let mut c = Cluster::honest(n);
+        for (i, k) in picks.iter().enumerate() {
+            prop_assert!(
+                c.pending() > 0,
+                "stuck after {i} deliveries without a timer: heights {:?}, views {:?}",
+                c.heights(),
+                c.nodes.iter().map(|n| n.core.view()).collect::<Vec<_>>()
+            );
+            c.step(Action::Deliver(*k));
+        }
+        c.assert_prefix_consistent();
+        prop_assert!(c.min_height() >= 2, "heights {:?}", c.heights());
+    }
+
     /// Views and committed heights of every honest core never decrease, checked
     /// after every single step (the harness also checks inside each step).
     #[test]
