@@ -72,9 +72,10 @@ pub const MIN_MAX_AGE_MS: u64 = 1_000;
 /// Smallest accepted `cleanup_interval_ms` (milliseconds): cleanup scans every
 /// entry, so running it more often than this is wasted work.
 pub const MIN_CLEANUP_INTERVAL_MS: u64 = 100;
-/// Most transactions tracked under one correlation id (transactions). A client
-/// may reuse an id; beyond this the id's oldest transaction is evicted.
-pub const MAX_TXS_PER_ID: usize = 16;
+/// Most transactions tracked under one correlation id (transactions): one
+/// full `POST /api/v1/txs` batch, whose items all carry the request's id. A
+/// client may reuse an id; beyond this the id's oldest transaction is evicted.
+pub const MAX_TXS_PER_ID: usize = crate::api::MAX_SUBMIT_BATCH;
 /// Longest stored outcome (bytes, cut at a UTF-8 character boundary).
 pub const MAX_OUTCOME_BYTES: usize = 64;
 /// Latency samples kept per stage (samples, most recent wins).
@@ -820,25 +821,29 @@ mod tests {
     }
 
     #[test]
-    fn an_id_keeps_its_newest_sixteen_txs() {
-        let t = tracker(100);
-        for n in 0..20u8 {
-            t.begin(
-                id(7),
-                tx(n),
-                Origin::default(),
-                Stage::Received,
-                u64::from(n),
-            );
+    fn an_id_keeps_its_newest_batch_of_txs() {
+        let extra = 4;
+        let t = tracker(MAX_TXS_PER_ID + 100);
+        let total = MAX_TXS_PER_ID + extra;
+        for n in 0..total {
+            t.begin(id(7), tx_n(n), Origin::default(), Stage::Received, n as u64);
         }
         let got = t.get(&id(7));
         assert_eq!(got.len(), MAX_TXS_PER_ID);
         let hashes: Vec<String> = got.into_iter().map(|x| x.tx_hash).collect();
-        let want: Vec<String> = (4..20u8).map(|n| tx(n).to_hex()).collect();
+        let want: Vec<String> = (extra..total).map(|n| tx_n(n).to_hex()).collect();
         assert_eq!(hashes, want);
-        assert_eq!(t.stats().evicted_capacity_total, 4);
-        assert_eq!(t.origin_of(&tx(3)), None);
+        assert_eq!(t.stats().evicted_capacity_total, extra as u64);
+        assert_eq!(t.origin_of(&tx_n(extra - 1)), None);
         t.check_invariants().unwrap();
+    }
+
+    /// A distinct tx hash for each `n` (wider than [`tx`]'s byte).
+    fn tx_n(n: usize) -> Hash32 {
+        let mut h = [0u8; 32];
+        h[..8].copy_from_slice(&(n as u64).to_le_bytes());
+        h[31] = 0xAB;
+        Hash32(h)
     }
 
     #[test]
