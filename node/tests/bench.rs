@@ -113,6 +113,9 @@ fn bench_reports_a_consistent_json() {
     assert_eq!(r["rate"], 200, "{r:#}");
     assert_eq!(r["mode"], "rate", "{r:#}");
     assert_eq!(r["batch"], 8, "{r:#}");
+    // Batches carry what queued up: at least one, at most --batch.
+    let per_request = f64_of(&r, "tx_per_request");
+    assert!((1.0..=8.0).contains(&per_request), "{r:#}");
     assert!(f64_of(&r, "committed_tps") > 0.0, "{r:#}");
     // The schedule offers 200/s; the band only catches a broken generator.
     let offered = f64_of(&r, "offered_tps");

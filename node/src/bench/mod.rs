@@ -395,6 +395,7 @@ async fn drive(
         accounts: args.accounts,
         in_flight_per_validator: args.in_flight,
         batch: args.batch,
+        tx_per_request: stats::round1(run.tx_per_request()),
         drain_s: args.drain as f64 / 1_000.0,
         rss_mb_max: nodes.iter().map(|n| n.rss_mb_max).fold(0.0, f64::max),
         rss_slope_mb_per_min: nodes

@@ -71,6 +71,9 @@ pub struct BenchReport {
     /// `--batch`: most transactions per request (1: `POST /api/v1/tx` each;
     /// more: `POST /api/v1/txs` with what was queued, up to this many).
     pub batch: u32,
+    /// Transactions per submit request actually sent (first tries): with
+    /// `--batch`, how much was queued each time a request went out.
+    pub tx_per_request: f64,
     pub drain_s: f64,
     /// Peak RSS over all validators (MiB).
     pub rss_mb_max: f64,
@@ -277,8 +280,8 @@ impl BenchReport {
             "requests",
             if self.batch > 1 {
                 format!(
-                    "up to {} tx per POST /api/v1/txs, {} in flight per validator",
-                    self.batch, self.in_flight_per_validator
+                    "up to {} tx per POST /api/v1/txs ({:.1} on average), {} in flight per validator",
+                    self.batch, self.tx_per_request, self.in_flight_per_validator
                 )
             } else {
                 format!(
@@ -419,6 +422,7 @@ mod tests {
             accounts: 8,
             in_flight_per_validator: 128,
             batch: 8,
+            tx_per_request: 5.5,
             drain_s: 5.0,
             rss_mb_max: 50.0,
             rss_slope_mb_per_min: None,
@@ -488,7 +492,7 @@ mod tests {
             "141 bytes (asked 256)",
             "1.00 2.00 3.00 before",
             "note: padding",
-            "up to 8 tx per POST /api/v1/txs, 128 in flight per validator",
+            "up to 8 tx per POST /api/v1/txs (5.5 on average), 128 in flight per validator",
         ] {
             assert!(text.contains(needle), "{needle:?} not in:\n{text}");
         }

@@ -129,6 +129,10 @@ pub struct RunCounters {
     /// Not started because [`super::submit::MAX_REPAIRS`] were running: the
     /// account stays stuck behind the gap.
     pub repairs_dropped: AtomicU64,
+    /// Submit requests sent (first tries, single or batch).
+    pub requests_sent: AtomicU64,
+    /// Transactions in them.
+    pub txs_sent: AtomicU64,
 }
 
 impl RunCounters {
@@ -137,6 +141,21 @@ impl RunCounters {
     }
     pub fn get(c: &AtomicU64) -> u64 {
         c.load(Ordering::Relaxed)
+    }
+
+    /// Counts one submit request carrying `txs` transactions.
+    pub fn request(&self, txs: usize) {
+        self.requests_sent.fetch_add(1, Ordering::Relaxed);
+        self.txs_sent.fetch_add(txs as u64, Ordering::Relaxed);
+    }
+
+    /// Average transactions per request sent (0 before any).
+    pub fn tx_per_request(&self) -> f64 {
+        let requests = Self::get(&self.requests_sent);
+        if requests == 0 {
+            return 0.0;
+        }
+        Self::get(&self.txs_sent) as f64 / requests as f64
     }
 }
 

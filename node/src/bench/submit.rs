@@ -163,11 +163,13 @@ impl Sender {
             if self.batch <= 1 {
                 let now = self.shared.clock.now_us();
                 lock(&self.shared.step).record_send(job.intended_us, now);
+                self.shared.run.request(1);
                 tokio::spawn(async move { me.submit(job, permit).await });
             } else {
                 // Taken after the slot: what queued up while we waited for
                 // it goes in this request.
                 let jobs = take_queued(&mut rx, job, self.batch);
+                self.shared.run.request(jobs.len());
                 let now = self.shared.clock.now_us();
                 {
                     let mut step = lock(&self.shared.step);
