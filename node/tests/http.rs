@@ -18,7 +18,7 @@ use bitcraps_node::api::{
     TableRoll, TableView, TrackerStatsView, TxStatusView, WipeView,
 };
 use bitcraps_node::http::prom::PromWriter;
-use bitcraps_node::http::{self, ApiError, HttpLimits, NodeApi, SubmitFuture};
+use bitcraps_node::http::{self, ApiError, HttpLimits, NodeApi, SubmitFuture, WaitFuture};
 use bitcraps_node::localnet::{NodeClient, SubmitOutcome};
 use bitcraps_node::trace::tracker::{CorrelationTracker, Origin, Stage, TrackerConfig};
 use bitcraps_node::trace::{correlation_view, stats_view};
@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
 use uuid::Uuid;
@@ -72,6 +72,13 @@ struct TestNode {
     last_rolls_query: Mutex<Option<(u64, Option<u64>, usize)>>,
     /// Accepted submissions are tracked here under their correlation id.
     tracker: CorrelationTracker,
+    /// Blocks committed after start ([`TestNode::commit_late`]), and the
+    /// committed height long polls wait on.
+    late: Mutex<Vec<BlockView>>,
+    height: watch::Sender<u64>,
+    /// One message per `wait_height` call, when it starts waiting.
+    waiting: mpsc::UnboundedSender<u64>,
+    waiting_rx: Mutex<Option<mpsc::UnboundedReceiver<u64>>>,
 }
 
 fn test_table() -> TableView {
@@ -113,6 +120,7 @@ fn block(height: u64) -> BlockView {
 impl TestNode {
     fn new() -> (Arc<Self>, mpsc::UnboundedReceiver<()>) {
         let (entered, entered_rx) = mpsc::unbounded_channel();
+        let (waiting, waiting_rx) = mpsc::unbounded_channel();
         let mut accounts = BTreeMap::new();
         accounts.insert(
             alice(),
@@ -134,8 +142,20 @@ impl TestNode {
             last_blocks_limit: AtomicUsize::new(0),
             last_rolls_query: Mutex::new(None),
             tracker: CorrelationTracker::new(TrackerConfig::default()),
+            late: Mutex::new(Vec::new()),
+            height: watch::channel(BLOCK_COUNT).0,
+            waiting,
+            waiting_rx: Mutex::new(Some(waiting_rx)),
         };
         (Arc::new(node), entered_rx)
+    }
+
+    /// Commits the next block after the fixed ones.
+    fn commit_late(&self) {
+        let mut late = self.late.lock().unwrap();
+        let height = BLOCK_COUNT + late.len() as u64 + 1;
+        late.push(block(height));
+        self.height.send_replace(height);
     }
 
     fn release(&self, n: usize) {
@@ -314,13 +334,27 @@ impl NodeApi for TestNode {
 
     fn blocks(&self, from: u64, limit: usize) -> Result<Vec<BlockView>, ApiError> {
         self.last_blocks_limit.store(limit, Ordering::SeqCst);
+        let late = self.late.lock().unwrap();
         Ok(self
             .blocks
             .iter()
+            .chain(late.iter())
             .filter(|b| b.height >= from)
             .take(limit)
             .cloned()
             .collect())
+    }
+
+    fn wait_height(&self, height: u64, timeout_ms: u64) -> WaitFuture<'_> {
+        let mut rx = self.height.subscribe();
+        let _ = self.waiting.send(timeout_ms);
+        Box::pin(async move {
+            let _ = timeout(
+                Duration::from_millis(timeout_ms),
+                rx.wait_for(|h| *h >= height),
+            )
+            .await;
+        })
     }
 
     fn account(&self, key: &PublicKey) -> Result<AccountView, ApiError> {
@@ -789,6 +823,77 @@ async fn block_ranges_default_and_cap_the_limit() {
         )
         .await;
     }
+}
+
+/// `wait_ms` makes `GET /api/v1/blocks` a long poll: an empty page waits
+/// for the next commit (answered with it), or for `wait_ms` (empty), capped
+/// at `BLOCKS_MAX_WAIT_MS`; without it nothing waits.
+#[tokio::test]
+async fn block_ranges_long_poll_for_the_next_commit() {
+    let s = start(roomy()).await;
+    let mut waiting = s.node.waiting_rx.lock().unwrap().take().unwrap();
+    let next = BLOCK_COUNT + 1;
+    // Without wait_ms: an empty page at once, no wait.
+    let v = ok_json(s.get(&format!("/api/v1/blocks?from={next}")).await, 200).await;
+    assert_eq!(v, json!([]));
+    assert!(
+        waiting.try_recv().is_err(),
+        "nothing may wait without wait_ms"
+    );
+    // A page that has blocks is answered without waiting either.
+    let v = ok_json(
+        s.get(&format!("/api/v1/blocks?from={BLOCK_COUNT}&wait_ms=5000"))
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(v.as_array().unwrap().len(), 1);
+    assert!(waiting.try_recv().is_err());
+    // An empty page waits; the commit that happens meanwhile is the answer.
+    let (client, url) = (
+        s.client.clone(),
+        s.url(&format!("/api/v1/blocks?from={next}&wait_ms=4000")),
+    );
+    let poll = tokio::spawn(async move { client.get(url).send().await.unwrap() });
+    let asked = timeout(Duration::from_secs(10), waiting.recv())
+        .await
+        .unwrap();
+    assert_eq!(asked, Some(4000));
+    s.node.commit_late();
+    let resp = timeout(Duration::from_secs(10), poll)
+        .await
+        .unwrap()
+        .unwrap();
+    let v = ok_json(resp, 200).await;
+    assert_eq!(v, serde_json::to_value(vec![block(next)]).unwrap());
+    // Nothing commits: an empty page after the wait, which is capped.
+    let v = ok_json(
+        s.get(&format!("/api/v1/blocks?from={}&wait_ms=20", next + 1))
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(v, json!([]));
+    assert_eq!(waiting.recv().await, Some(20));
+    let (client, url) = (
+        s.client.clone(),
+        s.url(&format!("/api/v1/blocks?from={}&wait_ms=999999", next + 1)),
+    );
+    let poll = tokio::spawn(async move { client.get(url).send().await.unwrap() });
+    let asked = timeout(Duration::from_secs(10), waiting.recv())
+        .await
+        .unwrap();
+    assert_eq!(asked, Some(http::BLOCKS_MAX_WAIT_MS));
+    s.node.commit_late();
+    let v = ok_json(
+        timeout(Duration::from_secs(10), poll)
+            .await
+            .unwrap()
+            .unwrap(),
+        200,
+    )
+    .await;
+    assert_eq!(v, serde_json::to_value(vec![block(next + 1)]).unwrap());
 }
 
 #[tokio::test]

@@ -1,9 +1,9 @@
 //! Follows the committed chain on one validator and turns what it sees into
 //! latency samples.
 //!
-//! It pages through `GET /api/v1/blocks?from=&limit=` like localnet's
-//! watcher, but polls much more often ([`IDLE_POLL_MS`] when caught up, at
-//! once again when a page came back full), because the poll interval is
+//! It pages through `GET /api/v1/blocks?from=&limit=&wait_ms=` like
+//! localnet's watcher: a long poll that the node answers as soon as the next
+//! block commits ([`LONG_POLL_MS`] at most), because a poll interval would be
 //! part of every latency it measures. For each new block it records
 //! * the consensus latency: the moment the block was seen committed
 //!   (wall clock) minus the proposer's `timestamp_ms` in its header (the
@@ -21,7 +21,12 @@ use crate::localnet::client::{ClientError, NodeClient, MAX_BLOCKS_PER_PAGE};
 use std::sync::Arc;
 use tokio::sync::watch;
 
-/// Pause between polls when the last page was not full.
+/// How long the node may hold a poll open until the next block commits
+/// (`GET /api/v1/blocks?wait_ms=`): the follower learns of a commit at once
+/// and sends no requests while nothing happens.
+pub const LONG_POLL_MS: u64 = 1_000;
+/// Pause after an empty page (the node waited [`LONG_POLL_MS`] in vain, or
+/// does not support waiting).
 pub const IDLE_POLL_MS: u64 = 5;
 /// Pause after a failed poll (before asking the next validator).
 pub const ERROR_PAUSE_MS: u64 = 50;
@@ -120,7 +125,10 @@ impl Follower {
         let Some(client) = self.clients.get(self.node % n) else {
             return Ok(0);
         };
-        match client.blocks(self.next, MAX_BLOCKS_PER_PAGE).await {
+        match client
+            .blocks_wait(self.next, MAX_BLOCKS_PER_PAGE, LONG_POLL_MS)
+            .await
+        {
             Ok(blocks) => Ok(self.observe(&blocks)),
             Err(e) => {
                 self.node = (self.node + 1) % n;
@@ -137,7 +145,8 @@ impl Follower {
             }
             let pause_ms = tokio::select! {
                 r = self.poll_once() => match r {
-                    Ok(n) if n >= MAX_BLOCKS_PER_PAGE => 0,
+                    // The next request waits on the node for the next block.
+                    Ok(n) if n > 0 => 0,
                     Ok(_) => IDLE_POLL_MS,
                     Err(_) => ERROR_PAUSE_MS,
                 },

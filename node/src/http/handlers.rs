@@ -204,7 +204,16 @@ pub(crate) async fn block(
 pub(crate) struct BlocksQuery {
     from: Option<u64>,
     limit: Option<usize>,
+    /// Long poll: when nothing at or above `from` is committed yet, wait up
+    /// to this long (ms, at most [`BLOCKS_MAX_WAIT_MS`]) for it instead of
+    /// answering an empty page, so a follower neither polls in a loop nor
+    /// learns of a commit a poll interval late.
+    wait_ms: Option<u64>,
 }
+
+/// Longest `wait_ms` of `GET /api/v1/blocks` (ms): below the server's
+/// request timeout, so a long poll ends with a page, not a 503.
+pub const BLOCKS_MAX_WAIT_MS: u64 = 5_000;
 
 pub(crate) async fn blocks(
     State(node): Node,
@@ -216,6 +225,11 @@ pub(crate) async fn blocks(
         .unwrap_or(BLOCKS_DEFAULT_LIMIT)
         .min(BLOCKS_MAX_LIMIT);
     let mut blocks = node.blocks(from, limit)?;
+    let wait_ms = query.wait_ms.unwrap_or(0).min(BLOCKS_MAX_WAIT_MS);
+    if blocks.is_empty() && wait_ms > 0 && limit > 0 {
+        node.wait_height(from, wait_ms).await;
+        blocks = node.blocks(from, limit)?;
+    }
     // The cap is this server's promise; do not rely on the node for it.
     blocks.truncate(limit);
     Ok(Json(blocks))

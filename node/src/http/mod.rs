@@ -36,6 +36,9 @@ use std::pin::Pin;
 pub type AdminFuture<'a> =
     Pin<Box<dyn Future<Output = Result<RotateIdentityView, ApiError>> + Send + 'a>>;
 
+/// A boxed future returned by [`NodeApi::wait_height`].
+pub type WaitFuture<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+
 /// A boxed future returned by [`NodeApi::submit`].
 pub type SubmitFuture<'a> =
     Pin<Box<dyn Future<Output = Result<SubmitTxResponse, ApiError>> + Send + 'a>>;
@@ -96,6 +99,13 @@ pub trait NodeApi: Send + Sync + 'static {
         Box::pin(std::future::ready(Err(ApiError::Forbidden(
             "identity rotation is not available on this node".into(),
         ))))
+    }
+    /// Resolves once the committed height is at least `height`, or after
+    /// `timeout_ms`, whichever is first (`GET /api/v1/blocks?wait_ms=`).
+    /// Nodes without a way to wait resolve at once: callers re-check.
+    fn wait_height(&self, height: u64, timeout_ms: u64) -> WaitFuture<'_> {
+        let _ = (height, timeout_ms);
+        Box::pin(std::future::ready(()))
     }
     /// `GET /api/v1/correlation/{id}`: every transaction this node tracks
     /// under correlation id `id`, with the time it saw each stage
@@ -194,7 +204,8 @@ pub use correlation::{CorrelationId, CORRELATION_HEADER};
 pub use error::{codes, HttpError};
 pub use extract::{ApiJson, ApiPath, ApiQuery};
 pub use handlers::{
-    BLOCKS_DEFAULT_LIMIT, BLOCKS_MAX_LIMIT, MAX_SUBMIT_BATCH_BODY_BYTES, METRICS_CONTENT_TYPE,
+    BLOCKS_DEFAULT_LIMIT, BLOCKS_MAX_LIMIT, BLOCKS_MAX_WAIT_MS, MAX_SUBMIT_BATCH_BODY_BYTES,
+    METRICS_CONTENT_TYPE,
 };
 pub use router::{router, serve, DRAIN_GRACE_MS};
 

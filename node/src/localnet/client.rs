@@ -114,9 +114,22 @@ impl NodeClient {
     /// `GET /api/v1/blocks?from=&limit=` (limit capped at
     /// [`MAX_BLOCKS_PER_PAGE`]).
     pub async fn blocks(&self, from: u64, limit: usize) -> Result<Vec<BlockView>, ClientError> {
+        self.blocks_wait(from, limit, 0).await
+    }
+
+    /// [`NodeClient::blocks`] as a long poll: when nothing at or above
+    /// `from` is committed yet, the node answers as soon as it is, or with an
+    /// empty page after `wait_ms` (capped below [`REQUEST_TIMEOUT_MS`]).
+    pub async fn blocks_wait(
+        &self,
+        from: u64,
+        limit: usize,
+        wait_ms: u64,
+    ) -> Result<Vec<BlockView>, ClientError> {
         let limit = limit.clamp(1, MAX_BLOCKS_PER_PAGE);
+        let wait_ms = wait_ms.min(REQUEST_TIMEOUT_MS / 2);
         self.get_json(format!(
-            "{}/api/v1/blocks?from={from}&limit={limit}",
+            "{}/api/v1/blocks?from={from}&limit={limit}&wait_ms={wait_ms}",
             self.base
         ))
         .await

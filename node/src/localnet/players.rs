@@ -56,10 +56,13 @@ pub const FUND_BATCH_TIMEOUT_MS: u64 = 30_000;
 const FUND_SUBMIT_ATTEMPTS: u32 = 50;
 /// Pause between retries and polls.
 const RETRY_MS: u64 = 100;
-/// How often the watcher asks for new blocks when it is caught up. It adds
-/// up to this much to every measured latency (half on average), so it is
-/// short; one small request per poll to one node.
+/// Pause of the watcher after an empty page or an error.
 pub const WATCH_POLL_MS: u64 = 5;
+/// How long the node may hold the watcher's poll open until the next block
+/// commits (`GET /api/v1/blocks?wait_ms=`): the watcher learns of a commit at
+/// once instead of up to a poll interval late, and sends nothing while the
+/// chain is idle.
+pub const WATCH_LONG_POLL_MS: u64 = 1_000;
 /// An accepted transaction not seen committed after this long is counted
 /// lost and its player's window slot freed (a node restart can drop a
 /// mempool; a healthy cluster commits in well under a second).
@@ -672,7 +675,10 @@ impl Watcher {
         let Some(client) = clients.get(self.node % clients.len().max(1)) else {
             return Ok(0);
         };
-        let blocks = match client.blocks(self.next, MAX_BLOCKS_PER_PAGE).await {
+        let blocks = match client
+            .blocks_wait(self.next, MAX_BLOCKS_PER_PAGE, WATCH_LONG_POLL_MS)
+            .await
+        {
             Ok(b) => b,
             Err(e) => {
                 self.node = (self.node + 1) % clients.len().max(1);
@@ -795,8 +801,9 @@ impl Watcher {
             let Some(fetched) = fetched else {
                 return self;
             };
-            // A full page means more may be waiting: fetch again at once.
-            if !matches!(fetched, Ok(n) if n >= MAX_BLOCKS_PER_PAGE) {
+            // The next request waits on the node for the next block; pause
+            // only after an empty page or an error.
+            if !matches!(fetched, Ok(n) if n > 0) {
                 sleep_or_stop(WATCH_POLL_MS, &mut stop).await;
             }
         }

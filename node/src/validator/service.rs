@@ -19,7 +19,7 @@ use crate::app::state::{account_key, decode_account, decode_receipt, receipt_key
 use crate::app::tx::tx_hash;
 use crate::chainspec::ChainSpec;
 use crate::engine::{Clock, EngineClient, SubmitError, SubmitTrace};
-use crate::http::{AdminFuture, ApiError, NodeApi, SubmitFuture};
+use crate::http::{AdminFuture, ApiError, NodeApi, SubmitFuture, WaitFuture};
 use crate::net::{BreakerState, PeerStats};
 use crate::storage::StorageError;
 use crate::trace::tracker::CorrelationTracker;
@@ -28,6 +28,7 @@ use bitcraps_consensus::CommittedBlock;
 use bitcraps_crypto::{Hash32, PublicKey};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// The validator behind the HTTP API.
 #[derive(Debug)]
@@ -435,6 +436,16 @@ impl NodeApi for NodeService {
 
     fn correlation_stats(&self) -> Result<TrackerStatsView, ApiError> {
         Ok(stats_view(&self.tracker, self.name_of(self.me), self.me))
+    }
+
+    fn wait_height(&self, height: u64, timeout_ms: u64) -> WaitFuture<'_> {
+        let mut status = self.engine.watch();
+        Box::pin(async move {
+            let reached = status.wait_for(|s| s.height >= height);
+            // Timing out is the normal end of a long poll, and a stopped
+            // engine ends it too: the caller re-reads either way.
+            let _ = tokio::time::timeout(Duration::from_millis(timeout_ms), reached).await;
+        })
     }
 
     fn metrics(&self) -> String {
