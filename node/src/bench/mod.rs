@@ -301,7 +301,12 @@ async fn drive(
         Follower::new(Arc::clone(&shared), clients.clone(), start_height + 1).run(bg_stop.clone()),
     );
     let pids: Vec<Option<u32>> = (0..cluster.node_count()).map(|i| cluster.pid(i)).collect();
-    let tracks = Arc::new(Mutex::new(vec![RssTrack::default(); pids.len()]));
+    let planned_ms = if args.saturate {
+        0 // steps of unknown number: no second-half fit
+    } else {
+        args.duration
+    };
+    let tracks = Arc::new(Mutex::new(vec![RssTrack::for_run(planned_ms); pids.len()]));
     let sampling = tokio::spawn(sampler::run(
         pids.clone(),
         Arc::clone(&tracks),
@@ -377,6 +382,9 @@ async fn drive(
             rss_slope_mb_per_min: t
                 .slope_mib_per_min()
                 .map(|s| (s * 1_000.0).round() / 1_000.0),
+            rss_late_slope_mb_per_min: t
+                .late_slope_mib_per_min()
+                .map(|s| (s * 1_000.0).round() / 1_000.0),
             rss_samples: t.samples,
         })
         .collect();
@@ -401,6 +409,10 @@ async fn drive(
         rss_slope_mb_per_min: nodes
             .iter()
             .filter_map(|n| n.rss_slope_mb_per_min)
+            .reduce(f64::max),
+        rss_late_slope_mb_per_min: nodes
+            .iter()
+            .filter_map(|n| n.rss_late_slope_mb_per_min)
             .reduce(f64::max),
         nodes,
         signer: SignerFigures {

@@ -121,8 +121,12 @@ impl Slope {
     }
 }
 
+/// Shortest planned run (ms) that also gets a second-half slope: each half
+/// of the fit window then spans at least a minute and a half.
+pub const LATE_SLOPE_MIN_RUN_MS: u64 = 4 * 60_000;
+
 /// What the sampler learnt about one process's memory.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RssTrack {
     /// Peak resident memory seen (KiB).
     pub max_kib: u64,
@@ -130,9 +134,40 @@ pub struct RssTrack {
     pub samples: u64,
     /// Fit of MiB over minutes, from [`SLOPE_SKIP_MS`] on.
     pub slope: Slope,
+    /// The same fit from `late_from_ms` on: a growth that levels off (caches
+    /// filling up, not a leak) shows a much smaller slope here.
+    pub late: Slope,
+    pub late_from_ms: u64,
+}
+
+impl Default for RssTrack {
+    fn default() -> Self {
+        RssTrack {
+            max_kib: 0,
+            samples: 0,
+            slope: Slope::default(),
+            late: Slope::default(),
+            late_from_ms: u64::MAX,
+        }
+    }
 }
 
 impl RssTrack {
+    /// A track for a run planned to sample for `run_ms`: the late slope fits
+    /// the second half of the window after [`SLOPE_SKIP_MS`], for runs of at
+    /// least [`LATE_SLOPE_MIN_RUN_MS`].
+    pub fn for_run(run_ms: u64) -> Self {
+        let late_from_ms = if run_ms >= LATE_SLOPE_MIN_RUN_MS {
+            SLOPE_SKIP_MS + (run_ms - SLOPE_SKIP_MS) / 2
+        } else {
+            u64::MAX
+        };
+        RssTrack {
+            late_from_ms,
+            ..RssTrack::default()
+        }
+    }
+
     /// Records `rss_kib` read `at_ms` after sampling started.
     pub fn record(&mut self, at_ms: u64, rss_kib: u64) {
         self.max_kib = self.max_kib.max(rss_kib);
@@ -142,6 +177,9 @@ impl RssTrack {
             // the sums stay small enough for f64 over a day.
             let x = (at_ms - SLOPE_SKIP_MS) as f64 / 60_000.0;
             self.slope.add(x, rss_kib as f64 / 1024.0);
+            if at_ms >= self.late_from_ms {
+                self.late.add(x, rss_kib as f64 / 1024.0);
+            }
         }
     }
 
@@ -153,6 +191,12 @@ impl RssTrack {
     /// samples to fit.
     pub fn slope_mib_per_min(&self) -> Option<f64> {
         self.slope.slope()
+    }
+
+    /// MiB per minute over the second half of the run; `None` for runs
+    /// shorter than [`LATE_SLOPE_MIN_RUN_MS`] or before that half began.
+    pub fn late_slope_mib_per_min(&self) -> Option<f64> {
+        self.late.slope()
     }
 }
 
@@ -233,6 +277,30 @@ mod tests {
             flat.record(SLOPE_SKIP_MS + i * SAMPLE_MS, 50 * 1024);
         }
         assert!(flat.slope_mib_per_min().unwrap().abs() < 1e-9);
+        assert_eq!(
+            flat.late_slope_mib_per_min(),
+            None,
+            "not planned: no late fit"
+        );
+        // Growth that levels off: +6 MiB/min for 5 minutes, then flat for 5.
+        let mut levels = RssTrack::for_run(11 * 60_000);
+        assert_eq!(levels.late_from_ms, 6 * 60_000);
+        let mut at: u64 = 0;
+        while at <= 11 * 60_000 {
+            let minutes = at.saturating_sub(SLOPE_SKIP_MS) / 60_000;
+            levels.record(at, (100 + 6 * minutes.min(5)) * 1024);
+            at += SAMPLE_MS;
+        }
+        let (all, late) = (
+            levels.slope_mib_per_min().unwrap(),
+            levels.late_slope_mib_per_min().unwrap(),
+        );
+        assert!(all > 2.0, "whole-window slope {all}");
+        assert!(late.abs() < 0.01, "second-half slope {late}");
+        assert_eq!(
+            RssTrack::for_run(LATE_SLOPE_MIN_RUN_MS - 1).late_from_ms,
+            u64::MAX
+        );
         // Too short a run: nothing after the first minute, no slope.
         let mut short = RssTrack::default();
         short.record(0, 1);

@@ -23,6 +23,9 @@ pub struct NodeReport {
     /// Least-squares RSS growth after the first minute (MiB per minute);
     /// `null` for runs too short to tell.
     pub rss_slope_mb_per_min: Option<f64>,
+    /// The same over the second half of the run (runs of 4 min or more):
+    /// much smaller than the whole-run slope when growth levels off.
+    pub rss_late_slope_mb_per_min: Option<f64>,
     pub rss_samples: u64,
 }
 
@@ -79,6 +82,8 @@ pub struct BenchReport {
     pub rss_mb_max: f64,
     /// Largest per-node RSS slope (MiB/min), when the run was long enough.
     pub rss_slope_mb_per_min: Option<f64>,
+    /// Largest per-node second-half slope (MiB/min), runs of 4 min or more.
+    pub rss_late_slope_mb_per_min: Option<f64>,
     pub nodes: Vec<NodeReport>,
     pub signer: SignerFigures,
     pub signer_cpu_percent: f64,
@@ -163,6 +168,11 @@ impl TracingOverhead {
 
 fn opt_ms(v: Option<f64>) -> String {
     v.map_or_else(|| "-".to_string(), |v| format!("{v:.1} ms"))
+}
+
+/// `" (second half +x.xx)"`, or nothing for runs too short to have one.
+fn late_slope(v: Option<f64>) -> String {
+    v.map_or_else(String::new, |s| format!(" (second half {s:+.2})"))
 }
 
 fn opt_pct(v: Option<f64>) -> String {
@@ -312,10 +322,11 @@ impl BenchReport {
         row(
             "validators RSS",
             format!(
-                "max {:.1} MiB, slope {}",
+                "max {:.1} MiB, slope {}{}",
                 self.rss_mb_max,
                 self.rss_slope_mb_per_min
-                    .map_or_else(|| "- (run < 2 min)".into(), |s| format!("{s:+.2} MiB/min"))
+                    .map_or_else(|| "- (run < 2 min)".into(), |s| format!("{s:+.2} MiB/min")),
+                late_slope(self.rss_late_slope_mb_per_min)
             ),
         );
         row(
@@ -334,8 +345,12 @@ impl BenchReport {
                 n.pid.map_or_else(|| "-".into(), |p| p.to_string()),
                 opt_pct(n.cpu_percent),
                 format!("{:.1} MiB", n.rss_mb_max),
-                n.rss_slope_mb_per_min
-                    .map_or_else(|| "-".into(), |s| format!("{s:+.2} MiB/min")),
+                format!(
+                    "{}{}",
+                    n.rss_slope_mb_per_min
+                        .map_or_else(|| "-".into(), |s| format!("{s:+.2} MiB/min")),
+                    late_slope(n.rss_late_slope_mb_per_min)
+                ),
             ]);
         }
         out.push('\n');
@@ -426,12 +441,14 @@ mod tests {
             drain_s: 5.0,
             rss_mb_max: 50.0,
             rss_slope_mb_per_min: None,
+            rss_late_slope_mb_per_min: None,
             nodes: vec![NodeReport {
                 name: "val0".into(),
                 pid: Some(7),
                 cpu_percent: Some(10.0),
                 rss_mb_max: 50.0,
                 rss_slope_mb_per_min: Some(0.25),
+                rss_late_slope_mb_per_min: Some(0.05),
                 rss_samples: 20,
             }],
             signer: SignerFigures {
@@ -488,7 +505,7 @@ mod tests {
         for needle in [
             "p50 12.0 ms",
             "val0",
-            "+0.25 MiB/min",
+            "+0.25 MiB/min (second half +0.05)",
             "141 bytes (asked 256)",
             "1.00 2.00 3.00 before",
             "note: padding",
