@@ -435,6 +435,14 @@ fn verify_on_open_reports_damage_as_corrupt() {
     assert!(matches!(err, StorageError::Corrupt { .. }), "{err}");
 }
 
+/// A child test's database path and number, from the two variables its
+/// parent set; `None` when run as an ordinary test.
+fn child_args(path_var: &str, number_var: &str) -> Option<(String, u64)> {
+    let path = std::env::var(path_var).ok()?;
+    let n = std::env::var(number_var).unwrap().parse().unwrap();
+    Some((path, n))
+}
+
 const CHILD_ENV: &str = "BITCRAPS_STORAGE_CRASH_CHILD";
 const START_ENV: &str = "BITCRAPS_STORAGE_CRASH_START";
 
@@ -443,10 +451,9 @@ const START_ENV: &str = "BITCRAPS_STORAGE_CRASH_START";
 /// few rounds commits a block with application state.
 #[test]
 fn crash_child() {
-    let Ok(path) = std::env::var(CHILD_ENV) else {
+    let Some((path, start)) = child_args(CHILD_ENV, START_ENV) else {
         return;
     };
-    let start: u64 = std::env::var(START_ENV).unwrap().parse().unwrap();
     let kps = keys();
     let mut store = Store::open(&path).unwrap();
     let mut height = store.committed_height().unwrap();
@@ -585,10 +592,9 @@ const ABORT_COMMITS_ENV: &str = "BITCRAPS_STORAGE_ABORT_COMMITS";
 /// (no destructor runs: what a crash leaves).
 #[test]
 fn abort_child() {
-    let Ok(path) = std::env::var(ABORT_CHILD_ENV) else {
+    let Some((path, n)) = child_args(ABORT_CHILD_ENV, ABORT_COMMITS_ENV) else {
         return;
     };
-    let n: u64 = std::env::var(ABORT_COMMITS_ENV).unwrap().parse().unwrap();
     let kps = keys();
     let mut store = Store::open(&path).unwrap();
     for cb in chain_on(&kps, genesis_id(), 0, n) {
