@@ -19,6 +19,7 @@ pub mod chainspec;
 pub mod config;
 #[cfg(feature = "server")]
 pub mod config_signer;
+pub mod fifo;
 #[cfg(feature = "server")]
 pub mod home;
 #[cfg(feature = "server")]

@@ -17,26 +17,25 @@
 //! 500 bytes, a hash-only one about 40.
 
 use super::tx::SignedTx;
+use crate::fifo::FifoMap;
 use bitcraps_crypto::batch::{verify_batch, BatchItem};
 use bitcraps_crypto::Hash32;
-use std::collections::{HashMap, VecDeque};
 
 /// A bounded set of transaction ids whose signatures verified, optionally with
 /// the decoded transaction. FIFO eviction, O(1) lookup and insert.
 #[derive(Debug, Clone)]
 pub struct VerifiedCache {
-    map: HashMap<Hash32, Option<Box<SignedTx>>>,
-    order: VecDeque<Hash32>,
-    capacity: usize,
+    map: FifoMap<Hash32, Option<Box<SignedTx>>>,
+    /// False for a cache created with capacity 0: it remembers nothing.
+    enabled: bool,
 }
 
 impl VerifiedCache {
     /// A cache holding at most `capacity` ids (0 disables caching).
     pub fn new(capacity: usize) -> Self {
         VerifiedCache {
-            map: HashMap::new(),
-            order: VecDeque::new(),
-            capacity,
+            map: FifoMap::new(capacity),
+            enabled: capacity > 0,
         }
     }
 
@@ -63,37 +62,29 @@ impl VerifiedCache {
     }
 
     fn put(&mut self, hash: Hash32, tx: Option<Box<SignedTx>>) {
-        if self.capacity == 0 {
+        if !self.enabled {
             return;
         }
-        if let Some(slot) = self.map.get_mut(&hash) {
-            if slot.is_none() {
-                *slot = tx;
-            }
-            return;
+        let slot = self.map.get_or_insert_with(hash, || None);
+        if slot.is_none() {
+            *slot = tx;
         }
-        while self.order.len() >= self.capacity {
-            match self.order.pop_front() {
-                Some(old) => {
-                    self.map.remove(&old);
-                }
-                None => break,
-            }
-        }
-        self.map.insert(hash, tx);
-        self.order.push_back(hash);
     }
 
     pub fn len(&self) -> usize {
-        self.order.len()
+        self.map.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.order.is_empty()
+        self.map.is_empty()
     }
 
     pub fn capacity(&self) -> usize {
-        self.capacity
+        if self.enabled {
+            self.map.bound()
+        } else {
+            0
+        }
     }
 }
 

@@ -24,6 +24,7 @@ use crate::app::craps::{BetKind, BetResult};
 use crate::app::payload::split_payload;
 use crate::app::state::{BlockResult, Rejection};
 use crate::app::tx::{tx_hash, Action, SignedTx};
+use crate::fifo::FifoMap;
 use crate::trace::otel::{exporting, trace_hex, TRACER_NAME};
 use crate::trace::tracker::{CorrelationTracker, Origin, Stage, Timeline};
 use crate::trace::unix_now_us;
@@ -34,7 +35,7 @@ use opentelemetry::trace::{
     TraceState, Tracer as _,
 };
 use opentelemetry::{Context, KeyValue};
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use uuid::Uuid;
@@ -61,51 +62,22 @@ struct Marks {
     committed: Option<u64>,
 }
 
-/// A map of recent blocks that forgets the oldest past `cap`.
+/// A map of recent blocks that forgets the oldest past its bound.
 #[derive(Debug)]
-struct Recent<V> {
-    map: HashMap<Hash32, V>,
-    order: VecDeque<Hash32>,
-    cap: usize,
-}
+struct Recent<V>(FifoMap<Hash32, V>);
 
 impl<V: Default> Recent<V> {
     fn new(cap: usize) -> Self {
-        Recent {
-            map: HashMap::new(),
-            order: VecDeque::new(),
-            cap,
-        }
+        Recent(FifoMap::new(cap))
     }
 
     fn entry(&mut self, block: Hash32) -> &mut V {
-        if !self.map.contains_key(&block) {
-            while self.map.len() >= self.cap {
-                match self.order.pop_front() {
-                    Some(old) => {
-                        self.map.remove(&old);
-                    }
-                    None => break,
-                }
-            }
-            // Taken entries leave stale slots behind; drop them before they
-            // outnumber the live ones, so the queue stays within 2 x cap.
-            if self.order.len() >= 2 * self.cap {
-                let map = &self.map;
-                self.order.retain(|h| map.contains_key(h));
-            }
-            self.order.push_back(block);
-        }
-        self.map.entry(block).or_default()
+        self.0.get_or_insert_with(block, V::default)
     }
 
-    /// Takes `block`'s value out (its order slot is dropped lazily).
+    /// Takes `block`'s value out.
     fn take(&mut self, block: &Hash32) -> Option<V> {
-        let v = self.map.remove(block)?;
-        if self.order.front() == Some(block) {
-            self.order.pop_front();
-        }
-        Some(v)
+        self.0.remove(block)
     }
 }
 
@@ -515,7 +487,7 @@ mod tests {
         *r.entry(Hash32([1; 32])) = 1;
         *r.entry(Hash32([2; 32])) = 2;
         *r.entry(Hash32([3; 32])) = 3;
-        assert_eq!(r.map.len(), 2);
+        assert_eq!(r.0.len(), 2);
         assert_eq!(r.take(&Hash32([1; 32])), None);
         assert_eq!(r.take(&Hash32([3; 32])), Some(3));
         // Taking leaves room; a stale order slot does not evict a live entry.
@@ -531,7 +503,10 @@ mod tests {
                 r.take(&Hash32(h));
             }
         }
-        assert!(r.order.len() <= 4, "{}", r.order.len());
+        assert_eq!(r.0.len(), 2);
+        let mut last = [0; 32];
+        last[..4].copy_from_slice(&999u32.to_be_bytes());
+        assert_eq!(r.take(&Hash32(last)), Some(999));
     }
 
     #[test]

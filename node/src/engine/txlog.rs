@@ -2,8 +2,8 @@
 //! `GET /api/v1/tx/{hash}` timings. Bounded: the oldest entries are forgotten
 //! (committed transactions stay findable through their stored receipts).
 
+use crate::fifo::FifoMap;
 use bitcraps_crypto::Hash32;
-use std::collections::{HashMap, VecDeque};
 
 /// Entries kept by default.
 pub const DEFAULT_TX_LOG_ENTRIES: usize = 200_000;
@@ -20,26 +20,26 @@ pub struct TxTimes {
 /// A bounded map from transaction hash to [`TxTimes`], oldest evicted first.
 #[derive(Debug)]
 pub struct TxLog {
-    times: HashMap<Hash32, TxTimes>,
-    order: VecDeque<Hash32>,
-    capacity: usize,
+    times: FifoMap<Hash32, TxTimes>,
 }
 
 impl TxLog {
     pub fn new(capacity: usize) -> Self {
         TxLog {
-            times: HashMap::new(),
-            order: VecDeque::new(),
-            capacity: capacity.max(1),
+            times: FifoMap::new(capacity),
         }
     }
 
     pub fn received(&mut self, hash: Hash32, at_ms: u64) {
-        self.entry(hash).received_ms = Some(at_ms);
+        self.times
+            .get_or_insert_with(hash, TxTimes::default)
+            .received_ms = Some(at_ms);
     }
 
     pub fn committed(&mut self, hash: Hash32, at_ms: u64) {
-        self.entry(hash).committed_ms = Some(at_ms);
+        self.times
+            .get_or_insert_with(hash, TxTimes::default)
+            .committed_ms = Some(at_ms);
     }
 
     pub fn get(&self, hash: &Hash32) -> Option<TxTimes> {
@@ -52,21 +52,6 @@ impl TxLog {
 
     pub fn is_empty(&self) -> bool {
         self.times.is_empty()
-    }
-
-    fn entry(&mut self, hash: Hash32) -> &mut TxTimes {
-        if !self.times.contains_key(&hash) {
-            while self.times.len() >= self.capacity {
-                match self.order.pop_front() {
-                    Some(old) => {
-                        self.times.remove(&old);
-                    }
-                    None => break,
-                }
-            }
-            self.order.push_back(hash);
-        }
-        self.times.entry(hash).or_default()
     }
 }
 

@@ -102,8 +102,8 @@
 //! relay-aware build; such a node still forwards and accepts relay frames.
 
 use super::frame::RelayHeader;
+use crate::fifo::FifoMap;
 use bitcraps_crypto::hash::{hash_parts, Hash32};
-use std::collections::{HashSet, VecDeque};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -178,48 +178,39 @@ pub(crate) fn digest(origin: u16, inner: &[u8]) -> Hash32 {
 /// none older than `window`. Pure: callers pass the time in.
 #[derive(Debug)]
 pub(crate) struct RecentDigests {
-    capacity: usize,
+    /// False for capacity 0: every message counts as new.
+    enabled: bool,
     window: Duration,
-    /// Insertion order (and time), oldest first, for eviction.
-    order: VecDeque<(Hash32, Instant)>,
-    seen: HashSet<Hash32>,
+    /// Digest → when it was first seen; oldest first.
+    seen: FifoMap<Hash32, Instant>,
 }
 
 impl RecentDigests {
     /// A filter remembering `capacity` digests for `window` (0 disables it).
     pub(crate) fn new(capacity: usize, window: Duration) -> Self {
         RecentDigests {
-            capacity,
+            enabled: capacity > 0,
             window,
-            order: VecDeque::new(),
-            seen: HashSet::new(),
+            seen: FifoMap::new(capacity),
         }
     }
 
     /// True the first time `digest` is offered within the window (and remembers
     /// it); false for a repeat.
     pub(crate) fn first_sighting(&mut self, digest: Hash32, now: Instant) -> bool {
-        if self.capacity == 0 {
+        if !self.enabled {
             return true;
         }
-        while let Some(&(old, at)) = self.order.front() {
+        while let Some((_, &at)) = self.seen.oldest() {
             if now.saturating_duration_since(at) < self.window {
                 break;
             }
-            self.order.pop_front();
-            self.seen.remove(&old);
+            self.seen.pop_oldest();
         }
-        if self.seen.contains(&digest) {
+        if self.seen.contains_key(&digest) {
             return false;
         }
-        while self.order.len() >= self.capacity {
-            let Some((old, _)) = self.order.pop_front() else {
-                break;
-            };
-            self.seen.remove(&old);
-        }
-        self.seen.insert(digest);
-        self.order.push_back((digest, now));
+        self.seen.get_or_insert_with(digest, || now);
         true
     }
 

@@ -29,8 +29,11 @@
 //!   [`TrackerConfig::max_age_ms`] old after a [`cleanup`](CorrelationTracker::cleanup),
 //!   at most [`MAX_TXS_PER_ID`] transactions per correlation id, outcomes of at
 //!   most [`MAX_OUTCOME_BYTES`], and [`LATENCY_SAMPLES_PER_STAGE`] latency
-//!   samples per stage. An entry costs about 200 bytes plus map overhead, so
-//!   the default 65 536 entries stay under roughly 20 MB.
+//!   samples per stage. An entry costs about 230 bytes in a hash table
+//!   that, once full, has room for twice the bound (so churn never grows
+//!   it, see `crate::fifo`), plus its `order` and `by_id` slots: the default
+//!   65 536 entries take about 60 MB at the bound, reached when the tracker
+//!   first fills and flat from then on.
 //!
 //! # Indexes
 //!
@@ -53,6 +56,7 @@
 //! percentiles over recent traffic, a fixed memory cost, and no sorting on the
 //! hot path.
 
+use crate::fifo::reserve_for_churn;
 use bitcraps_crypto::Hash32;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -64,7 +68,7 @@ pub const DEFAULT_MAX_ENTRIES: usize = 65_536;
 pub const DEFAULT_MAX_AGE_MS: u64 = 600_000;
 /// Default period (milliseconds) of the cleanup task.
 pub const DEFAULT_CLEANUP_INTERVAL_MS: u64 = 5_000;
-/// Largest accepted `max_entries` (entries; ~3 GB at the per-entry cost above).
+/// Largest accepted `max_entries` (entries; ~9 GB at the per-entry cost above).
 pub const MAX_ENTRIES_LIMIT: usize = 10_000_000;
 /// Smallest accepted `max_age_ms` (milliseconds): a transaction needs a few
 /// round trips to commit, and a shorter age would evict it mid-flight.
@@ -504,6 +508,10 @@ impl CorrelationTracker {
             inner.remove(&oldest);
             inner.evicted_capacity_total += 1;
         }
+        // Both maps churn at the bound from here on: give them their final
+        // table now, or they double minutes later (see `crate::fifo`).
+        reserve_for_churn(&mut inner.entries, self.config.max_entries);
+        reserve_for_churn(&mut inner.by_id, self.config.max_entries);
         while inner.entries.len() >= self.config.max_entries && inner.evict_oldest() {
             inner.evicted_capacity_total += 1;
         }
