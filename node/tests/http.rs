@@ -896,6 +896,30 @@ async fn block_ranges_long_poll_for_the_next_commit() {
     assert_eq!(v, serde_json::to_value(vec![block(next + 1)]).unwrap());
 }
 
+/// A long poll never outlives the request timeout: the granted wait is at
+/// most half of `request_timeout_ms`, so the answer is an empty page, not a
+/// 503 from the deadline.
+#[tokio::test]
+async fn long_poll_waits_at_most_half_the_request_timeout() {
+    let s = start(HttpLimits {
+        request_timeout_ms: 400,
+        ..roomy()
+    })
+    .await;
+    let mut waiting = s.node.waiting_rx.lock().unwrap().take().unwrap();
+    let v = ok_json(
+        s.get(&format!(
+            "/api/v1/blocks?from={}&wait_ms=5000",
+            BLOCK_COUNT + 1
+        ))
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(v, json!([]));
+    assert_eq!(waiting.recv().await, Some(200));
+}
+
 #[tokio::test]
 async fn game_routes() {
     let s = start(roomy()).await;

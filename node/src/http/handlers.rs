@@ -17,7 +17,7 @@ use crate::app::tx::MAX_TX_BYTES;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use bitcraps_crypto::{Hash32, PublicKey};
 use serde::Deserialize;
 use std::sync::Arc;
@@ -205,18 +205,31 @@ pub(crate) struct BlocksQuery {
     from: Option<u64>,
     limit: Option<usize>,
     /// Long poll: when nothing at or above `from` is committed yet, wait up
-    /// to this long (ms, at most [`BLOCKS_MAX_WAIT_MS`]) for it instead of
+    /// to this long (ms, at most [`LongPollCap`]) for it instead of
     /// answering an empty page, so a follower neither polls in a loop nor
     /// learns of a commit a poll interval late.
     wait_ms: Option<u64>,
 }
 
-/// Longest `wait_ms` of `GET /api/v1/blocks` (ms): below the server's
-/// request timeout, so a long poll ends with a page, not a 503.
+/// Longest `wait_ms` of `GET /api/v1/blocks` (ms), whatever the request
+/// timeout.
 pub const BLOCKS_MAX_WAIT_MS: u64 = 5_000;
+
+/// The longest wait this server grants a long poll (ms): [`BLOCKS_MAX_WAIT_MS`]
+/// or half of `request_timeout_ms`, whichever is less, so a long poll ends
+/// with a page well before the deadline would turn it into a 503.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LongPollCap(pub u64);
+
+impl LongPollCap {
+    pub(crate) fn for_request_timeout(request_timeout_ms: u64) -> Self {
+        LongPollCap(BLOCKS_MAX_WAIT_MS.min(request_timeout_ms / 2))
+    }
+}
 
 pub(crate) async fn blocks(
     State(node): Node,
+    Extension(cap): Extension<LongPollCap>,
     ApiQuery(query): ApiQuery<BlocksQuery>,
 ) -> Result<Json<Vec<BlockView>>, HttpError> {
     let from = query.from.unwrap_or(1);
@@ -225,7 +238,7 @@ pub(crate) async fn blocks(
         .unwrap_or(BLOCKS_DEFAULT_LIMIT)
         .min(BLOCKS_MAX_LIMIT);
     let mut blocks = node.blocks(from, limit)?;
-    let wait_ms = query.wait_ms.unwrap_or(0).min(BLOCKS_MAX_WAIT_MS);
+    let wait_ms = query.wait_ms.unwrap_or(0).min(cap.0);
     if blocks.is_empty() && wait_ms > 0 && limit > 0 {
         node.wait_height(from, wait_ms).await;
         blocks = node.blocks(from, limit)?;

@@ -22,7 +22,7 @@ use super::{correlation, handlers, HttpLimits, NodeApi};
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{get, post};
-use axum::Router;
+use axum::{Extension, Router};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -59,7 +59,12 @@ pub fn router(api: Arc<dyn NodeApi>, limits: &HttpLimits) -> Router {
                 .layer(DefaultBodyLimit::max(handlers::MAX_SUBMIT_BATCH_BODY_BYTES)),
         )
         .route("/api/v1/tx/{hash}", get(handlers::tx))
-        .route("/api/v1/blocks", get(handlers::blocks))
+        .route(
+            "/api/v1/blocks",
+            get(handlers::blocks).layer(Extension(handlers::LongPollCap::for_request_timeout(
+                limits.request_timeout_ms,
+            ))),
+        )
         .route("/api/v1/blocks/{height}", get(handlers::block))
         .route("/api/v1/accounts/{key}", get(handlers::account))
         .route("/api/v1/tables", get(handlers::tables))
