@@ -116,10 +116,14 @@ impl<K: Hash + Eq + Clone, V> FifoMap<K, V> {
 
     /// Removes and returns the oldest live key and its value.
     pub fn pop_oldest(&mut self) -> Option<(K, V)> {
-        self.skip_stale();
-        let key = self.order.pop_front()?;
-        let value = self.map.remove(&key)?;
-        Some((key, value))
+        // A stale slot (its key was removed) finds nothing: one hash per
+        // slot, not a lookup and then a removal.
+        while let Some(key) = self.order.pop_front() {
+            if let Some(value) = self.map.remove(&key) {
+                return Some((key, value));
+            }
+        }
+        None
     }
 
     /// Keys the table can hold before it must grow (live keys plus free
