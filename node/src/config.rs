@@ -69,6 +69,11 @@ pub struct NodeSection {
     pub genesis: PathBuf,
     /// Database and signing-guard state.
     pub data_dir: PathBuf,
+    /// Store every transaction's receipt under its id (`GET /api/v1/tx/{hash}`
+    /// for any committed transaction). A validator that serves no lookups
+    /// can turn it off: a block's commit then writes no per-transaction
+    /// B-tree entries (see BENCHMARKS.md). The state root is the same.
+    pub index_receipts: bool,
 }
 
 impl Default for NodeSection {
@@ -76,6 +81,7 @@ impl Default for NodeSection {
         NodeSection {
             genesis: PathBuf::from("genesis.json"),
             data_dir: PathBuf::from("data"),
+            index_receipts: true,
         }
     }
 }
@@ -588,6 +594,11 @@ impl Config {
         line("# Database (WAL, blocks, app state) and the signing guard's double-sign state");
         line("# (`guard_state`). Back up guard_state together with the consensus key.");
         line(&kv("data_dir", &s(&self.node.data_dir.to_string_lossy())));
+        line("# Store each transaction's receipt under its id, so GET /api/v1/tx/{hash}");
+        line("# answers for any committed transaction. false: a validator that serves no");
+        line("# lookups skips one random-key database write per transaction in every");
+        line("# block; the API then only knows recent transactions committed.");
+        line(&kv("index_receipts", &self.node.index_receipts.to_string()));
         line("");
         line("[keys]");
         line("# Plaintext key files (mode 0600). For localnet/testnet only; production keys");
@@ -802,6 +813,7 @@ mod tests {
         c.p2p.listen = "10.0.0.1:1234".into();
         c.http.listen = "[::1]:8080".into();
         c.node.genesis = PathBuf::from("/etc/bitcraps/genesis \"main\".json");
+        c.node.index_receipts = false;
         c.mempool.capacity = 7;
         c.mempool.per_account = 3;
         c.net.keep_alive_ms = 77;

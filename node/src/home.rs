@@ -1100,6 +1100,7 @@ pub fn load_setup(home: &Home, config: &Config) -> Result<ValidatorSetup, HomeEr
         signer_probe_interval_ms: config.signer.probe_interval_ms,
         admin_token: read_admin_token(home, config)?,
         identity_key_path: identity_path,
+        index_receipts: config.node.index_receipts,
     })
 }
 

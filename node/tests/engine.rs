@@ -435,3 +435,68 @@ async fn transactions_are_gossiped_to_every_mempool() {
         e.shutdown().await.unwrap();
     }
 }
+
+/// `index_receipts = false` on one validator: it stores no receipt, still
+/// knows (from its transaction log) that the transactions committed, and
+/// agrees with the others on every state root (receipts are not state).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_validator_without_the_receipt_index_stores_none_and_agrees() {
+    use bitcraps_node::app::state::receipt_key;
+
+    let (sockets, addrs, dirs) = support::bind(N);
+    let g = genesis(&addrs);
+    let engines: Vec<EngineHandle> = sockets
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let mut config = EngineConfig::new(
+                g.clone(),
+                i as u16,
+                identity_key(i as u16),
+                consensus_key(i as u16),
+                dirs[i].path(),
+                Listen::Socket(s),
+            );
+            config.limits = limits();
+            config.app = app_genesis();
+            config.index_receipts = i != 3;
+            Engine::start(config).unwrap()
+        })
+        .collect();
+    let all: Vec<&EngineHandle> = engines.iter().collect();
+    wait_until(&all, "full connectivity", |_, s| {
+        s.peers_connected == usize::from(N) - 1
+    })
+    .await;
+    let from = player(0);
+    let to = player(1).public();
+    let mut hashes = Vec::new();
+    for nonce in 0..TRANSFERS {
+        let tx = one_chip(&g.chain_id, &from, to, nonce);
+        hashes.push(engines[0].submit(tx.encode()).await.unwrap());
+    }
+    wait_until(&all, "every transfer committed", |_, s| {
+        s.committed_tx >= TRANSFERS
+    })
+    .await;
+    assert!(engines[0].indexes_receipts() && !engines[3].indexes_receipts());
+    for h in &hashes {
+        let key = receipt_key(h);
+        for (i, e) in engines.iter().enumerate() {
+            let stored = e.reader().app_get(&key).unwrap();
+            assert_eq!(stored.is_some(), i != 3, "validator {i}, tx {h:?}");
+        }
+        let times = engines[3].tx_times(h).unwrap_or_default();
+        assert!(times.committed_ms.is_some(), "{h:?}");
+    }
+    let common = engines.iter().map(|e| e.status().height).min().unwrap_or(0);
+    assert!(common > 0);
+    let roots: Vec<_> = engines
+        .iter()
+        .map(|e| e.reader().app_get(&root_key(common)).unwrap().unwrap())
+        .collect();
+    assert!(roots.iter().all(|r| *r == roots[0]), "{roots:?}");
+    for e in engines {
+        e.shutdown().await.unwrap();
+    }
+}

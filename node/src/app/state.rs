@@ -771,6 +771,11 @@ pub fn receipt_key(h: &Hash32) -> Vec<u8> {
     [RECEIPT_PREFIX, h.as_bytes()].concat()
 }
 
+/// Whether `key` is a receipt's key ([`receipt_key`]).
+pub fn is_receipt_key(key: &[u8]) -> bool {
+    key.len() == RECEIPT_PREFIX.len() + 32 && key.starts_with(RECEIPT_PREFIX)
+}
+
 fn encode_receipt(r: &Receipt) -> Vec<u8> {
     let mut v = vec![RECEIPT_FORMAT];
     // Cannot fail for this plain struct; an empty body would fail to decode.

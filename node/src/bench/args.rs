@@ -110,6 +110,10 @@ pub struct BenchArgs {
     /// Use with `--keep` or `--out-dir` to read the logs afterwards.
     #[arg(long, value_name = "FILTER", value_parser = crate::logs::parse_level)]
     pub node_log_level: Option<String>,
+    /// Run the validators with `[node] index_receipts = false`: no receipt
+    /// stored per transaction, as a validator that serves no lookups runs.
+    #[arg(long)]
+    pub no_receipt_index: bool,
 }
 
 impl BenchArgs {
@@ -133,6 +137,7 @@ impl BenchArgs {
             stock_http_limits: false,
             tracing_overhead: false,
             node_log_level: None,
+            no_receipt_index: false,
         }
     }
 }

@@ -118,16 +118,21 @@ fn workdir(args: &BenchArgs, clock: &dyn Clock) -> Result<Workdir, BenchError> {
     Ok(Workdir { path, temporary })
 }
 
-/// Raises `http.requests_per_s` and `http.burst` in a node's config: all
-/// of the bench's requests come from 127.0.0.1, one client IP standing for
-/// the many clients a real deployment has, so the stock per-IP limit (2000
-/// requests/s) would measure the limiter rather than the cluster.
-fn raise_http_limits(home: &Path) -> Result<(), BenchError> {
+/// Sets up a node's config for the bench. Unless `--stock-http-limits`,
+/// raises `http.requests_per_s` and `http.burst`: all of the bench's
+/// requests come from 127.0.0.1, one client IP standing for the many
+/// clients a real deployment has, so the stock per-IP limit (2000
+/// requests/s) would measure the limiter rather than the cluster. With
+/// `--no-receipt-index`, turns `[node] index_receipts` off.
+fn tune_config(home: &Path, args: &BenchArgs) -> Result<(), BenchError> {
     let path = home.join("config.toml");
     let mut config = crate::config::Config::load(&path)
         .map_err(|e| BenchError::Failed(format!("{}: {e}", path.display())))?;
-    config.http.requests_per_s = RAISED_HTTP_LIMIT;
-    config.http.burst = RAISED_HTTP_LIMIT;
+    if !args.stock_http_limits {
+        config.http.requests_per_s = RAISED_HTTP_LIMIT;
+        config.http.burst = RAISED_HTTP_LIMIT;
+    }
+    config.node.index_receipts = !args.no_receipt_index;
     std::fs::write(&path, config.to_toml())
         .map_err(|e| BenchError::io(format!("writing {}", path.display()), e))
 }
@@ -203,10 +208,8 @@ async fn run_cluster(
         ..crate::home::TestnetOptions::default()
     })
     .map_err(|e| LocalnetError::Testnet(e.to_string()))?;
-    if !args.stock_http_limits {
-        for n in &testnet.nodes {
-            raise_http_limits(&n.home)?;
-        }
+    for n in &testnet.nodes {
+        tune_config(&n.home, args)?;
     }
     println!(
         "bench: {} validators in {}; {}",
@@ -428,6 +431,7 @@ async fn drive(
             dropped: RunCounters::get(&run.repairs_dropped),
         },
         http_rate_limit_raised: !args.stock_http_limits,
+        receipt_index: !args.no_receipt_index,
         loadavg_start,
         loadavg_end,
         p99_bound_ms: args.saturate.then_some(args.p99_bound_ms),

@@ -90,6 +90,9 @@ pub struct BenchReport {
     pub repairs: Repairs,
     /// The validators ran with the per-client HTTP rate limit raised.
     pub http_rate_limit_raised: bool,
+    /// The validators stored a receipt per transaction (`[node]
+    /// index_receipts`, the default).
+    pub receipt_index: bool,
     /// `/proc/loadavg` (1, 5, 15 min) before and after the load.
     pub loadavg_start: Option<[f64; 3]>,
     pub loadavg_end: Option<[f64; 3]>,
@@ -364,6 +367,12 @@ impl BenchReport {
                 "note: validators ran with the stock per-client HTTP rate limit"
             );
         }
+        if !self.receipt_index {
+            let _ = writeln!(
+                out,
+                "note: validators stored no receipts (index_receipts = false, --no-receipt-index)"
+            );
+        }
         if self.mode == "saturate" {
             let _ = writeln!(
                 out,
@@ -459,6 +468,7 @@ mod tests {
             signer_cpu_percent: 1.0,
             repairs: Repairs::default(),
             http_rate_limit_raised: true,
+            receipt_index: true,
             loadavg_start: Some([1.0, 2.0, 3.0]),
             loadavg_end: None,
             p99_bound_ms: None,

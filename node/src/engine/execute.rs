@@ -10,7 +10,9 @@
 
 use super::EngineError;
 use crate::app::game::roll_key;
-use crate::app::state::{receipt_key, root_key, AppState, BlockContext, BlockResult, StateWrite};
+use crate::app::state::{
+    is_receipt_key, receipt_key, root_key, AppState, BlockContext, BlockResult, StateWrite,
+};
 use crate::app::verify::VerifiedCache;
 use crate::app::AppGenesis;
 use crate::storage::{AppEntry, Reader, StorageError, Store};
@@ -32,6 +34,8 @@ pub(super) struct Executor {
     /// The genesis state, written together with the first block (so a node
     /// that never committed anything has nothing to clean up).
     genesis_writes: Option<Vec<StateWrite>>,
+    /// Store receipts ([`super::EngineConfig::index_receipts`]).
+    pub(super) index_receipts: bool,
 }
 
 impl Executor {
@@ -71,6 +75,7 @@ impl Executor {
             state,
             cache: VerifiedCache::new(VERIFIED_CACHE_ENTRIES),
             genesis_writes,
+            index_receipts: true,
         })
     }
 
@@ -101,13 +106,17 @@ impl Executor {
                 &mut self.cache,
             )
             .map_err(|e| EngineError::Task(format!("executing block {height}: {e}")))?;
-        let writes = match self.genesis_writes.take() {
+        let mut writes = match self.genesis_writes.take() {
             Some(mut genesis) => {
                 genesis.extend(result.writes.iter().cloned());
                 genesis
             }
             None => result.writes.clone(),
         };
+        if !self.index_receipts {
+            // Lookups only, not state: the root does not cover them.
+            writes.retain(|(key, _)| !is_receipt_key(key));
+        }
         store.commit_with_state(cb, &writes)?;
         Ok(Some(result))
     }

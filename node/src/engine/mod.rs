@@ -115,6 +115,13 @@ pub struct EngineConfig {
     pub beacon_share: Option<SecretShare>,
     /// Where transaction stage times go (shared with the HTTP API).
     pub tracker: Arc<CorrelationTracker>,
+    /// Store each transaction's receipt under its id, so
+    /// `GET /api/v1/tx/{hash}` answers for any committed transaction. Off,
+    /// a validator that serves no lookups saves a random-key B-tree write
+    /// per transaction in every block's commit (see BENCHMARKS.md); only the
+    /// recent transaction log then knows a transaction committed. Not part
+    /// of consensus: the state root is the same either way.
+    pub index_receipts: bool,
 }
 
 impl EngineConfig {
@@ -154,6 +161,7 @@ impl EngineConfig {
             empty_block_delay_ms: DEFAULT_EMPTY_BLOCK_DELAY_MS,
             beacon_share: None,
             tracker: Arc::new(CorrelationTracker::new(TrackerConfig::default())),
+            index_receipts: true,
         }
     }
 }
@@ -295,6 +303,8 @@ pub(crate) struct Shared {
     pub rotation_signer: Arc<dyn Signer>,
     pub chain_id: String,
     pub me: u16,
+    /// [`EngineConfig::index_receipts`].
+    pub index_receipts: bool,
 }
 
 /// Locks `m`, ignoring poisoning: the data behind these locks stays
@@ -500,5 +510,10 @@ impl EngineClient {
     /// When this node admitted and executed `hash`, if it still remembers.
     pub fn tx_times(&self, hash: &Hash32) -> Option<TxTimes> {
         lock(&self.shared.txlog).get(hash)
+    }
+
+    /// Whether this node stores receipts ([`EngineConfig::index_receipts`]).
+    pub fn indexes_receipts(&self) -> bool {
+        self.shared.index_receipts
     }
 }

@@ -141,6 +141,7 @@ impl Runner {
             empty_block_delay_ms,
             beacon_share,
             tracker,
+            index_receipts,
         } = config;
         genesis.validate().map_err(EngineError::Config)?;
         let validator = genesis
@@ -184,7 +185,8 @@ impl Runner {
         let rotation_signer = Arc::clone(&signer);
 
         let store = Store::open(data_dir.join("db"))?;
-        let executor = Executor::open(&store.reader(), &app, &genesis.chain_id)?;
+        let mut executor = Executor::open(&store.reader(), &app, &genesis.chain_id)?;
+        executor.index_receipts = index_receipts;
         let beacon = match (&app.beacon, beacon_share) {
             (None, Some(_)) => {
                 return Err(EngineError::Config(
@@ -271,6 +273,7 @@ impl Runner {
             rotation_signer,
             chain_id: genesis.chain_id.clone(),
             me,
+            index_receipts,
         });
         let reader = store.reader();
         let start_view = core.view();

@@ -74,6 +74,8 @@ pub struct ValidatorSetup {
     pub admin_token: Option<SecretBuf>,
     /// The identity key file in use (identity rotation writes next to it).
     pub identity_key_path: PathBuf,
+    /// `[node] index_receipts` ([`EngineConfig::index_receipts`]).
+    pub index_receipts: bool,
 }
 
 /// Why a validator could not start or stopped.
@@ -149,6 +151,7 @@ pub async fn run_with_correlation(
     };
     let tracker = Arc::new(CorrelationTracker::new(correlation));
     config.tracker = Arc::clone(&tracker);
+    config.index_receipts = setup.index_receipts;
     let engine = Engine::start(config)?;
     let (stop_cleanup, stop_cleanup_rx) = tokio::sync::oneshot::channel::<()>();
     let cleanup_task = tokio::spawn(clean_correlations(tracker, async move {

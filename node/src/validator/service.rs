@@ -15,9 +15,12 @@ use crate::api::{
 };
 use crate::app::beacon_entry::BeaconEntry;
 use crate::app::payload::split_payload;
-use crate::app::state::{account_key, decode_account, decode_receipt, receipt_key, root_key};
+use crate::app::state::{
+    account_key, decode_account, decode_receipt, receipt_key, root_key, Receipt,
+};
 use crate::app::tx::tx_hash;
 use crate::chainspec::ChainSpec;
+use crate::engine::txlog::TxTimes;
 use crate::engine::{Clock, EngineClient, SubmitError, SubmitTrace};
 use crate::http::{AdminFuture, ApiError, NodeApi, SubmitFuture, WaitFuture};
 use crate::net::{BreakerState, PeerStats};
@@ -275,29 +278,14 @@ impl NodeApi for NodeService {
             .map_err(internal)?
             .map(|v| decode_receipt(&v).map_err(ApiError::Internal))
             .transpose()?;
-        let mut view = TxStatusView {
-            hash: hash.to_hex(),
-            status: String::new(),
-            height: None,
-            index: None,
-            result: None,
-            received_ms: times.received_ms,
-            committed_ms: times.committed_ms,
-        };
-        if let Some(r) = receipt {
-            view.status = "committed".into();
-            view.height = Some(r.height);
-            view.index = Some(r.index);
-            view.result = Some(match r.result {
-                Ok(()) => "ok".into(),
-                Err(e) => e.code().into(),
-            });
-        } else if self.engine.is_pending(hash) {
-            view.status = "pending".into();
-        } else {
-            return Ok(None);
-        }
-        Ok(Some(view))
+        let pending = receipt.is_none() && self.engine.is_pending(hash);
+        Ok(tx_status(
+            hash,
+            receipt,
+            times,
+            self.engine.indexes_receipts(),
+            pending,
+        ))
     }
 
     fn block(&self, height: u64) -> Result<Option<BlockView>, ApiError> {
@@ -450,5 +438,90 @@ impl NodeApi for NodeService {
 
     fn metrics(&self) -> String {
         metrics::render(self)
+    }
+}
+
+/// What `GET /api/v1/tx/{hash}` says, from what this node has: the stored
+/// receipt, the transaction log's times, whether receipts are stored here
+/// (`[node] index_receipts`) and whether the mempool holds it. `None`: not
+/// known here (404).
+fn tx_status(
+    hash: &Hash32,
+    receipt: Option<Receipt>,
+    times: TxTimes,
+    indexes_receipts: bool,
+    pending: bool,
+) -> Option<TxStatusView> {
+    let mut view = TxStatusView {
+        hash: hash.to_hex(),
+        status: String::new(),
+        height: None,
+        index: None,
+        result: None,
+        received_ms: times.received_ms,
+        committed_ms: times.committed_ms,
+    };
+    if let Some(r) = receipt {
+        view.status = "committed".into();
+        view.height = Some(r.height);
+        view.index = Some(r.index);
+        view.result = Some(match r.result {
+            Ok(()) => "ok".into(),
+            Err(e) => e.code().into(),
+        });
+    } else if !indexes_receipts && times.committed_ms.is_some() {
+        // No receipt stored here: the transaction log only knows it
+        // committed, not where or with what result.
+        view.status = "committed".into();
+    } else if pending {
+        view.status = "pending".into();
+    } else {
+        return None;
+    }
+    Some(view)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::state::Rejection;
+
+    fn h() -> Hash32 {
+        Hash32([3; 32])
+    }
+
+    #[test]
+    fn tx_status_from_receipt_log_and_mempool() {
+        let committed = TxTimes {
+            received_ms: Some(10),
+            committed_ms: Some(20),
+        };
+        let receipt = Receipt {
+            hash: h(),
+            height: 7,
+            index: 2,
+            result: Err(Rejection::BadSignature),
+        };
+        // A stored receipt says everything, whatever the index setting.
+        for indexes in [true, false] {
+            let v = tx_status(&h(), Some(receipt), committed, indexes, false).unwrap();
+            assert_eq!(
+                (v.status.as_str(), v.height, v.index, v.result.as_deref()),
+                ("committed", Some(7), Some(2), Some("bad_signature"))
+            );
+            assert_eq!((v.received_ms, v.committed_ms), (Some(10), Some(20)));
+        }
+        // No receipt: without the index, the log's commit time is enough.
+        let v = tx_status(&h(), None, committed, false, false).unwrap();
+        assert_eq!(
+            (v.status.as_str(), v.height, v.result),
+            ("committed", None, None)
+        );
+        // With the index, a missing receipt is not taken as committed (a
+        // replayed entry gets none).
+        assert!(tx_status(&h(), None, committed, true, false).is_none());
+        let v = tx_status(&h(), None, TxTimes::default(), true, true).unwrap();
+        assert_eq!(v.status, "pending");
+        assert!(tx_status(&h(), None, TxTimes::default(), false, false).is_none());
     }
 }
