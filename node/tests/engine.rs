@@ -78,6 +78,14 @@ fn start_with(
     app: AppGenesis,
     beacon_share: Option<SecretShare>,
 ) -> EngineHandle {
+    let mut config = config_for(g, me, dir, listen);
+    config.app = app;
+    config.beacon_share = beacon_share;
+    Engine::start(config).unwrap()
+}
+
+/// Validator `me`'s engine config with the test limits and app genesis.
+fn config_for(g: &Genesis, me: u16, dir: &Path, listen: Listen) -> EngineConfig {
     let mut config = EngineConfig::new(
         g.clone(),
         me,
@@ -87,9 +95,33 @@ fn start_with(
         listen,
     );
     config.limits = limits();
-    config.app = app;
-    config.beacon_share = beacon_share;
-    Engine::start(config).unwrap()
+    config.app = app_genesis();
+    config
+}
+
+/// `N` engines (each config passed through `tune` first), connected to
+/// each other. Keep the dirs alive as long as the engines.
+async fn connected(
+    tune: impl Fn(u16, &mut EngineConfig),
+) -> (Genesis, Vec<EngineHandle>, Vec<tempfile::TempDir>) {
+    let (sockets, addrs, dirs) = support::bind(N);
+    let g = genesis(&addrs);
+    let engines: Vec<EngineHandle> = sockets
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let me = i as u16;
+            let mut config = config_for(&g, me, dirs[i].path(), Listen::Socket(s));
+            tune(me, &mut config);
+            Engine::start(config).unwrap()
+        })
+        .collect();
+    let all: Vec<&EngineHandle> = engines.iter().collect();
+    wait_until(&all, "full connectivity", |_, s| {
+        s.peers_connected == usize::from(N) - 1
+    })
+    .await;
+    (g, engines, dirs)
 }
 
 /// Polls until every engine satisfies `ok`, or fails with their statuses.
@@ -386,19 +418,8 @@ async fn transactions_are_gossiped_to_every_mempool() {
     use bitcraps_node::engine::SubmitTrace;
     use bitcraps_node::trace::tracker::{Origin, Stage};
 
-    let (sockets, addrs, dirs) = support::bind(N);
-    let g = genesis(&addrs);
-    let engines: Vec<EngineHandle> = sockets
-        .into_iter()
-        .enumerate()
-        .map(|(i, s)| start(&g, i as u16, dirs[i].path(), Listen::Socket(s)))
-        .collect();
+    let (g, engines, _dirs) = connected(|_, _| {}).await;
     let all: Vec<&EngineHandle> = engines.iter().collect();
-    wait_until(&all, "full connectivity", |_, s| {
-        s.peers_connected == usize::from(N) - 1
-    })
-    .await;
-
     let from = player(0);
     let to = player(1).public();
     let mut ids = Vec::new();
@@ -443,31 +464,8 @@ async fn transactions_are_gossiped_to_every_mempool() {
 async fn a_validator_without_the_receipt_index_stores_none_and_agrees() {
     use bitcraps_node::app::state::receipt_key;
 
-    let (sockets, addrs, dirs) = support::bind(N);
-    let g = genesis(&addrs);
-    let engines: Vec<EngineHandle> = sockets
-        .into_iter()
-        .enumerate()
-        .map(|(i, s)| {
-            let mut config = EngineConfig::new(
-                g.clone(),
-                i as u16,
-                identity_key(i as u16),
-                consensus_key(i as u16),
-                dirs[i].path(),
-                Listen::Socket(s),
-            );
-            config.limits = limits();
-            config.app = app_genesis();
-            config.index_receipts = i != 3;
-            Engine::start(config).unwrap()
-        })
-        .collect();
+    let (g, engines, _dirs) = connected(|me, config| config.index_receipts = me != 3).await;
     let all: Vec<&EngineHandle> = engines.iter().collect();
-    wait_until(&all, "full connectivity", |_, s| {
-        s.peers_connected == usize::from(N) - 1
-    })
-    .await;
     let from = player(0);
     let to = player(1).public();
     let mut hashes = Vec::new();
