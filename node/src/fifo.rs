@@ -84,10 +84,6 @@ impl<K: Hash + Eq + Clone, V> FifoMap<K, V> {
         self.map.get(key)
     }
 
-    pub fn get_mut(&mut self, key: &K) -> Option<&mut V> {
-        self.map.get_mut(key)
-    }
-
     /// The value under `key`, inserted with `make` (after evicting the
     /// oldest keys to make room) if it is absent.
     pub fn get_or_insert_with(&mut self, key: K, make: impl FnOnce() -> V) -> &mut V {
@@ -129,7 +125,8 @@ impl<K: Hash + Eq + Clone, V> FifoMap<K, V> {
     /// Keys the table can hold before it must grow (live keys plus free
     /// slots): never rises once the map has filled (what the churn test
     /// checks).
-    pub fn table_capacity(&self) -> usize {
+    #[cfg(test)]
+    fn table_capacity(&self) -> usize {
         self.map.capacity()
     }
 
