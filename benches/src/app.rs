@@ -129,6 +129,7 @@ impl GameBlock {
             chain_id: CHAIN,
             height: 1,
             timestamp_ms: BLOCK_MS,
+            store_receipts: true,
         };
         let r = pre
             .execute_block(ctx, &payload(&open), &mut VerifiedCache::new(64))
@@ -180,6 +181,7 @@ impl GameBlock {
             chain_id: CHAIN,
             height: 2,
             timestamp_ms: 2 * BLOCK_MS,
+            store_receipts: true,
         }
     }
 

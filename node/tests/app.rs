@@ -16,6 +16,7 @@ fn ctx(height: u64) -> BlockContext<'static> {
         chain_id: CHAIN,
         height,
         timestamp_ms: 1_000 * height,
+        store_receipts: true,
     }
 }
 

@@ -457,15 +457,15 @@ async fn transactions_are_gossiped_to_every_mempool() {
     }
 }
 
+/// Receipts are found by transaction id: from the recent transaction log
+/// first, and from the background index after a restart (log empty) even
+/// when the index file was lost (rebuilt from the per-block receipts).
 /// `index_receipts = false` on one validator: it stores no receipt, still
 /// knows (from its transaction log) that the transactions committed, and
 /// agrees with the others on every state root (receipts are not state).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_validator_without_the_receipt_index_stores_none_and_agrees() {
-    use bitcraps_node::app::state::receipt_key;
-
-    let (g, engines, _dirs) = connected(|me, config| config.index_receipts = me != 3).await;
-    let all: Vec<&EngineHandle> = engines.iter().collect();
+async fn receipts_are_found_by_id_after_a_restart_and_not_kept_without_the_index() {
+    let (g, mut engines, dirs) = connected(|me, config| config.index_receipts = me != 3).await;
     let from = player(0);
     let to = player(1).public();
     let mut hashes = Vec::new();
@@ -473,19 +473,32 @@ async fn a_validator_without_the_receipt_index_stores_none_and_agrees() {
         let tx = one_chip(&g.chain_id, &from, to, nonce);
         hashes.push(engines[0].submit(tx.encode()).await.unwrap());
     }
-    wait_until(&all, "every transfer committed", |_, s| {
-        s.committed_tx >= TRANSFERS
-    })
-    .await;
+    {
+        let all: Vec<&EngineHandle> = engines.iter().collect();
+        wait_until(&all, "every transfer committed", |_, s| {
+            s.committed_tx >= TRANSFERS
+        })
+        .await;
+    }
     assert!(engines[0].indexes_receipts() && !engines[3].indexes_receipts());
+    let mut heights = Vec::new();
     for h in &hashes {
-        let key = receipt_key(h);
-        for (i, e) in engines.iter().enumerate() {
-            let stored = e.reader().app_get(&key).unwrap();
-            assert_eq!(stored.is_some(), i != 3, "validator {i}, tx {h:?}");
+        let r = engines[0]
+            .receipt(h)
+            .unwrap()
+            .expect("receipt on validator 0");
+        assert_eq!((r.hash, r.result), (*h, Ok(())));
+        assert_eq!(engines[0].tx_times(h).unwrap().height, Some(r.height));
+        for (i, e) in engines.iter().enumerate().skip(1) {
+            assert_eq!(
+                e.receipt(h).unwrap(),
+                (i != 3).then_some(r),
+                "validator {i}"
+            );
         }
         let times = engines[3].tx_times(h).unwrap_or_default();
         assert!(times.committed_ms.is_some(), "{h:?}");
+        heights.push(r.height);
     }
     let common = engines.iter().map(|e| e.status().height).min().unwrap_or(0);
     assert!(common > 0);
@@ -494,6 +507,32 @@ async fn a_validator_without_the_receipt_index_stores_none_and_agrees() {
         .map(|e| e.reader().app_get(&root_key(common)).unwrap().unwrap())
         .collect();
     assert!(roots.iter().all(|r| *r == roots[0]), "{roots:?}");
+
+    // Restart validator 1 without its index file: it forgets its recent log,
+    // rebuilds the index in the background, and finds every receipt again.
+    let addr = engines[1].local_addr();
+    let old = engines.remove(1);
+    old.shutdown().await.unwrap();
+    std::fs::remove_file(dirs[1].path().join("txindex")).unwrap();
+    let mut config = config_for(&g, 1, dirs[1].path(), Listen::Addr(addr));
+    config.index_receipts = true;
+    engines.insert(1, Engine::start(config).unwrap());
+    assert!(
+        engines[1].tx_times(&hashes[0]).is_none(),
+        "the log starts empty"
+    );
+    let end = tokio::time::Instant::now() + DEADLINE;
+    for (h, height) in hashes.iter().zip(&heights) {
+        loop {
+            if let Some(r) = engines[1].receipt(h).unwrap() {
+                assert_eq!((r.hash, r.height, r.result), (*h, *height, Ok(())));
+                break;
+            }
+            assert!(tokio::time::Instant::now() < end, "{h:?} never indexed");
+            tokio::time::sleep(POLL).await;
+        }
+    }
+    assert!(dirs[1].path().join("txindex").exists());
     for e in engines {
         e.shutdown().await.unwrap();
     }

@@ -74,7 +74,8 @@
 //! | `a/` + 32-byte account key | `u64le(balance) \|\| u64le(nonce)` |
 //! | `t/` + `u64be(table id)` | the table's canonical bytes (`craps::Table::encode`) |
 //! | `g/clock` | the roll clock (`game::RollClock::encode`) |
-//! | `r/` + 32-byte tx id | `0x01 \|\| postcard(Receipt)` |
+//! | `R/` + `u64be(height)` + `u16be(chunk)` | `0x01 \|\| postcard(Vec<Receipt>)`: the block's receipts, [`RECEIPTS_PER_CHUNK`] per value |
+//! | `r/` + 32-byte tx id | `0x01 \|\| postcard(Receipt)`: written by earlier versions, read as a fallback, never written now |
 //! | `o/` + `u64be(table)` + `u64be(roll number)` | `0x01 \|\| postcard(TableRoll)`: roll history, not in the root |
 //! | `h/` + `u64be(height)` | 32-byte state root after that height (big-endian so heights sort) |
 //! | `m/format` | `0x01` |
@@ -82,12 +83,20 @@
 //! | `m/height` | `u64le` last executed height |
 //! | `m/committed_tx` | `u64le` transactions executed since genesis |
 //!
+//! Receipts are stored per block under a key that only grows with the
+//! height, so a block's receipts are appended at the right edge of the B-tree:
+//! a few pages per block instead of one random leaf per transaction (which was
+//! the largest cost on the commit path; see BENCHMARKS.md). Finding a receipt
+//! by transaction id goes through a separate index (`engine::indexer`) built
+//! off the commit path from these entries.
+//!
 //! A receipt is **not** persisted when its transaction's nonce was already
 //! used (`bad_nonce` with `got < expected`), nor twice within one block: the
 //! same bytes may have been committed earlier, and a replay (a block that
 //! repeats a transaction, which happens honestly when two leaders both had it)
-//! must not overwrite the receipt that says what it did. Those receipts are
-//! still in [`BlockResult::receipts`], one per transaction entry.
+//! must not overwrite the receipt that says what it did ([`persisted_receipts`]).
+//! Those receipts are still in [`BlockResult::receipts`], one per transaction
+//! entry.
 
 use super::beacon_entry::BeaconEntry;
 use super::craps::{GameError, Table};
@@ -109,13 +118,22 @@ use std::fmt;
 /// `AppWrite`, defined here so the application does not need the server feature.
 pub type StateWrite = (Vec<u8>, Option<Vec<u8>>);
 
-/// Most writes one block can produce: a receipt and two accounts per entry,
-/// plus the root and meta keys. The store's per-commit write limit must be at
+/// Most writes one block can produce: two accounts per entry, its receipt
+/// chunks, plus the tables, the root and meta keys. The store's per-commit write limit must be at
 /// least this, or a block full of tiny distinct entries could never be stored.
-pub const MAX_STATE_WRITES_PER_BLOCK: usize = 3 * MAX_TXS_PER_BLOCK + 2 * game::MAX_OPEN_TABLES + 8;
+pub const MAX_STATE_WRITES_PER_BLOCK: usize =
+    2 * MAX_TXS_PER_BLOCK + MAX_RECEIPT_CHUNKS + 2 * game::MAX_OPEN_TABLES + 8;
+
+/// Receipts stored per value. A chunk of the largest receipts (~70 bytes
+/// each) stays far below the store's 1 MiB value limit.
+pub const RECEIPTS_PER_CHUNK: usize = 4_096;
+
+/// Most receipt chunks one block can have.
+pub const MAX_RECEIPT_CHUNKS: usize = MAX_TXS_PER_BLOCK.div_ceil(RECEIPTS_PER_CHUNK);
 
 const ACCOUNT_PREFIX: &[u8] = b"a/";
 const RECEIPT_PREFIX: &[u8] = b"r/";
+const BLOCK_RECEIPTS_PREFIX: &[u8] = b"R/";
 const ROOT_PREFIX: &[u8] = b"h/";
 const META_FORMAT: &[u8] = b"m/format";
 const META_HEIGHT: &[u8] = b"m/height";
@@ -259,6 +277,10 @@ pub struct BlockContext<'a> {
     pub height: u64,
     /// The block's agreed timestamp: the only time the game sees.
     pub timestamp_ms: u64,
+    /// Return the block's receipt chunks in [`BlockResult::writes`]. Off
+    /// for a node that keeps no receipts (`[node] index_receipts = false`);
+    /// receipts are not state, so the root is the same either way.
+    pub store_receipts: bool,
 }
 
 impl fmt::Debug for AppState {
@@ -352,6 +374,10 @@ impl AppState {
             } else if let Some(rest) = k.strip_prefix(RECEIPT_PREFIX) {
                 if rest.len() != 32 {
                     return Err(format!("bad receipt key {}", hex::encode(&k)));
+                }
+            } else if k.starts_with(BLOCK_RECEIPTS_PREFIX) {
+                if parse_block_receipts_key(&k).is_none() {
+                    return Err(format!("bad block receipts key {}", hex::encode(&k)));
                 }
             } else if let Some(rest) = k.strip_prefix(ROOT_PREFIX) {
                 let h = <[u8; 8]>::try_from(rest)
@@ -480,6 +506,7 @@ impl AppState {
             chain_id,
             height,
             timestamp_ms,
+            store_receipts,
         } = block;
         let expected = self.height.saturating_add(1);
         if height != expected || self.height == u64::MAX {
@@ -597,12 +624,12 @@ impl AppState {
         for key in &changed {
             writes.push((account_key(key), Some(encode_account(&self.account(key)))));
         }
-        let mut written: HashSet<Hash32> = HashSet::with_capacity(receipts.len());
-        for r in &receipts {
-            let replay =
-                matches!(r.result, Err(Rejection::BadNonce { expected, got }) if got < expected);
-            if !replay && written.insert(r.hash) {
-                writes.push((receipt_key(&r.hash), Some(encode_receipt(r))));
+        if store_receipts {
+            let stored: Vec<Receipt> = persisted_receipts(&receipts).copied().collect();
+            for (chunk, part) in stored.chunks(RECEIPTS_PER_CHUNK).enumerate() {
+                // chunk < MAX_RECEIPT_CHUNKS (16): fits in u16.
+                let key = block_receipts_key(height, chunk as u16);
+                writes.push((key, Some(encode_receipts(part))));
             }
         }
         self.push_height_writes(&mut writes);
@@ -766,35 +793,89 @@ pub fn decode_account(v: &[u8]) -> Result<Account, String> {
     })
 }
 
-/// Store key of a receipt.
-pub fn receipt_key(h: &Hash32) -> Vec<u8> {
-    [RECEIPT_PREFIX, h.as_bytes()].concat()
+/// The receipts of `receipts` (one block's, in payload order) that are
+/// stored: not a replay of an already used nonce, and each id once (the
+/// first). Everything that stores or indexes receipts uses this one rule.
+pub fn persisted_receipts(receipts: &[Receipt]) -> impl Iterator<Item = &Receipt> {
+    let mut seen: HashSet<Hash32> = HashSet::with_capacity(receipts.len());
+    receipts
+        .iter()
+        .filter(move |r| !is_replay(r) && seen.insert(r.hash))
 }
 
-/// Whether `key` is a receipt's key ([`receipt_key`]).
-pub fn is_receipt_key(key: &[u8]) -> bool {
-    key.len() == RECEIPT_PREFIX.len() + 32 && key.starts_with(RECEIPT_PREFIX)
+/// The receipt of a transaction whose nonce was already used: the same
+/// signed bytes committed again. Never stored, so it cannot hide the receipt
+/// of what the transaction did.
+pub fn is_replay(r: &Receipt) -> bool {
+    matches!(r.result, Err(Rejection::BadNonce { expected, got }) if got < expected)
 }
 
-fn encode_receipt(r: &Receipt) -> Vec<u8> {
+/// Key prefix of every receipt chunk of the block at `height`.
+pub fn block_receipts_prefix(height: u64) -> Vec<u8> {
+    [BLOCK_RECEIPTS_PREFIX, &height.to_be_bytes()].concat()
+}
+
+/// Store key of chunk `chunk` of the receipts of the block at `height`.
+pub fn block_receipts_key(height: u64, chunk: u16) -> Vec<u8> {
+    [
+        BLOCK_RECEIPTS_PREFIX,
+        &height.to_be_bytes(),
+        &chunk.to_be_bytes(),
+    ]
+    .concat()
+}
+
+/// `(height, chunk)` of a [`block_receipts_key`], `None` for any other key.
+pub fn parse_block_receipts_key(key: &[u8]) -> Option<(u64, u16)> {
+    let rest = key.strip_prefix(BLOCK_RECEIPTS_PREFIX)?;
+    let (h, c) = (rest.len() == 10).then(|| rest.split_at(8))?;
+    Some((
+        u64::from_be_bytes(h.try_into().ok()?),
+        u16::from_be_bytes(c.try_into().ok()?),
+    ))
+}
+
+fn encode_receipts(rs: &[Receipt]) -> Vec<u8> {
     let mut v = vec![RECEIPT_FORMAT];
-    // Cannot fail for this plain struct; an empty body would fail to decode.
-    if let Ok(body) = postcard::to_stdvec(r) {
+    // Cannot fail for plain structs; an empty body would fail to decode.
+    if let Ok(body) = postcard::to_stdvec(rs) {
         v.extend_from_slice(&body);
     }
     v
 }
 
-/// Decodes a receipt value (strict: version byte, no trailing bytes).
-pub fn decode_receipt(v: &[u8]) -> Result<Receipt, String> {
-    let (&version, body) = v.split_first().ok_or("empty receipt")?;
-    if version != RECEIPT_FORMAT {
-        return Err(format!("unknown receipt format {version}"));
+/// Decodes a receipt chunk value (strict: version byte, no trailing bytes,
+/// at most [`RECEIPTS_PER_CHUNK`] receipts).
+pub fn decode_receipts(v: &[u8]) -> Result<Vec<Receipt>, String> {
+    let rs: Vec<Receipt> = decode_versioned(v, "receipt chunk")?;
+    if rs.len() > RECEIPTS_PER_CHUNK {
+        return Err(format!(
+            "receipt chunk holds {} receipts, at most {RECEIPTS_PER_CHUNK} allowed",
+            rs.len()
+        ));
     }
-    let (r, rest) =
-        postcard::take_from_bytes::<Receipt>(body).map_err(|e| format!("bad receipt: {e}"))?;
+    Ok(rs)
+}
+
+/// Store key of a receipt in the per-transaction layout of earlier versions
+/// (read as a fallback, never written).
+pub fn receipt_key(h: &Hash32) -> Vec<u8> {
+    [RECEIPT_PREFIX, h.as_bytes()].concat()
+}
+
+/// Decodes a [`receipt_key`] value (strict: version byte, no trailing bytes).
+pub fn decode_receipt(v: &[u8]) -> Result<Receipt, String> {
+    decode_versioned(v, "receipt")
+}
+
+fn decode_versioned<T: serde::de::DeserializeOwned>(v: &[u8], what: &str) -> Result<T, String> {
+    let (&version, body) = v.split_first().ok_or_else(|| format!("empty {what}"))?;
+    if version != RECEIPT_FORMAT {
+        return Err(format!("unknown {what} format {version}"));
+    }
+    let (r, rest) = postcard::take_from_bytes::<T>(body).map_err(|e| format!("bad {what}: {e}"))?;
     if !rest.is_empty() {
-        return Err(format!("{} trailing bytes after a receipt", rest.len()));
+        return Err(format!("{} trailing bytes after a {what}", rest.len()));
     }
     Ok(r)
 }

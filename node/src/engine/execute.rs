@@ -11,7 +11,7 @@
 use super::EngineError;
 use crate::app::game::roll_key;
 use crate::app::state::{
-    is_receipt_key, receipt_key, root_key, AppState, BlockContext, BlockResult, StateWrite,
+    block_receipts_key, receipt_key, root_key, AppState, BlockContext, BlockResult, StateWrite,
 };
 use crate::app::verify::VerifiedCache;
 use crate::app::AppGenesis;
@@ -101,33 +101,32 @@ impl Executor {
                     chain_id: &self.chain_id,
                     height,
                     timestamp_ms: cb.block.header.timestamp_ms,
+                    store_receipts: self.index_receipts,
                 },
                 &cb.block.payload,
                 &mut self.cache,
             )
             .map_err(|e| EngineError::Task(format!("executing block {height}: {e}")))?;
-        let mut writes = match self.genesis_writes.take() {
+        match self.genesis_writes.take() {
             Some(mut genesis) => {
-                genesis.extend(result.writes.iter().cloned());
-                genesis
+                genesis.extend_from_slice(&result.writes);
+                store.commit_with_state(cb, &genesis)?;
             }
-            None => result.writes.clone(),
-        };
-        if !self.index_receipts {
-            // Lookups only, not state: the root does not cover them.
-            writes.retain(|(key, _)| !is_receipt_key(key));
+            None => {
+                store.commit_with_state(cb, &result.writes)?;
+            }
         }
-        store.commit_with_state(cb, &writes)?;
         Ok(Some(result))
     }
 }
 
-/// Every stored application entry except the per-transaction receipts, the
-/// per-height roots and the roll history, which only lookups need (skipping them keeps start-up
+/// Every stored application entry except the receipts, the per-height roots
+/// and the roll history, which only lookups need (skipping them keeps start-up
 /// time independent of history length; the caller adds the current root).
 fn load_entries(reader: &Reader) -> Result<Vec<AppEntry>, StorageError> {
     let skip = [
         prefix_of(&receipt_key(&Hash32::ZERO), 32),
+        prefix_of(&block_receipts_key(0, 0), 10),
         prefix_of(&root_key(0), 8),
         prefix_of(&roll_key(0, 0), 16),
     ];

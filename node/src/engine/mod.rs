@@ -32,8 +32,9 @@
 //! Other tasks (network, other engines in tests) keep running on the remaining
 //! workers, so run the engine on a multi-thread runtime.
 //!
-//! Files under `data_dir`: `db` (redb: WAL and committed blocks),
-//! `guard_state` (the signing guard's double-sign protection, kept apart from the
+//! Files under `data_dir`: `db` (redb: WAL, committed blocks, application
+//! state and receipts), `txindex` (redb: transaction id → height, derived
+//! from `db` by [`indexer`]), `guard_state` (the signing guard's double-sign protection, kept apart from the
 //! database on purpose; see `storage` module docs) and, once a validator rotated
 //! its QUIC identity key, `identity_rotations.json` ([`rotation`]).
 
@@ -43,6 +44,7 @@ pub mod clock;
 mod execute;
 pub mod fault;
 pub mod gossip;
+pub mod indexer;
 pub mod progress;
 pub mod rotation;
 mod runner;
@@ -57,9 +59,10 @@ pub use clock::{Clock, SystemClock};
 pub use execute::VERIFIED_CACHE_ENTRIES;
 
 use crate::app::mempool::{Mempool, MempoolConfig};
+use crate::app::state::Receipt;
 use crate::app::{AppGenesis, Supply};
 use crate::net::{Limits, NetError, NetworkHandle, PeerStats};
-use crate::storage::{Reader, StorageError};
+use crate::storage::{Reader, StorageError, TxIndex};
 use crate::trace::tracker::{CorrelationTracker, TrackerConfig};
 use admission::Admission;
 use bitcraps_consensus::{Genesis, Height, View};
@@ -305,6 +308,8 @@ pub(crate) struct Shared {
     pub me: u16,
     /// [`EngineConfig::index_receipts`].
     pub index_receipts: bool,
+    /// Transaction id → height ([`indexer`]); `None` without receipts.
+    pub txindex: Option<TxIndex>,
 }
 
 /// Locks `m`, ignoring poisoning: the data behind these locks stays
@@ -515,5 +520,16 @@ impl EngineClient {
     /// Whether this node stores receipts ([`EngineConfig::index_receipts`]).
     pub fn indexes_receipts(&self) -> bool {
         self.shared.index_receipts
+    }
+
+    /// The stored receipt of committed transaction `hash` (see [`indexer`]
+    /// for where it is looked up). `None` when not committed or not stored
+    /// here; `Err` when the database or the index cannot be read.
+    pub fn receipt(&self, hash: &Hash32) -> Result<Option<Receipt>, String> {
+        if !self.shared.index_receipts {
+            return Ok(None);
+        }
+        let recent = self.tx_times(hash).and_then(|t| t.height);
+        indexer::find_receipt(&self.reader, self.shared.txindex.as_ref(), recent, hash)
     }
 }

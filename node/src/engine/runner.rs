@@ -7,6 +7,7 @@ use super::beacon::{BeaconWorker, BEACON_SHARE_TAG};
 use super::execute::Executor;
 use super::fault::CrashAfterWrites;
 use super::gossip::{self, GossipBatch, TX_GOSSIP_TAG};
+use super::indexer::Indexer;
 use super::progress::{catching_up, Progress};
 use super::rotation::{
     RotationBook, RotationError, SignedRotation, IDENTITY_ROTATION_TAG, ROTATION_RESEND_MS,
@@ -20,10 +21,11 @@ use super::{lock, Clock, EngineConfig, EngineError, EngineStatus, Listen, Shared
 use crate::app::beacon_entry::BEACON_ENTRY_BYTES;
 use crate::app::mempool::Mempool;
 use crate::app::payload::{split_payload, PayloadBuilder, ENTRY_HEADER_BYTES};
+use crate::app::state::is_replay;
 use crate::app::tx::tx_hash;
 use crate::app::tx::MAX_TX_BYTES;
 use crate::net::{Incoming, NetConfig, Network, NetworkHandle, PenaltyReason};
-use crate::storage::{Reader, Store};
+use crate::storage::{Reader, Store, TxIndex};
 use crate::trace::tracker::Stage;
 use crate::trace::unix_now_us;
 use bitcraps_consensus::{
@@ -99,6 +101,8 @@ pub(super) struct Runner {
     /// Transaction ids of recent peers' proposals, until we vote on them
     /// (then they are in flight in our mempool too). Bounded.
     proposed_by_peers: VecDeque<(Hash32, Vec<Hash32>)>,
+    /// Keeps the transaction index up to date (`None` without receipts).
+    indexer: Option<Indexer>,
 }
 
 /// Peers' proposals whose transaction ids we keep until we vote.
@@ -187,6 +191,10 @@ impl Runner {
         let store = Store::open(data_dir.join("db"))?;
         let mut executor = Executor::open(&store.reader(), &app, &genesis.chain_id)?;
         executor.index_receipts = index_receipts;
+        let txindex = match index_receipts {
+            true => Some(TxIndex::open(data_dir.join("txindex"), &genesis.chain_id)?),
+            false => None,
+        };
         let beacon = match (&app.beacon, beacon_share) {
             (None, Some(_)) => {
                 return Err(EngineError::Config(
@@ -274,8 +282,16 @@ impl Runner {
             chain_id: genesis.chain_id.clone(),
             me,
             index_receipts,
+            txindex: txindex.clone(),
         });
         let reader = store.reader();
+        let indexer = match txindex {
+            Some(index) => Some(
+                Indexer::start(reader.clone(), index, Arc::clone(&clock))
+                    .map_err(|e| EngineError::Task(format!("starting the index thread: {e}")))?,
+            ),
+            None => None,
+        };
         let start_view = core.view();
         let runner = Runner {
             core,
@@ -306,6 +322,7 @@ impl Runner {
             admission,
             gossip_out: GossipBatch::default(),
             proposed_by_peers: VecDeque::new(),
+            indexer,
         };
         Ok(Opened {
             runner,
@@ -332,9 +349,14 @@ impl Runner {
             guard,
             network,
             mut signing,
+            indexer,
             ..
         } = self;
         network.shutdown().await;
+        if let Some(ix) = indexer {
+            // Waits for at most one batch and an fsync: off the runtime.
+            let _ = tokio::task::spawn_blocking(move || ix.stop()).await;
+        }
         // In-flight signatures hold the guard (and its file lock); wait for them
         // so a restart from the same data_dir can take the lock.
         while signing.join_next().await.is_some() {}
@@ -823,16 +845,18 @@ impl Runner {
         };
         self.trace.executed(cb, &result);
         let now_ms = self.clock.now_ms();
-        let hashes: Vec<_> = match split_payload(&cb.block.payload) {
-            Ok(txs) => txs.iter().map(|raw| tx_hash(raw)).collect(),
-            Err(_) => Vec::new(),
-        };
+        // One receipt per transaction entry (the beacon entry has none and
+        // was never in a mempool).
+        let hashes: Vec<Hash32> = result.receipts.iter().map(|r| r.hash).collect();
         let state = &self.executor.state;
         lock(&self.shared.mempool).on_commit(header.view, &hashes, |k| state.account(k).nonce);
         {
+            let stored = self.executor.index_receipts;
             let mut log = lock(&self.shared.txlog);
-            for h in &hashes {
-                log.committed(*h, now_ms);
+            for r in &result.receipts {
+                // Where its receipt is stored: not in a block that replayed it.
+                let at = (stored && !is_replay(r)).then_some(header.height);
+                log.committed(r.hash, now_ms, at);
             }
         }
         self.progress.committed(now_ms, header.height);

@@ -15,6 +15,9 @@ pub struct TxTimes {
     pub received_ms: Option<u64>,
     /// The block that contains it was executed here.
     pub committed_ms: Option<u64>,
+    /// Height of the block holding its stored receipt (the newest, like the
+    /// index; a block that replayed it stores none).
+    pub height: Option<u64>,
 }
 
 /// A bounded map from transaction hash to [`TxTimes`], oldest evicted first.
@@ -36,10 +39,12 @@ impl TxLog {
             .received_ms = Some(at_ms);
     }
 
-    pub fn committed(&mut self, hash: Hash32, at_ms: u64) {
-        self.times
-            .get_or_insert_with(hash, TxTimes::default)
-            .committed_ms = Some(at_ms);
+    /// Executed at `at_ms`; `height` when that block stored its receipt
+    /// (`None` keeps the height already known).
+    pub fn committed(&mut self, hash: Hash32, at_ms: u64, height: Option<u64>) {
+        let t = self.times.get_or_insert_with(hash, TxTimes::default);
+        t.committed_ms = Some(at_ms);
+        t.height = height.or(t.height);
     }
 
     pub fn get(&self, hash: &Hash32) -> Option<TxTimes> {
@@ -67,16 +72,21 @@ mod tests {
     fn keeps_both_times_and_evicts_oldest() {
         let mut log = TxLog::new(2);
         log.received(h(1), 10);
-        log.committed(h(1), 20);
+        log.committed(h(1), 20, Some(4));
         assert_eq!(
             log.get(&h(1)),
             Some(TxTimes {
                 received_ms: Some(10),
-                committed_ms: Some(20)
+                committed_ms: Some(20),
+                height: Some(4),
             })
         );
+        // A replay in a later block: new time, the stored receipt's height stays.
+        log.committed(h(1), 25, None);
+        assert_eq!(log.get(&h(1)).unwrap().height, Some(4));
+        assert_eq!(log.get(&h(1)).unwrap().committed_ms, Some(25));
         log.received(h(2), 11);
-        log.committed(h(3), 30);
+        log.committed(h(3), 30, Some(5));
         assert_eq!(log.len(), 2);
         assert_eq!(log.get(&h(1)), None);
         assert!(log.get(&h(2)).is_some() && log.get(&h(3)).is_some());

@@ -97,4 +97,27 @@ impl Reader {
         }
         Ok(out)
     }
+
+    /// Up to `limit` application entries with `start <= key < end`, in key order.
+    pub fn app_range(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<Vec<AppEntry>, StorageError> {
+        const OP: &str = "application read";
+        let err = |e: redb::Error| db_err(&self.path, OP)(e);
+        let txn = self.read(OP)?;
+        let app = txn.open_table(APP).map_err(|e| err(e.into()))?;
+        let mut out = Vec::new();
+        for row in app
+            .range::<&[u8]>(start..end)
+            .map_err(|e| err(e.into()))?
+            .take(limit)
+        {
+            let (k, v) = row.map_err(|e| err(e.into()))?;
+            out.push((k.value().to_vec(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
 }

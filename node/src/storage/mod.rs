@@ -59,10 +59,12 @@ mod blocks;
 mod codec;
 mod db;
 mod error;
+mod txindex;
 mod wal;
 
 pub use db::{Reader, Store, StoreOptions, SCHEMA_VERSION};
 pub use error::StorageError;
+pub use txindex::{TxIndex, MAX_INDEX_BATCH};
 
 use bitcraps_consensus::params::MAX_MESSAGE_BYTES;
 

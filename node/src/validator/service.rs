@@ -15,9 +15,7 @@ use crate::api::{
 };
 use crate::app::beacon_entry::BeaconEntry;
 use crate::app::payload::split_payload;
-use crate::app::state::{
-    account_key, decode_account, decode_receipt, receipt_key, root_key, Receipt,
-};
+use crate::app::state::{account_key, decode_account, root_key, Receipt};
 use crate::app::tx::tx_hash;
 use crate::chainspec::ChainSpec;
 use crate::engine::txlog::TxTimes;
@@ -271,13 +269,7 @@ impl NodeApi for NodeService {
 
     fn tx(&self, hash: &Hash32) -> Result<Option<TxStatusView>, ApiError> {
         let times = self.engine.tx_times(hash).unwrap_or_default();
-        let receipt = self
-            .engine
-            .reader()
-            .app_get(&receipt_key(hash))
-            .map_err(internal)?
-            .map(|v| decode_receipt(&v).map_err(ApiError::Internal))
-            .transpose()?;
+        let receipt = self.engine.receipt(hash).map_err(ApiError::Internal)?;
         let pending = receipt.is_none() && self.engine.is_pending(hash);
         Ok(tx_status(
             hash,
@@ -495,6 +487,7 @@ mod tests {
         let committed = TxTimes {
             received_ms: Some(10),
             committed_ms: Some(20),
+            height: Some(7),
         };
         let receipt = Receipt {
             hash: h(),

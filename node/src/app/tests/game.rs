@@ -118,6 +118,7 @@ fn run(s: &mut AppState, entries: &[Vec<u8>]) -> BlockResult {
         chain_id: CHAIN,
         height: h,
         timestamp_ms: h * BLOCK_MS,
+        store_receipts: true,
     };
     s.execute_block(ctx, &payload(entries), &mut VerifiedCache::new(64))
         .unwrap()
@@ -466,7 +467,7 @@ proptest! {
         let mut sent_nonce = 0u64;
         for step in steps {
             let h = s.height() + 1;
-            let ctx = BlockContext { chain_id: CHAIN, height: h, timestamp_ms: h * BLOCK_MS };
+            let ctx = BlockContext { chain_id: CHAIN, height: h, timestamp_ms: h * BLOCK_MS, store_receipts: true };
             let entries: Vec<Vec<u8>> = match &step {
                 Step::Tx { from, action, nonce_delta } => {
                     let expected = s.account(&kp(*from).public()).nonce;
@@ -504,7 +505,7 @@ proptest! {
         let mut again = AppState::genesis(&g);
         for (i, p) in blocks.iter().enumerate() {
             let h = i as u64 + 1;
-            again.execute_block(BlockContext { chain_id: CHAIN, height: h, timestamp_ms: h * BLOCK_MS }, p, &mut VerifiedCache::new(64)).unwrap();
+            again.execute_block(BlockContext { chain_id: CHAIN, height: h, timestamp_ms: h * BLOCK_MS, store_receipts: true }, p, &mut VerifiedCache::new(64)).unwrap();
         }
         prop_assert_eq!(again.state_root(), s.state_root());
         let loaded = AppState::load(&g, kv).unwrap();

@@ -62,6 +62,7 @@ fn ctx(h: u64) -> BlockContext<'static> {
         chain_id: CHAIN,
         height: h,
         timestamp_ms: h.saturating_mul(1_000),
+        store_receipts: true,
     }
 }
 
@@ -222,9 +223,24 @@ fn every_rejection_kind_and_nonce_rule() {
     .to_string()
     .contains("expects 2"));
     // The stale-nonce receipt is reported but not persisted.
-    let persisted: Vec<Vec<u8>> = r.writes.iter().map(|(k, _)| k.clone()).collect();
-    assert!(!persisted.contains(&receipt_key(&r.receipts[5].hash)));
-    assert!(persisted.contains(&receipt_key(&r.receipts[4].hash)));
+    let persisted = stored_receipts(&r);
+    assert!(!persisted.contains(&r.receipts[5]));
+    assert!(persisted.contains(&r.receipts[4]));
+    assert_eq!(persisted.len(), r.receipts.len() - 1);
+}
+
+/// The receipts `r` stores, decoded from its receipt chunks in key order.
+fn stored_receipts(r: &BlockResult) -> Vec<Receipt> {
+    let mut chunks: Vec<_> = r
+        .writes
+        .iter()
+        .filter(|(k, _)| k.starts_with(b"R/"))
+        .collect();
+    chunks.sort();
+    chunks
+        .iter()
+        .flat_map(|(_, v)| decode_receipts(v.as_ref().unwrap()).unwrap())
+        .collect()
 }
 
 #[test]
@@ -289,18 +305,70 @@ fn replays_do_not_overwrite_receipts() {
             })
         ]
     );
-    let receipt_writes: Vec<_> = r1
-        .writes
-        .iter()
-        .filter(|(k, _)| k.starts_with(b"r/"))
-        .collect();
-    assert_eq!(receipt_writes.len(), 1);
-    let stored = decode_receipt(receipt_writes[0].1.as_ref().unwrap()).unwrap();
-    assert_eq!(stored, r1.receipts[0]);
+    assert_eq!(stored_receipts(&r1), vec![r1.receipts[0]]);
     // Replayed in a later block: reported, not persisted.
     let r2 = run(&mut s, &[t]);
     assert_eq!(r2.rejected, 1);
-    assert!(!r2.writes.iter().any(|(k, _)| k.starts_with(b"r/")));
+    assert!(!r2.writes.iter().any(|(k, _)| k.starts_with(b"R/")));
+    assert!(is_replay(&r2.receipts[0]) && !is_replay(&r1.receipts[0]));
+}
+
+#[test]
+fn receipts_are_stored_per_block_in_bounded_chunks() {
+    let mut s = genesis(&[(1, 10)]);
+    // Malformed entries are the smallest: one receipt each, all stored.
+    let n = RECEIPTS_PER_CHUNK + 3;
+    let entries: Vec<Vec<u8>> = (0..n as u32).map(|i| i.to_le_bytes().to_vec()).collect();
+    let r = run(&mut s, &entries);
+    let chunks: Vec<_> = r
+        .writes
+        .iter()
+        .filter(|(k, _)| k.starts_with(b"R/"))
+        .collect();
+    assert_eq!(chunks.len(), 2);
+    assert_eq!(parse_block_receipts_key(&chunks[0].0), Some((1, 0)));
+    assert_eq!(parse_block_receipts_key(&chunks[1].0), Some((1, 1)));
+    assert_eq!(stored_receipts(&r), r.receipts);
+    assert!(
+        block_receipts_key(1, 1) < block_receipts_key(2, 0),
+        "heights sort"
+    );
+    assert!(block_receipts_key(2, 0).starts_with(&block_receipts_prefix(2)));
+    assert_eq!(parse_block_receipts_key(b"R/short"), None);
+    // Without receipts the block stores none, and the root is the same.
+    let mut other = genesis(&[(1, 10)]);
+    let mut no_receipts = ctx(1);
+    no_receipts.store_receipts = false;
+    let p = payload(&entries);
+    let r2 = other
+        .execute_block(no_receipts, &p, &mut VerifiedCache::new(10))
+        .unwrap();
+    assert!(!r2.writes.iter().any(|(k, _)| k.starts_with(b"R/")));
+    assert_eq!(r2.state_root, r.state_root);
+    assert_eq!(r2.receipts, r.receipts);
+}
+
+#[test]
+fn the_largest_receipt_chunk_fits_a_store_value() {
+    let worst = Receipt {
+        hash: hash(b"x"),
+        height: u64::MAX,
+        index: u32::MAX,
+        result: Err(Rejection::BadNonce {
+            expected: u64::MAX,
+            got: u64::MAX,
+        }),
+    };
+    let chunk = encode_receipts(&vec![worst; RECEIPTS_PER_CHUNK]);
+    assert!(
+        chunk.len() <= crate::storage::MAX_APP_VALUE_BYTES / 2,
+        "{}",
+        chunk.len()
+    );
+    assert_eq!(decode_receipts(&chunk).unwrap().len(), RECEIPTS_PER_CHUNK);
+    // A chunk over the bound is refused, not trusted.
+    let over = encode_receipts(&vec![worst; RECEIPTS_PER_CHUNK + 1]);
+    assert!(decode_receipts(&over).is_err());
 }
 
 #[test]
@@ -346,11 +414,7 @@ fn writes_reload_to_identical_state() {
     for blk in &blocks {
         let r = run(&mut s, blk);
         apply(&mut kv, &r.writes);
-        for w in &r.writes {
-            if w.0.starts_with(b"r/") {
-                decode_receipt(w.1.as_ref().unwrap()).unwrap();
-            }
-        }
+        assert_eq!(stored_receipts(&r), r.receipts);
     }
     let loaded = AppState::load(&AppGenesis::default(), kv.clone()).unwrap();
     assert_eq!(loaded.state_root(), s.state_root());
@@ -367,7 +431,7 @@ fn writes_reload_to_identical_state() {
     // Receipts and old roots are optional.
     let lean: Vec<_> = kv
         .iter()
-        .filter(|(k, _)| !k.starts_with(b"r/") && **k != root_key(1))
+        .filter(|(k, _)| !k.starts_with(b"R/") && **k != root_key(1))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     assert_eq!(
@@ -430,12 +494,18 @@ fn key_and_value_helpers() {
             needed: 2,
         }),
     };
-    assert_eq!(decode_receipt(&encode_receipt(&r)).unwrap(), r);
-    let mut v = encode_receipt(&r);
+    assert_eq!(decode_receipts(&encode_receipts(&[r])).unwrap(), vec![r]);
+    let mut v = encode_receipts(&[r]);
     v.push(0);
-    assert!(decode_receipt(&v).is_err());
-    assert!(decode_receipt(&[2]).is_err());
-    assert!(decode_receipt(&[]).is_err());
+    assert!(decode_receipts(&v).is_err());
+    assert!(decode_receipts(&[2]).is_err());
+    assert!(decode_receipts(&[]).is_err());
+    // The per-transaction value of earlier versions: version byte, one receipt.
+    let mut legacy = vec![1];
+    legacy.extend(postcard::to_stdvec(&r).unwrap());
+    assert_eq!(decode_receipt(&legacy).unwrap(), r);
+    legacy.push(0);
+    assert!(decode_receipt(&legacy).is_err());
 }
 
 #[test]

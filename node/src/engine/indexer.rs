@@ -1,0 +1,207 @@
+//! Finding a committed transaction's receipt by id, and the background
+//! thread that keeps the id → height index ([`TxIndex`]) up to date.
+//!
+//! Receipts are stored per block in the database (`R/` keys, written in the
+//! block's own commit; see `app::state`). The thread follows the committed
+//! height, reads each new block's receipt chunks and adds (id, height) to the
+//! index file in batches, so the per-transaction random-key write never sits
+//! on the consensus path. It fsyncs the index at most once a second
+//! ([`DURABLE_EVERY_MS`]); a crash only makes it index a few blocks again.
+//!
+//! A lookup tries, in order: the height the recent transaction log recorded
+//! (covers whatever the thread has not reached yet), the index, and the
+//! per-transaction `r/` key of databases written by earlier versions.
+//!
+//! Index errors never stop the validator: the thread logs, waits and
+//! retries; lookups report the error to the one caller.
+
+use super::Clock;
+use crate::app::state::{
+    block_receipts_prefix, decode_receipt, decode_receipts, persisted_receipts, receipt_key,
+    Receipt, MAX_RECEIPT_CHUNKS,
+};
+use crate::storage::{Reader, StorageError, TxIndex, MAX_INDEX_BATCH};
+use bitcraps_crypto::Hash32;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// How often the thread looks for newly committed blocks when it is idle.
+pub const POLL_MS: u64 = 100;
+/// Most blocks indexed in one batch (one index write transaction).
+pub const MAX_BLOCKS_PER_BATCH: u64 = 1_024;
+/// Batches stop growing at this many entries (a block is never split, so a
+/// batch can exceed it by one block's receipts, at most 65,536).
+pub const BATCH_ENTRIES: usize = 65_536;
+/// Longest time an index batch waits for an fsync.
+pub const DURABLE_EVERY_MS: u64 = 1_000;
+/// Wait after an error before trying again.
+const RETRY_MS: u64 = 1_000;
+
+// A batch of full-size entries must fit what one index write accepts.
+const _: () = assert!(BATCH_ENTRIES + crate::app::payload::MAX_TXS_PER_BLOCK <= MAX_INDEX_BATCH);
+
+/// The receipts stored for the block at `height`, in payload order (empty
+/// for a block without transactions, or not executed yet).
+pub fn block_receipts(reader: &Reader, height: u64) -> Result<Vec<Receipt>, String> {
+    let start = block_receipts_prefix(height);
+    let end = block_receipts_prefix(height.saturating_add(1));
+    let chunks = reader
+        .app_range(&start, &end, MAX_RECEIPT_CHUNKS)
+        .map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for (_, v) in chunks {
+        out.extend(decode_receipts(&v).map_err(|e| format!("receipts of block {height}: {e}"))?);
+    }
+    Ok(out)
+}
+
+/// The stored receipt of transaction `id`: tried at `recent_height` (from
+/// the transaction log), then at the height the index gives, then under the
+/// per-transaction key of earlier versions.
+pub fn find_receipt(
+    reader: &Reader,
+    index: Option<&TxIndex>,
+    recent_height: Option<u64>,
+    id: &Hash32,
+) -> Result<Option<Receipt>, String> {
+    let find_at = |h: u64| -> Result<Option<Receipt>, String> {
+        Ok(block_receipts(reader, h)?
+            .into_iter()
+            .find(|r| r.hash == *id))
+    };
+    if let Some(h) = recent_height {
+        if let Some(r) = find_at(h)? {
+            return Ok(Some(r));
+        }
+    }
+    if let Some(index) = index {
+        let indexed = index.get(id).map_err(|e| e.to_string())?;
+        if let Some(h) = indexed.filter(|h| Some(*h) != recent_height) {
+            if let Some(r) = find_at(h)? {
+                return Ok(Some(r));
+            }
+        }
+    }
+    reader
+        .app_get(&receipt_key(id))
+        .map_err(|e| e.to_string())?
+        .map(|v| decode_receipt(&v))
+        .transpose()
+}
+
+/// Indexes the blocks after the index's watermark, up to the committed
+/// height, in at most `MAX_BLOCKS_PER_BATCH` blocks. Returns the blocks
+/// indexed (0: caught up).
+pub fn index_batch(reader: &Reader, index: &TxIndex) -> Result<u64, String> {
+    let top = reader.committed_height().map_err(|e| e.to_string())?;
+    // The index may be ahead of a database that lost its newest blocks in a
+    // crash; those blocks come back identical (they are final), and indexing
+    // them again writes the same entries.
+    let from = index.indexed_height().map_err(|e| e.to_string())?.min(top) + 1;
+    let to = top.min(from.saturating_add(MAX_BLOCKS_PER_BATCH - 1));
+    if from > to {
+        return Ok(0);
+    }
+    let mut entries: Vec<(Hash32, u64)> = Vec::new();
+    let mut last = from - 1;
+    for h in from..=to {
+        let receipts = block_receipts(reader, h)?;
+        // The chunks hold exactly the persisted receipts; the filter only
+        // guards against a chunk written by a buggy or older node.
+        entries.extend(persisted_receipts(&receipts).map(|r| (r.hash, h)));
+        last = h;
+        if entries.len() >= BATCH_ENTRIES {
+            break;
+        }
+    }
+    index
+        .apply(&mut entries, last)
+        .map_err(|e: StorageError| e.to_string())?;
+    Ok(last - (from - 1))
+}
+
+/// The running index thread.
+#[derive(Debug)]
+pub struct Indexer {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Indexer {
+    /// Starts following `reader`'s committed blocks into `index`; `clock`
+    /// paces the fsyncs.
+    pub fn start(
+        reader: Reader,
+        index: TxIndex,
+        clock: Arc<dyn Clock>,
+    ) -> std::io::Result<Indexer> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("txindex".into())
+            .spawn(move || run(&reader, &index, &*clock, &flag))?;
+        Ok(Indexer {
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Asks the thread to make the index durable and exit, and waits for it
+    /// (at most one batch plus an fsync). Dropping does the same.
+    pub fn stop(mut self) {
+        self.halt();
+    }
+
+    fn halt(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            t.thread().unpark();
+            if t.join().is_err() {
+                tracing::error!("the transaction index thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for Indexer {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+fn run(reader: &Reader, index: &TxIndex, clock: &dyn Clock, stop: &AtomicBool) {
+    let mut last_sync_ms = clock.now_ms();
+    let mut unsynced = false;
+    loop {
+        let stopping = stop.load(Ordering::SeqCst);
+        let indexed = match index_batch(reader, index) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(error = %e, "transaction index: batch failed; retrying");
+                if stopping {
+                    return;
+                }
+                std::thread::park_timeout(Duration::from_millis(RETRY_MS));
+                continue;
+            }
+        };
+        unsynced |= indexed > 0;
+        let due = clock.now_ms().saturating_sub(last_sync_ms) >= DURABLE_EVERY_MS;
+        if unsynced && (stopping || due) {
+            match index.sync() {
+                Ok(()) => unsynced = false,
+                Err(e) => tracing::warn!(error = %e, "transaction index: sync failed"),
+            }
+            last_sync_ms = clock.now_ms();
+        }
+        // Stop promptly; blocks not indexed yet are indexed at the next start.
+        if stopping {
+            return;
+        }
+        if indexed == 0 {
+            std::thread::park_timeout(Duration::from_millis(POLL_MS));
+        }
+    }
+}
