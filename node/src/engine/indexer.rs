@@ -5,8 +5,8 @@
 //! block's own commit; see `app::state`). The thread follows the committed
 //! height, reads each new block's receipt chunks and adds (id, height) to the
 //! index file in batches, so the per-transaction random-key write never sits
-//! on the consensus path. It fsyncs the index at most once a second
-//! ([`DURABLE_EVERY_MS`]); a crash only makes it index a few blocks again.
+//! on the consensus path. Each batch is one durable transaction, about one
+//! a second ([`INTERVAL_MS`]).
 //!
 //! A lookup tries, in order: the height the recent transaction log recorded
 //! (covers whatever the thread has not reached yet), the index, and the
@@ -15,7 +15,6 @@
 //! Index errors never stop the validator: the thread logs, waits and
 //! retries; lookups report the error to the one caller.
 
-use super::Clock;
 use crate::app::state::{
     block_receipts_prefix, decode_receipt, decode_receipts, persisted_receipts, receipt_key,
     Receipt, MAX_RECEIPT_CHUNKS,
@@ -27,15 +26,17 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-/// How often the thread looks for newly committed blocks when it is idle.
-pub const POLL_MS: u64 = 100;
+/// Pause between batches once caught up. Each batch rewrites every index
+/// page its (random) ids land on, so fewer, larger batches cost less per
+/// transaction: at 6k tx/s, 100 ms batches took ~7% of a validator's CPU and
+/// cost ~40% in median latency at 10k tx/s (BENCHMARKS.md). The recent
+/// transaction log answers lookups for what the index has not reached.
+pub const INTERVAL_MS: u64 = 1_000;
 /// Most blocks indexed in one batch (one index write transaction).
 pub const MAX_BLOCKS_PER_BATCH: u64 = 1_024;
 /// Batches stop growing at this many entries (a block is never split, so a
 /// batch can exceed it by one block's receipts, at most 65,536).
 pub const BATCH_ENTRIES: usize = 65_536;
-/// Longest time an index batch waits for an fsync.
-pub const DURABLE_EVERY_MS: u64 = 1_000;
 /// Wait after an error before trying again.
 const RETRY_MS: u64 = 1_000;
 
@@ -91,10 +92,19 @@ pub fn find_receipt(
         .transpose()
 }
 
+/// What one [`index_batch`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Batch {
+    /// Blocks indexed.
+    pub blocks: u64,
+    /// The index reached the committed height.
+    pub caught_up: bool,
+}
+
 /// Indexes the blocks after the index's watermark, up to the committed
-/// height, in at most `MAX_BLOCKS_PER_BATCH` blocks. Returns the blocks
-/// indexed (0: caught up).
-pub fn index_batch(reader: &Reader, index: &TxIndex) -> Result<u64, String> {
+/// height, at most [`MAX_BLOCKS_PER_BATCH`] blocks, in one durable index
+/// transaction.
+pub fn index_batch(reader: &Reader, index: &TxIndex) -> Result<Batch, String> {
     let top = reader.committed_height().map_err(|e| e.to_string())?;
     // The index may be ahead of a database that lost its newest blocks in a
     // crash; those blocks come back identical (they are final), and indexing
@@ -102,7 +112,10 @@ pub fn index_batch(reader: &Reader, index: &TxIndex) -> Result<u64, String> {
     let from = index.indexed_height().map_err(|e| e.to_string())?.min(top) + 1;
     let to = top.min(from.saturating_add(MAX_BLOCKS_PER_BATCH - 1));
     if from > to {
-        return Ok(0);
+        return Ok(Batch {
+            blocks: 0,
+            caught_up: true,
+        });
     }
     let mut entries: Vec<(Hash32, u64)> = Vec::new();
     let mut last = from - 1;
@@ -119,7 +132,10 @@ pub fn index_batch(reader: &Reader, index: &TxIndex) -> Result<u64, String> {
     index
         .apply(&mut entries, last)
         .map_err(|e: StorageError| e.to_string())?;
-    Ok(last - (from - 1))
+    Ok(Batch {
+        blocks: last - (from - 1),
+        caught_up: last == top,
+    })
 }
 
 /// The running index thread.
@@ -130,26 +146,21 @@ pub struct Indexer {
 }
 
 impl Indexer {
-    /// Starts following `reader`'s committed blocks into `index`; `clock`
-    /// paces the fsyncs.
-    pub fn start(
-        reader: Reader,
-        index: TxIndex,
-        clock: Arc<dyn Clock>,
-    ) -> std::io::Result<Indexer> {
+    /// Starts following `reader`'s committed blocks into `index`.
+    pub fn start(reader: Reader, index: TxIndex) -> std::io::Result<Indexer> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
             .name("txindex".into())
-            .spawn(move || run(&reader, &index, &*clock, &flag))?;
+            .spawn(move || run(&reader, &index, &flag))?;
         Ok(Indexer {
             stop,
             thread: Some(thread),
         })
     }
 
-    /// Asks the thread to make the index durable and exit, and waits for it
-    /// (at most one batch plus an fsync). Dropping does the same.
+    /// Asks the thread to exit and waits for it (at most one batch).
+    /// Dropping does the same.
     pub fn stop(mut self) {
         self.halt();
     }
@@ -171,37 +182,24 @@ impl Drop for Indexer {
     }
 }
 
-fn run(reader: &Reader, index: &TxIndex, clock: &dyn Clock, stop: &AtomicBool) {
-    let mut last_sync_ms = clock.now_ms();
-    let mut unsynced = false;
+fn run(reader: &Reader, index: &TxIndex, stop: &AtomicBool) {
     loop {
         let stopping = stop.load(Ordering::SeqCst);
-        let indexed = match index_batch(reader, index) {
-            Ok(n) => n,
+        let wait_ms = match index_batch(reader, index) {
+            // More blocks waiting: go on at once.
+            Ok(b) if !b.caught_up => 0,
+            Ok(_) => INTERVAL_MS,
             Err(e) => {
                 tracing::warn!(error = %e, "transaction index: batch failed; retrying");
-                if stopping {
-                    return;
-                }
-                std::thread::park_timeout(Duration::from_millis(RETRY_MS));
-                continue;
+                RETRY_MS
             }
         };
-        unsynced |= indexed > 0;
-        let due = clock.now_ms().saturating_sub(last_sync_ms) >= DURABLE_EVERY_MS;
-        if unsynced && (stopping || due) {
-            match index.sync() {
-                Ok(()) => unsynced = false,
-                Err(e) => tracing::warn!(error = %e, "transaction index: sync failed"),
-            }
-            last_sync_ms = clock.now_ms();
-        }
         // Stop promptly; blocks not indexed yet are indexed at the next start.
         if stopping {
             return;
         }
-        if indexed == 0 {
-            std::thread::park_timeout(Duration::from_millis(POLL_MS));
+        if wait_ms > 0 {
+            std::thread::park_timeout(Duration::from_millis(wait_ms));
         }
     }
 }

@@ -287,7 +287,7 @@ impl Runner {
         let reader = store.reader();
         let indexer = match txindex {
             Some(index) => Some(
-                Indexer::start(reader.clone(), index, Arc::clone(&clock))
+                Indexer::start(reader.clone(), index)
                     .map_err(|e| EngineError::Task(format!("starting the index thread: {e}")))?,
             ),
             None => None,
@@ -354,7 +354,7 @@ impl Runner {
         } = self;
         network.shutdown().await;
         if let Some(ix) = indexer {
-            // Waits for at most one batch and an fsync: off the runtime.
+            // Waits for at most one batch: off the runtime.
             let _ = tokio::task::spawn_blocking(move || ix.stop()).await;
         }
         // In-flight signatures hold the guard (and its file lock); wait for them

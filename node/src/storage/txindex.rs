@@ -6,8 +6,8 @@
 //! page per transaction, and the vote path's fsync flushed them all (6.6 KB
 //! written per 133-byte transaction, the largest cost on the commit path; see
 //! BENCHMARKS.md). Here a background thread (`engine::indexer`) writes it in
-//! batches sorted by id, mostly without fsync, and consensus never waits for
-//! it: a separate file has its own write lock and its own fsyncs.
+//! large batches sorted by id, and consensus never waits for it: a separate
+//! file has its own write lock and its own fsyncs.
 //!
 //! It is derived data. Every entry can be rebuilt from the per-block receipts
 //! in the database, and the watermark (`indexed_height`) is committed in the
@@ -139,10 +139,9 @@ impl TxIndex {
     }
 
     /// Stores `entries` (id, height), given in height order, and moves the
-    /// watermark to `indexed_height`, in one transaction without fsync. A
-    /// later entry for an id replaces an earlier one (its newest stored
-    /// receipt wins). Until the next [`TxIndex::sync`] a crash may lose this
-    /// batch and the ones before it; they are then indexed again.
+    /// watermark to `indexed_height`, in one durable transaction. A later
+    /// entry for an id replaces an earlier one (its newest stored receipt
+    /// wins).
     pub fn apply(
         &self,
         entries: &mut [(Hash32, u64)],
@@ -161,7 +160,7 @@ impl TxIndex {
         // for one id stay in height order and the last insert wins.
         entries.sort_by_key(|e| e.0);
         let mut txn = self.db.begin_write().map_err(|e| err(e.into()))?;
-        txn.set_durability(Durability::None)
+        txn.set_durability(Durability::Immediate)
             .map_err(|e| err(e.into()))?;
         {
             let mut table = txn.open_table(TX_HEIGHT).map_err(|e| err(e.into()))?;
@@ -172,16 +171,6 @@ impl TxIndex {
             meta.insert(INDEXED_KEY, &indexed_height.to_le_bytes()[..])
                 .map_err(|e| err(e.into()))?;
         }
-        txn.commit().map_err(|e| err(e.into()))
-    }
-
-    /// Makes every applied batch durable (one fsync).
-    pub fn sync(&self) -> Result<(), StorageError> {
-        const OP: &str = "index sync";
-        let err = |e: redb::Error| db_err(&self.path, OP)(e);
-        let mut txn = self.db.begin_write().map_err(|e| err(e.into()))?;
-        txn.set_durability(Durability::Immediate)
-            .map_err(|e| err(e.into()))?;
         txn.commit().map_err(|e| err(e.into()))
     }
 }
@@ -210,7 +199,6 @@ mod tests {
         // Indexing the same blocks again (after a crash) changes nothing.
         let mut again = vec![(id(1), 4), (id(5), 4), (id(1), 7)];
         index.apply(&mut again, 7).unwrap();
-        index.sync().unwrap();
         assert_eq!(index.get(&id(1)).unwrap(), Some(7));
     }
 
@@ -221,7 +209,6 @@ mod tests {
         {
             let index = TxIndex::open(&path, "chain-a").unwrap();
             index.apply(&mut [(id(1), 2)], 5).unwrap();
-            index.sync().unwrap();
         }
         let index = TxIndex::open(&path, "chain-a").unwrap();
         assert_eq!(index.get(&id(1)).unwrap(), Some(2));
