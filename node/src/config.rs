@@ -69,10 +69,11 @@ pub struct NodeSection {
     pub genesis: PathBuf,
     /// Database and signing-guard state.
     pub data_dir: PathBuf,
-    /// Store every transaction's receipt under its id (`GET /api/v1/tx/{hash}`
-    /// for any committed transaction). A validator that serves no lookups
-    /// can turn it off: a block's commit then writes no per-transaction
-    /// B-tree entries (see BENCHMARKS.md). The state root is the same.
+    /// Store every block's receipts and index them by transaction id
+    /// (`GET /api/v1/tx/{hash}` for any committed transaction). A validator
+    /// that serves no lookups can turn it off: no receipt chunks in the
+    /// block's commit and no index thread (see BENCHMARKS.md). The state
+    /// root is the same.
     pub index_receipts: bool,
 }
 
@@ -594,10 +595,10 @@ impl Config {
         line("# Database (WAL, blocks, app state) and the signing guard's double-sign state");
         line("# (`guard_state`). Back up guard_state together with the consensus key.");
         line(&kv("data_dir", &s(&self.node.data_dir.to_string_lossy())));
-        line("# Store each transaction's receipt under its id, so GET /api/v1/tx/{hash}");
-        line("# answers for any committed transaction. false: a validator that serves no");
-        line("# lookups skips one random-key database write per transaction in every");
-        line("# block; the API then only knows recent transactions committed.");
+        line("# Store each block's receipts and index them by transaction id (data_dir/txindex,");
+        line("# built in the background), so GET /api/v1/tx/{hash} answers for any committed");
+        line("# transaction. false: a validator that serves no lookups stores no receipts and");
+        line("# runs no index thread; the API then only knows recent transactions committed.");
         line(&kv("index_receipts", &self.node.index_receipts.to_string()));
         line("");
         line("[keys]");

@@ -118,12 +118,13 @@ pub struct EngineConfig {
     pub beacon_share: Option<SecretShare>,
     /// Where transaction stage times go (shared with the HTTP API).
     pub tracker: Arc<CorrelationTracker>,
-    /// Store each transaction's receipt under its id, so
-    /// `GET /api/v1/tx/{hash}` answers for any committed transaction. Off,
-    /// a validator that serves no lookups saves a random-key B-tree write
-    /// per transaction in every block's commit (see BENCHMARKS.md); only the
-    /// recent transaction log then knows a transaction committed. Not part
-    /// of consensus: the state root is the same either way.
+    /// Store each block's receipts (in the block's commit) and index them by
+    /// transaction id in the background ([`indexer`]), so
+    /// `GET /api/v1/tx/{hash}` answers for any committed transaction. Off, a
+    /// validator that serves no lookups stores no receipts and runs no index
+    /// thread; only the recent transaction log then knows a transaction
+    /// committed. Not part of consensus: the state root is the same either
+    /// way.
     pub index_receipts: bool,
 }
 
