@@ -843,7 +843,8 @@ impl Runner {
         let Some(result) = self.executor.commit(&mut self.store, cb)? else {
             return Ok(());
         };
-        self.trace.executed(cb, &result);
+        let cache = &self.executor.cache;
+        self.trace.executed(cb, &result, |h| cache.get(h).copied());
         let now_ms = self.clock.now_ms();
         // One receipt per transaction entry (the beacon entry has none and
         // was never in a mempool).

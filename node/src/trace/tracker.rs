@@ -58,7 +58,8 @@
 
 use crate::fifo::reserve_for_churn;
 use bitcraps_crypto::Hash32;
-use std::collections::{BTreeMap, HashMap};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use uuid::Uuid;
 
@@ -306,6 +307,15 @@ fn truncate_outcome(s: &str) -> Box<str> {
     s[..end].into()
 }
 
+/// A static outcome code is stored without a copy (one per executed tx).
+fn static_outcome(s: &'static str) -> Cow<'static, str> {
+    if s.len() <= MAX_OUTCOME_BYTES {
+        Cow::Borrowed(s)
+    } else {
+        Cow::Owned(truncate_outcome(s).into())
+    }
+}
+
 /// One tracked transaction.
 #[derive(Debug)]
 struct Entry {
@@ -319,7 +329,7 @@ struct Entry {
     recorded: u16,
     times: [u64; STAGE_COUNT],
     height: Option<u64>,
-    outcome: Option<Box<str>>,
+    outcome: Option<Cow<'static, str>>,
 }
 
 impl Entry {
@@ -382,7 +392,7 @@ struct Inner {
     /// Insertion sequence number → tx; the first key is the oldest entry.
     order: BTreeMap<u64, Hash32>,
     /// Correlation id → its txs, oldest first, at most [`MAX_TXS_PER_ID`].
-    by_id: HashMap<Uuid, Vec<Hash32>>,
+    by_id: HashMap<Uuid, VecDeque<Hash32>>,
     next_seq: u64,
     /// Retained entries that reached Executed.
     completed: u64,
@@ -400,7 +410,13 @@ impl Inner {
         let entry = self.entries.remove(tx)?;
         self.order.remove(&entry.seq);
         if let Some(list) = self.by_id.get_mut(&entry.id) {
-            list.retain(|t| t != tx);
+            // Eviction is oldest first, so the tx is nearly always the
+            // front: O(1) instead of a scan of up to MAX_TXS_PER_ID.
+            if list.front() == Some(tx) {
+                list.pop_front();
+            } else {
+                list.retain(|t| t != tx);
+            }
             if list.is_empty() {
                 self.by_id.remove(&entry.id);
             }
@@ -426,22 +442,41 @@ impl Inner {
         let Some(entry) = self.entries.get_mut(tx) else {
             return false;
         };
+        let mut done = Completion {
+            latency: &mut self.latency,
+            completed: &mut self.completed,
+            completed_total: &mut self.completed_total,
+        };
+        done.record(entry, stage, at);
+        true
+    }
+}
+
+/// The counters a stage that completes an entry updates (borrowed apart
+/// from `Inner::entries`, so one lookup serves several stages).
+struct Completion<'a> {
+    latency: &'a mut [LatencyRing; STAGE_COUNT],
+    completed: &'a mut u64,
+    completed_total: &'a mut u64,
+}
+
+impl Completion<'_> {
+    fn record(&mut self, entry: &mut Entry, stage: Stage, at: u64) {
         let was_completed = entry.completed();
         if !entry.set_stage(stage, at) || !entry.completed() {
-            return true;
+            return;
         }
         let base = entry.earliest().unwrap_or(at);
         if was_completed {
             // A stage arriving after completion (Settled, or a late hook).
             self.latency[stage.index()].push(at.saturating_sub(base));
         } else {
-            self.completed += 1;
-            self.completed_total += 1;
+            *self.completed += 1;
+            *self.completed_total += 1;
             for s in entry.stages() {
                 self.latency[s.stage.index()].push(s.at_unix_us.saturating_sub(base));
             }
         }
-        true
     }
 }
 
@@ -503,7 +538,7 @@ impl CorrelationTracker {
             .by_id
             .get(&id)
             .filter(|list| list.len() >= MAX_TXS_PER_ID)
-            .and_then(|list| list.first().copied());
+            .and_then(|list| list.front().copied());
         if let Some(oldest) = oldest_of_id {
             inner.remove(&oldest);
             inner.evicted_capacity_total += 1;
@@ -531,7 +566,7 @@ impl CorrelationTracker {
             },
         );
         inner.order.insert(seq, tx);
-        inner.by_id.entry(id).or_default().push(tx);
+        inner.by_id.entry(id).or_default().push_back(tx);
         inner.tracked_total += 1;
         inner.record(&tx, stage, at_unix_us);
     }
@@ -567,8 +602,36 @@ impl CorrelationTracker {
     /// `"bad_nonce"`, cut to [`MAX_OUTCOME_BYTES`] (no-op if not tracked).
     pub fn set_outcome(&self, tx: &Hash32, outcome: &str) {
         if let Some(entry) = self.lock().entries.get_mut(tx) {
-            entry.outcome = Some(truncate_outcome(outcome));
+            entry.outcome = Some(Cow::Owned(truncate_outcome(outcome).into()));
         }
+    }
+
+    /// What execution learns about a tracked tx, under one lock and one
+    /// lookup (a block's worth of these was a tenth of a validator's
+    /// tracing cost): each of `stages` as [`Self::record`] would, then the
+    /// block height and the outcome code. Returns its correlation id and
+    /// origin; `None` (and no change) if `tx` is not tracked.
+    pub fn executed(
+        &self,
+        tx: &Hash32,
+        stages: &[(Stage, u64)],
+        height: u64,
+        outcome: &'static str,
+    ) -> Option<(Uuid, Origin)> {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let entry = inner.entries.get_mut(tx)?;
+        let mut done = Completion {
+            latency: &mut inner.latency,
+            completed: &mut inner.completed,
+            completed_total: &mut inner.completed_total,
+        };
+        for &(stage, at) in stages {
+            done.record(entry, stage, at);
+        }
+        entry.height = Some(height);
+        entry.outcome = Some(static_outcome(outcome));
+        Some((entry.id, entry.origin))
     }
 
     /// The correlation id and origin of a tracked tx (for propagating trace
@@ -734,6 +797,47 @@ mod tests {
 
     fn stages_of(t: &Timeline) -> Vec<(Stage, u64)> {
         t.stages.iter().map(|s| (s.stage, s.at_unix_us)).collect()
+    }
+
+    /// `executed` under one lock equals the separate calls it replaces:
+    /// same timelines, counters and latency samples, for a tracked tx, an
+    /// already completed one (a late stage) and an untracked one.
+    #[test]
+    fn executed_matches_separate_calls() {
+        let (one, many) = (tracker(100), tracker(100));
+        let origin = Origin::default();
+        for t in [&one, &many] {
+            t.begin(id(1), tx(1), origin, Stage::Mempool, 10);
+            t.begin(id(1), tx(2), origin, Stage::Mempool, 20);
+            t.record(&tx(2), Stage::Executed, 25);
+        }
+        let stages = [
+            (Stage::Proposed, 30),
+            (Stage::Committed, 40),
+            (Stage::Executed, 50),
+        ];
+        for x in [tx(1), tx(2), tx(3)] {
+            let got = one.executed(&x, &stages, 7, "bad_nonce");
+            assert_eq!(got.is_some(), x != tx(3));
+            if many.origin_of(&x).is_some() {
+                for (stage, at) in stages {
+                    many.record(&x, stage, at);
+                }
+                many.set_block(&x, 7);
+                many.set_outcome(&x, "bad_nonce");
+            }
+        }
+        assert_eq!(one.get(&id(1)), many.get(&id(1)));
+        assert_eq!(one.stats(), many.stats());
+        let got = one.get(&id(1));
+        assert_eq!(got[0].height, Some(7));
+        assert_eq!(got[0].outcome.as_deref(), Some("bad_nonce"));
+        assert_eq!(
+            stages_of(&got[1]).last(),
+            Some(&(Stage::Executed, 25)),
+            "first time wins"
+        );
+        assert_eq!(one.stats().completed, 2);
     }
 
     #[test]
