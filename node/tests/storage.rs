@@ -636,3 +636,99 @@ fn commits_without_sync_are_bounded() {
         assert_eq!(state, want, "state moves with its block");
     }
 }
+
+/// Receipts stored per block are indexed by id in batches, found through
+/// the recent height, the index or the per-transaction key of earlier
+/// versions, and a newer stored receipt of the same id wins.
+#[test]
+fn receipts_are_indexed_by_id_and_found() {
+    use bitcraps_node::app::state::{
+        block_receipts_key, encode_receipts, receipt_key, Receipt, Rejection,
+    };
+    use bitcraps_node::engine::indexer::{find_receipt, index_batch, Batch};
+    use bitcraps_node::storage::TxIndex;
+
+    let receipt = |id: u8, height: u64, result| Receipt {
+        hash: Hash32([id; 32]),
+        height,
+        index: 0,
+        result,
+    };
+    let early = Err(Rejection::BadNonce {
+        expected: 0,
+        got: 1,
+    });
+    let (a1, b1, a3) = (
+        receipt(1, 1, early),
+        receipt(2, 1, Ok(())),
+        receipt(1, 3, Ok(())),
+    );
+    let legacy = receipt(9, 2, Ok(()));
+    let mut legacy_value = vec![1];
+    legacy_value.extend(postcard::to_stdvec(&legacy).unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path().join("db")).unwrap();
+    let chain = chain_on(&keys(), genesis_id(), 0, 4);
+    let chunk = |h, rs: &[Receipt]| (block_receipts_key(h, 0), Some(encode_receipts(rs)));
+    store
+        .commit_with_state(&chain[0], &[chunk(1, &[a1, b1])])
+        .unwrap();
+    store
+        .commit_with_state(
+            &chain[1],
+            &[(receipt_key(&legacy.hash), Some(legacy_value))],
+        )
+        .unwrap();
+    store
+        .commit_with_state(&chain[2], &[chunk(3, &[a3])])
+        .unwrap();
+    let reader = store.reader();
+    let index = TxIndex::open(dir.path().join("txindex"), CHAIN).unwrap();
+    let find = |id: u8, recent| find_receipt(&reader, Some(&index), recent, &Hash32([id; 32]));
+
+    // Not indexed yet: only a recent height or the legacy key finds it.
+    assert_eq!(find(2, None).unwrap(), None);
+    assert_eq!(find(2, Some(1)).unwrap(), Some(b1));
+    assert_eq!(find(9, None).unwrap(), Some(legacy));
+    let batch = index_batch(&reader, &index).unwrap();
+    assert_eq!(
+        batch,
+        Batch {
+            blocks: 3,
+            caught_up: true
+        }
+    );
+    assert_eq!(index.indexed_height().unwrap(), 3);
+    assert_eq!(
+        find(1, None).unwrap(),
+        Some(a3),
+        "the newest stored receipt wins"
+    );
+    assert_eq!(find(2, None).unwrap(), Some(b1));
+    // A wrong recent height falls through to the index.
+    assert_eq!(find(2, Some(3)).unwrap(), Some(b1));
+    assert_eq!(find(7, None).unwrap(), None);
+    // Nothing new: caught up, nothing indexed.
+    let idle = index_batch(&reader, &index).unwrap();
+    assert_eq!(
+        idle,
+        Batch {
+            blocks: 0,
+            caught_up: true
+        }
+    );
+    // A corrupt chunk is an error for the one lookup, not a wrong answer.
+    store
+        .commit_with_state(
+            &chain[3],
+            &[(block_receipts_key(4, 0), Some(vec![1, 0xff]))],
+        )
+        .unwrap();
+    assert!(find(5, Some(4)).is_err());
+    assert!(index_batch(&reader, &index).is_err());
+    assert_eq!(
+        index.indexed_height().unwrap(),
+        3,
+        "a failed batch moves nothing"
+    );
+}

@@ -835,7 +835,8 @@ pub fn parse_block_receipts_key(key: &[u8]) -> Option<(u64, u16)> {
     ))
 }
 
-fn encode_receipts(rs: &[Receipt]) -> Vec<u8> {
+/// Encodes a receipt chunk value ([`decode_receipts`] reads it).
+pub fn encode_receipts(rs: &[Receipt]) -> Vec<u8> {
     let mut v = vec![RECEIPT_FORMAT];
     // Cannot fail for plain structs; an empty body would fail to decode.
     if let Ok(body) = postcard::to_stdvec(rs) {

@@ -19,7 +19,7 @@ use crate::app::state::{
     block_receipts_prefix, decode_receipt, decode_receipts, persisted_receipts, receipt_key,
     Receipt, MAX_RECEIPT_CHUNKS,
 };
-use crate::storage::{Reader, StorageError, TxIndex, MAX_INDEX_BATCH};
+use crate::storage::{Reader, StorageError, TxIndex, MAX_INDEX_BATCH, MAX_UNSYNCED_COMMITS};
 use bitcraps_crypto::Hash32;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -106,10 +106,9 @@ pub struct Batch {
 /// transaction.
 pub fn index_batch(reader: &Reader, index: &TxIndex) -> Result<Batch, String> {
     let top = reader.committed_height().map_err(|e| e.to_string())?;
-    // The index may be ahead of a database that lost its newest blocks in a
-    // crash; those blocks come back identical (they are final), and indexing
-    // them again writes the same entries.
-    let from = index.indexed_height().map_err(|e| e.to_string())?.min(top) + 1;
+    // Above the committed height only before `reconcile` ran; then this
+    // waits for the chain to pass it.
+    let from = index.indexed_height().map_err(|e| e.to_string())? + 1;
     let to = top.min(from.saturating_add(MAX_BLOCKS_PER_BATCH - 1));
     if from > to {
         return Ok(Batch {
@@ -138,6 +137,33 @@ pub fn index_batch(reader: &Reader, index: &TxIndex) -> Result<Batch, String> {
     })
 }
 
+/// What to do with an index whose watermark is `watermark` over a
+/// database committed to `db_height`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reconcile {
+    /// At or below the database: go on from the watermark.
+    Keep,
+    /// Ahead by at most [`MAX_UNSYNCED_COMMITS`]: the database lost its
+    /// newest, non-durable blocks in a crash after the index had read them.
+    /// Move the watermark back; the blocks come back identical (they are
+    /// final) and re-indexing writes the same entries.
+    Rewind,
+    /// Further ahead than any crash explains: the index was built from
+    /// another database (restored or replaced). Start over.
+    Clear,
+}
+
+/// See [`Reconcile`].
+pub fn reconcile(watermark: u64, db_height: u64) -> Reconcile {
+    if watermark <= db_height {
+        Reconcile::Keep
+    } else if watermark - db_height <= u64::from(MAX_UNSYNCED_COMMITS) {
+        Reconcile::Rewind
+    } else {
+        Reconcile::Clear
+    }
+}
+
 /// The running index thread.
 #[derive(Debug)]
 pub struct Indexer {
@@ -146,13 +172,30 @@ pub struct Indexer {
 }
 
 impl Indexer {
-    /// Starts following `reader`'s committed blocks into `index`.
-    pub fn start(reader: Reader, index: TxIndex) -> std::io::Result<Indexer> {
+    /// Starts following `reader`'s committed blocks into `index`, after
+    /// [`reconcile`] made the index agree with the database.
+    pub fn start(reader: Reader, index: TxIndex) -> Result<Indexer, String> {
+        let top = reader.committed_height().map_err(|e| e.to_string())?;
+        let watermark = index.indexed_height().map_err(|e| e.to_string())?;
+        match reconcile(watermark, top) {
+            Reconcile::Keep => {}
+            Reconcile::Rewind => index.rewind(top).map_err(|e| e.to_string())?,
+            Reconcile::Clear => {
+                tracing::warn!(
+                    watermark,
+                    committed_height = top,
+                    "transaction index is far ahead of the database (not built from it); \
+                     rebuilding it"
+                );
+                index.clear().map_err(|e| e.to_string())?;
+            }
+        }
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
             .name("txindex".into())
-            .spawn(move || run(&reader, &index, &flag))?;
+            .spawn(move || run(&reader, &index, &flag))
+            .map_err(|e| e.to_string())?;
         Ok(Indexer {
             stop,
             thread: Some(thread),
@@ -201,5 +244,21 @@ fn run(reader: &Reader, index: &TxIndex, stop: &AtomicBool) {
         if wait_ms > 0 {
             std::thread::park_timeout(Duration::from_millis(wait_ms));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_index_ahead_of_its_database_is_rewound_or_rebuilt() {
+        assert_eq!(reconcile(0, 0), Reconcile::Keep);
+        assert_eq!(reconcile(5, 9), Reconcile::Keep);
+        assert_eq!(reconcile(10, 10), Reconcile::Keep);
+        let crash = u64::from(MAX_UNSYNCED_COMMITS);
+        assert_eq!(reconcile(10 + crash, 10), Reconcile::Rewind);
+        assert_eq!(reconcile(11 + crash, 10), Reconcile::Clear);
+        assert_eq!(reconcile(u64::MAX, 0), Reconcile::Clear);
     }
 }

@@ -285,13 +285,13 @@ impl Runner {
             txindex: txindex.clone(),
         });
         let reader = store.reader();
-        let indexer = match txindex {
-            Some(index) => Some(
-                Indexer::start(reader.clone(), index)
-                    .map_err(|e| EngineError::Task(format!("starting the index thread: {e}")))?,
-            ),
-            None => None,
-        };
+        let indexer =
+            match txindex {
+                Some(index) => Some(Indexer::start(reader.clone(), index).map_err(|e| {
+                    EngineError::Task(format!("starting the transaction index: {e}"))
+                })?),
+                None => None,
+            };
         let start_view = core.view();
         let runner = Runner {
             core,

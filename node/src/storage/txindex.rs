@@ -112,6 +112,32 @@ impl TxIndex {
         txn.commit().map_err(|e| err(e.into()))
     }
 
+    /// Moves the watermark back to `height` (entries stay; blocks above it
+    /// are indexed again).
+    pub fn rewind(&self, height: u64) -> Result<(), StorageError> {
+        self.write_meta("index rewind", false, height)
+    }
+
+    /// Drops every entry and the watermark: everything is indexed again.
+    pub fn clear(&self) -> Result<(), StorageError> {
+        self.write_meta("index clear", true, 0)
+    }
+
+    fn write_meta(&self, op: &'static str, clear: bool, height: u64) -> Result<(), StorageError> {
+        let err = |e: redb::Error| db_err(&self.path, op)(e);
+        let txn = self.db.begin_write().map_err(|e| err(e.into()))?;
+        if clear {
+            txn.delete_table(TX_HEIGHT).map_err(|e| err(e.into()))?;
+            txn.open_table(TX_HEIGHT).map_err(|e| err(e.into()))?;
+        }
+        {
+            let mut meta = txn.open_table(META).map_err(|e| err(e.into()))?;
+            meta.insert(INDEXED_KEY, &height.to_le_bytes()[..])
+                .map_err(|e| err(e.into()))?;
+        }
+        txn.commit().map_err(|e| err(e.into()))
+    }
+
     /// Every block up to this height has its receipts indexed.
     pub fn indexed_height(&self) -> Result<u64, StorageError> {
         const OP: &str = "index read";
@@ -217,6 +243,17 @@ mod tests {
         let other = TxIndex::open(&path, "chain-b").unwrap();
         assert_eq!(other.get(&id(1)).unwrap(), None);
         assert_eq!(other.indexed_height().unwrap(), 0);
+        other.apply(&mut [(id(2), 3)], 4).unwrap();
+        other.rewind(2).unwrap();
+        assert_eq!(other.indexed_height().unwrap(), 2);
+        assert_eq!(
+            other.get(&id(2)).unwrap(),
+            Some(3),
+            "a rewind keeps entries"
+        );
+        other.clear().unwrap();
+        assert_eq!(other.indexed_height().unwrap(), 0);
+        assert_eq!(other.get(&id(2)).unwrap(), None);
     }
 
     #[test]
