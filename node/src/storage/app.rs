@@ -81,21 +81,8 @@ impl Reader {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<AppEntry>, StorageError> {
-        const OP: &str = "application read";
-        let err = |e: redb::Error| db_err(&self.path, OP)(e);
-        let txn = self.read(OP)?;
-        let app = txn.open_table(APP).map_err(|e| err(e.into()))?;
         let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
-        let mut out = Vec::new();
-        for row in app
-            .range::<&[u8]>((lower, Bound::Unbounded))
-            .map_err(|e| err(e.into()))?
-            .take(limit)
-        {
-            let (k, v) = row.map_err(|e| err(e.into()))?;
-            out.push((k.value().to_vec(), v.value().to_vec()));
-        }
-        Ok(out)
+        self.app_rows((lower, Bound::Unbounded), limit)
     }
 
     /// Up to `limit` application entries with `start <= key < end`, in key order.
@@ -105,13 +92,21 @@ impl Reader {
         end: &[u8],
         limit: usize,
     ) -> Result<Vec<AppEntry>, StorageError> {
+        self.app_rows((Bound::Included(start), Bound::Excluded(end)), limit)
+    }
+
+    fn app_rows(
+        &self,
+        bounds: (Bound<&[u8]>, Bound<&[u8]>),
+        limit: usize,
+    ) -> Result<Vec<AppEntry>, StorageError> {
         const OP: &str = "application read";
         let err = |e: redb::Error| db_err(&self.path, OP)(e);
         let txn = self.read(OP)?;
         let app = txn.open_table(APP).map_err(|e| err(e.into()))?;
         let mut out = Vec::new();
         for row in app
-            .range::<&[u8]>(start..end)
+            .range::<&[u8]>(bounds)
             .map_err(|e| err(e.into()))?
             .take(limit)
         {
