@@ -28,8 +28,9 @@ use std::time::Duration;
 
 /// Pause between batches once caught up. Each batch rewrites every index
 /// page its (random) ids land on, so fewer, larger batches cost less per
-/// transaction: at 6k tx/s, 100 ms batches took ~7% of a validator's CPU and
-/// cost ~40% in median latency at 10k tx/s (BENCHMARKS.md). The recent
+/// transaction: at 6k tx/s, 100 ms batches took ~7% of a validator's CPU, and
+/// at 10k tx/s the median latency was 1.5-2x that of a node without receipts
+/// (BENCHMARKS.md). The recent
 /// transaction log answers lookups for what the index has not reached.
 pub const INTERVAL_MS: u64 = 1_000;
 /// Most blocks indexed in one batch (one index write transaction).
@@ -108,7 +109,10 @@ pub fn index_batch(reader: &Reader, index: &TxIndex) -> Result<Batch, String> {
     let top = reader.committed_height().map_err(|e| e.to_string())?;
     // Above the committed height only before `reconcile` ran; then this
     // waits for the chain to pass it.
-    let from = index.indexed_height().map_err(|e| e.to_string())? + 1;
+    let from = index
+        .indexed_height()
+        .map_err(|e| e.to_string())?
+        .saturating_add(1);
     let to = top.min(from.saturating_add(MAX_BLOCKS_PER_BATCH - 1));
     if from > to {
         return Ok(Batch {
