@@ -119,8 +119,9 @@ use std::fmt;
 pub type StateWrite = (Vec<u8>, Option<Vec<u8>>);
 
 /// Most writes one block can produce: two accounts per entry, its receipt
-/// chunks, plus the tables, the root and meta keys. The store's per-commit write limit must be at
-/// least this, or a block full of tiny distinct entries could never be stored.
+/// chunks, the tables, the root and the meta keys. The store's per-commit
+/// write limit must be at least this, or a block full of tiny distinct
+/// entries could never be stored.
 pub const MAX_STATE_WRITES_PER_BLOCK: usize =
     2 * MAX_TXS_PER_BLOCK + MAX_RECEIPT_CHUNKS + 2 * game::MAX_OPEN_TABLES + 8;
 
