@@ -34,9 +34,10 @@
 //!
 //! Files under `data_dir`: `db` (redb: WAL, committed blocks, application
 //! state and receipts), `txindex` (redb: transaction id → height, derived
-//! from `db` by [`indexer`]), `guard_state` (the signing guard's double-sign protection, kept apart from the
-//! database on purpose; see `storage` module docs) and, once a validator rotated
-//! its QUIC identity key, `identity_rotations.json` ([`rotation`]).
+//! from `db` by [`indexer`]), `guard_state` (the signing guard's double-sign
+//! protection, kept apart from the database on purpose; see `storage` module
+//! docs) and, once a validator rotated its QUIC identity key,
+//! `identity_rotations.json` ([`rotation`]).
 
 pub mod admission;
 pub mod beacon;

@@ -191,10 +191,9 @@ impl Runner {
         let store = Store::open(data_dir.join("db"))?;
         let mut executor = Executor::open(&store.reader(), &app, &genesis.chain_id)?;
         executor.index_receipts = index_receipts;
-        let txindex = match index_receipts {
-            true => Some(TxIndex::open(data_dir.join("txindex"), &genesis.chain_id)?),
-            false => None,
-        };
+        let txindex = index_receipts
+            .then(|| TxIndex::open(data_dir.join("txindex"), &genesis.chain_id))
+            .transpose()?;
         let beacon = match (&app.beacon, beacon_share) {
             (None, Some(_)) => {
                 return Err(EngineError::Config(
@@ -285,13 +284,10 @@ impl Runner {
             txindex: txindex.clone(),
         });
         let reader = store.reader();
-        let indexer =
-            match txindex {
-                Some(index) => Some(Indexer::start(reader.clone(), index).map_err(|e| {
-                    EngineError::Task(format!("starting the transaction index: {e}"))
-                })?),
-                None => None,
-            };
+        let indexer = txindex
+            .map(|index| Indexer::start(reader.clone(), index))
+            .transpose()
+            .map_err(|e| EngineError::Task(format!("starting the transaction index: {e}")))?;
         let start_view = core.view();
         let runner = Runner {
             core,
