@@ -67,6 +67,10 @@ pub const ACCOUNT_FUNDS: u64 = 1_000_000;
 /// Per-client HTTP limit (requests/s and burst) the bench sets on its own
 /// validators, unless `--stock-http-limits`.
 pub const RAISED_HTTP_LIMIT: u32 = 1_000_000;
+/// Budget for signing ahead before the load starts, per transaction (µs;
+/// one costs ~15 here), plus two seconds: a slow machine starts late rather
+/// than never.
+const PREFILL_US_PER_TX: u64 = 60;
 
 /// Why a bench run failed.
 #[derive(Debug, thiserror::Error)]
@@ -324,10 +328,20 @@ async fn drive(
         bg_stop.clone(),
     );
     let top_rate = args.rate.unwrap_or(args::MAX_RATE);
+    // A fixed-rate run is signed ahead as far as the queue allows; a
+    // saturation search (rates unknown in advance) signs as it goes.
+    let ahead_ms = args.rate.map(|_| args.duration);
+    let queue = signer::queue_capacity(top_rate, ahead_ms);
+    // The run fits the queue: sign it all, then stop.
+    let whole_run = ahead_ms
+        .map(|ms| top_rate.saturating_mul(ms) / 1_000)
+        .filter(|&n| n < u64::try_from(queue).unwrap_or(u64::MAX))
+        .map(|_| u64::try_from(queue).unwrap_or(u64::MAX));
     let (signed, signer_thread) = signer::spawn(
         chain_id,
         Arc::new(keys),
-        signer::queue_capacity(top_rate),
+        queue,
+        whole_run,
         Arc::clone(clock),
     )
     .map_err(|e| BenchError::io("starting the signing thread", e))?;
@@ -340,14 +354,15 @@ async fn drive(
         drain_ms: args.drain,
         interrupted: false,
     };
-    // Let the signer get ahead of the schedule before the clock starts.
-    let prefill = signer::queue_capacity(top_rate) / 2;
-    for _ in 0..200 {
-        if runner.signed.len() >= prefill {
-            break;
-        }
+    // Let the signer get ahead of the schedule before the clock starts: all
+    // of a fixed-rate run, half the queue otherwise.
+    let prefill = if ahead_ms.is_some() { queue } else { queue / 2 };
+    let prefill_deadline_us =
+        clock.now_us() + PREFILL_US_PER_TX * u64::try_from(prefill).unwrap_or(u64::MAX) + 2_000_000;
+    while runner.signed.len() < prefill && clock.now_us() < prefill_deadline_us {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
+    let signed_ahead = runner.signed.len();
     let loadavg_start = procfs::read_loadavg();
     println!("load starts");
     let outcome = match args.rate {
@@ -420,6 +435,7 @@ async fn drive(
         nodes,
         signer: SignerFigures {
             signed: signer_report.signed,
+            signed_ahead: u64::try_from(signed_ahead).unwrap_or(u64::MAX),
             cpu_percent: stats::round1(signer_report.cpu_percent()),
             us_per_tx: stats::round1(signer_report.us_per_tx()),
         },

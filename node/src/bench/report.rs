@@ -33,6 +33,8 @@ pub struct NodeReport {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct SignerFigures {
     pub signed: u64,
+    /// Signed before the load started (outside the measured window).
+    pub signed_ahead: u64,
     /// CPU% of one core over the signer's life.
     pub cpu_percent: f64,
     /// CPU per transaction (µs): sign, encode, hash, hex.
@@ -313,8 +315,11 @@ impl BenchReport {
         row(
             "signer",
             format!(
-                "{:.1}% of a core, {:.1} us/tx, {} signed",
-                self.signer.cpu_percent, self.signer.us_per_tx, self.signer.signed
+                "{:.1}% of a core, {:.1} us/tx, {} signed, {} before the load started",
+                self.signer.cpu_percent,
+                self.signer.us_per_tx,
+                self.signer.signed,
+                self.signer.signed_ahead
             ),
         );
         row("bench process CPU", opt_pct(h.client_cpu_percent));
@@ -462,6 +467,7 @@ mod tests {
             }],
             signer: SignerFigures {
                 signed: 10,
+                signed_ahead: 8,
                 cpu_percent: 1.0,
                 us_per_tx: 30.0,
             },
@@ -504,6 +510,7 @@ mod tests {
         assert_eq!(v["batch"], 8);
         assert_eq!(v["latency_ms_p50"], 12.0);
         assert_eq!(v["cpu_percent"], 30.0);
+        assert_eq!(v["signer"]["signed_ahead"], 8);
         assert_eq!(v["nodes"][0]["rss_slope_mb_per_min"], 0.25);
         assert_eq!(v["steps"][0]["passed"], true);
         assert_eq!(v["steps"][0]["rate"], 200);

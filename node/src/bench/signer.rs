@@ -6,7 +6,14 @@
 //! would delay sends at high rates (and be counted as latency); done here,
 //! the generator only pops a ready transaction. The queue holds at most
 //! [`queue_capacity`] transactions, so memory is bounded and the signer
-//! simply blocks when it is far enough ahead. The thread measures its own
+//! simply blocks when it is far enough ahead.
+//!
+//! Why ahead of the whole run when it fits: clients sign on their own
+//! machines, but here the signer shares the two cores with the validators
+//! it measures (~15% of a core at 10,000 tx/s). A `--rate` run of up to
+//! [`MAX_AHEAD`] transactions is signed before the clock starts, so the
+//! measured window holds only the validators and the sending; longer runs
+//! sign the rest while they go. The thread measures its own
 //! CPU time (`/proc/thread-self/stat`) so the report can say what signing
 //! cost.
 //!
@@ -22,9 +29,12 @@ use bitcraps_crypto::Keypair;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
-/// Smallest and largest signing queue.
+/// Smallest and largest signing queue when signing while the load runs.
 pub const MIN_QUEUE: usize = 1_024;
 pub const MAX_QUEUE: usize = 100_000;
+/// Most transactions signed before a `--rate` run starts: ~400 bytes each
+/// (hex body, id, bookkeeping), so at most ~240 MB in the bench process.
+pub const MAX_AHEAD: usize = 600_000;
 
 /// A signed transaction ready to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,11 +78,21 @@ impl SignerReport {
 }
 
 /// Queue size for `rate`: about a second of transactions, within
-/// [`MIN_QUEUE`]..=[`MAX_QUEUE`].
-pub fn queue_capacity(rate: u64) -> usize {
-    usize::try_from(rate)
-        .unwrap_or(MAX_QUEUE)
-        .clamp(MIN_QUEUE, MAX_QUEUE)
+/// [`MIN_QUEUE`]..=[`MAX_QUEUE`], or, for a run of `planned_ms` at a fixed
+/// rate, the whole run plus a second (re-sends draw from the same queue)
+/// up to [`MAX_AHEAD`].
+pub fn queue_capacity(rate: u64, planned_ms: Option<u64>) -> usize {
+    let second = usize::try_from(rate).unwrap_or(MAX_QUEUE);
+    match planned_ms {
+        Some(ms) => {
+            let run = rate.saturating_mul(ms) / 1_000;
+            usize::try_from(run)
+                .unwrap_or(MAX_AHEAD)
+                .saturating_add(second)
+                .clamp(MIN_QUEUE, MAX_AHEAD)
+        }
+        None => second.clamp(MIN_QUEUE, MAX_QUEUE),
+    }
 }
 
 /// The `i`-th transaction's sender and recipient for `accounts` accounts.
@@ -107,11 +127,14 @@ pub fn prepare(chain_id: &str, keys: &[Keypair], nonces: &mut [u64], i: u64) -> 
 }
 
 /// The signing thread: owns the keys' nonces (all start at 0: the accounts
-/// are fresh), fills `tx` until the receiver is dropped.
+/// are fresh), fills `tx` until the receiver is dropped or, with `limit`,
+/// after that many transactions (a run signed ahead signs nothing more
+/// while it is measured).
 pub fn spawn(
     chain_id: String,
     keys: Arc<Vec<Keypair>>,
     capacity: usize,
+    limit: Option<u64>,
     clock: Arc<dyn Clock>,
 ) -> std::io::Result<(
     mpsc::Receiver<Prepared>,
@@ -125,7 +148,10 @@ pub fn spawn(
             let start_ticks = procfs::read_thread_cpu_ticks();
             let mut nonces = vec![0u64; keys.len()];
             let mut signed = 0u64;
-            while let Some(p) = prepare(&chain_id, &keys, &mut nonces, signed) {
+            while signed < limit.unwrap_or(u64::MAX) {
+                let Some(p) = prepare(&chain_id, &keys, &mut nonces, signed) else {
+                    break;
+                };
                 // Blocks while the queue is full; fails once the bench is done.
                 if tx.blocking_send(p).is_err() {
                     break;
@@ -175,16 +201,22 @@ mod tests {
             assert_eq!(p.size, p.hex.len() / 2);
         }
         assert_eq!(route(5, 1), (0, 0));
-        assert_eq!(queue_capacity(10), MIN_QUEUE);
-        assert_eq!(queue_capacity(10_000), 10_000);
-        assert_eq!(queue_capacity(u64::MAX), MAX_QUEUE);
+        assert_eq!(queue_capacity(10, None), MIN_QUEUE);
+        assert_eq!(queue_capacity(10_000, None), 10_000);
+        assert_eq!(queue_capacity(u64::MAX, None), MAX_QUEUE);
+        // A fixed-rate run: all of it plus a second, up to the cap.
+        assert_eq!(queue_capacity(10_000, Some(20_000)), 210_000);
+        assert_eq!(queue_capacity(10, Some(1_000)), MIN_QUEUE);
+        assert_eq!(queue_capacity(10_000, Some(3_600_000)), MAX_AHEAD);
+        assert_eq!(queue_capacity(u64::MAX, Some(u64::MAX)), MAX_AHEAD);
     }
 
     #[test]
     fn thread_fills_the_queue_and_stops_when_dropped() {
         let keys = Arc::new(vec![Keypair::from_seed(&[9; 32])]);
         let clock: Arc<dyn Clock> = Arc::new(crate::engine::SystemClock::new());
-        let (mut rx, handle) = spawn("c".into(), keys, 4, clock).unwrap();
+        let (mut rx, handle) =
+            spawn("c".into(), Arc::clone(&keys), 4, None, Arc::clone(&clock)).unwrap();
         let first = rx.blocking_recv().unwrap();
         let second = rx.blocking_recv().unwrap();
         assert_ne!(first.hash, second.hash);
@@ -192,5 +224,13 @@ mod tests {
         let report = handle.join().unwrap();
         // Two taken, up to four queued, one blocked in send.
         assert!((2..=7).contains(&report.signed), "{report:?}");
+        // With a limit the thread stops on its own, the queue still open.
+        let (mut rx, handle) = spawn("c".into(), keys, 16, Some(3), clock).unwrap();
+        let report = handle.join().unwrap();
+        assert_eq!(report.signed, 3);
+        for _ in 0..3 {
+            assert!(rx.try_recv().is_ok());
+        }
+        assert!(rx.try_recv().is_err());
     }
 }
