@@ -252,6 +252,8 @@ pub const PENDING_PER_ACCOUNT: u64 = 4;
 pub struct PoolFixture {
     pub pool: Mempool,
     pub incoming: Vec<PoolTx>,
+    /// Each sender's nonce after all its pending and incoming transactions.
+    next_nonce: std::collections::BTreeMap<PublicKey, u64>,
 }
 
 impl PoolFixture {
@@ -268,7 +270,7 @@ impl PoolFixture {
                 pool.insert(tx, encoded, id, 0).expect("admitted");
             }
         }
-        let incoming = (0..incoming as u64)
+        let incoming: Vec<PoolTx> = (0..incoming as u64)
             .map(|i| {
                 if i % 2 == 0 && i / 2 < accounts {
                     pool_tx(&senders[(i / 2) as usize], PENDING_PER_ACCOUNT)
@@ -277,7 +279,19 @@ impl PoolFixture {
                 }
             })
             .collect();
-        let f = PoolFixture { pool, incoming };
+        let mut next_nonce: std::collections::BTreeMap<PublicKey, u64> =
+            std::collections::BTreeMap::new();
+        for (tx, _, _) in incoming.iter() {
+            next_nonce.insert(tx.tx.from, tx.tx.nonce + 1);
+        }
+        for s in &senders {
+            next_nonce.entry(s.public()).or_insert(PENDING_PER_ACCOUNT);
+        }
+        let f = PoolFixture {
+            pool,
+            incoming,
+            next_nonce,
+        };
         let mut check = f.pool.clone();
         assert_eq!(f.admit(&mut check), f.incoming.len(), "all admitted");
         f
@@ -290,6 +304,22 @@ impl PoolFixture {
             .iter()
             .filter(|(tx, encoded, id)| pool.insert(*tx, encoded.clone(), *id, 0).is_ok())
             .count()
+    }
+}
+
+impl PoolFixture {
+    /// The whole pool life of the incoming transactions: admits them into
+    /// `pool` (a clone of [`Self::pool`]), takes one payload for view 1 and
+    /// commits it at view 1, as the engine does for a block it proposed.
+    /// Returns how many transactions the payload committed.
+    pub fn cycle(&self, pool: &mut Mempool) -> usize {
+        self.admit(pool);
+        let (_, taken) = pool.take_payload(1, MAX_PAYLOAD_BYTES, |_| 0);
+        // Every account's transactions all committed: its committed nonce is
+        // past its last one.
+        let committed = |k: &PublicKey| self.next_nonce.get(k).copied().unwrap_or(0);
+        pool.on_commit(1, &taken, committed);
+        taken.len()
     }
 }
 
@@ -323,5 +353,10 @@ mod tests {
         let (payload, ids) = p.take_payload(1, MAX_PAYLOAD_BYTES, |_| 0);
         assert_eq!(ids.len(), 30);
         assert!(!payload.is_empty());
+        // The whole cycle empties the pool when one payload takes it all.
+        let f = PoolFixture::new(100, 20, pool_config(1000));
+        let mut p = f.pool.clone();
+        assert_eq!(f.cycle(&mut p), 120);
+        assert!(p.is_empty(), "{} left", p.len());
     }
 }

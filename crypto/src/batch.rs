@@ -22,12 +22,12 @@
 //! BENCHMARKS.md): a batch of 256 costs about a third of verifying its
 //! signatures one by one.
 
+use crate::fastmap::FastMap;
 use crate::keys::{PublicKey, Signature};
 use crate::verify::Parsed;
 use curve25519_dalek::edwards::EdwardsPoint;
 use curve25519_dalek::scalar::Scalar;
 use curve25519_dalek::traits::{IsIdentity, VartimeMultiscalarMul};
-use std::collections::HashMap;
 
 /// Largest number of signatures handed to one batch equation. Bounds the memory
 /// and latency of a single multi-scalar multiplication; longer inputs are cut into
@@ -152,7 +152,7 @@ fn batch_passes(terms: &[Term<'_>], indices: &[usize]) -> bool {
     // B's coefficient goes first and is accumulated below.
     scalars.push(Scalar::ZERO);
     points.push(curve25519_dalek::constants::ED25519_BASEPOINT_POINT);
-    let mut key_slot: HashMap<&[u8; 32], usize> = HashMap::new();
+    let mut key_slot: FastMap<&[u8; 32], usize> = FastMap::default();
     for (&i, z) in indices.iter().zip(&weights) {
         let t = &terms[i];
         scalars[0] -= z * t.parsed.s;

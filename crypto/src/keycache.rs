@@ -15,8 +15,8 @@
 //! still in use therefore survives, and at most [`CAPACITY`] keys (~250 bytes
 //! each) are held.
 
+use crate::fastmap::FastMap;
 use ed25519_dalek::VerifyingKey;
-use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 
 /// Most keys held (both generations together).
@@ -24,8 +24,8 @@ pub const CAPACITY: usize = 16_384;
 
 #[derive(Default)]
 struct Generations {
-    current: HashMap<[u8; 32], VerifyingKey>,
-    previous: HashMap<[u8; 32], VerifyingKey>,
+    current: FastMap<[u8; 32], VerifyingKey>,
+    previous: FastMap<[u8; 32], VerifyingKey>,
 }
 
 fn cache() -> &'static Mutex<Generations> {

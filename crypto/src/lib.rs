@@ -31,6 +31,7 @@
 pub mod batch;
 pub mod beacon;
 pub mod domain;
+pub mod fastmap;
 pub mod guard;
 pub mod hash;
 pub mod keycache;

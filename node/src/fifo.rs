@@ -16,6 +16,7 @@
 //! is rehashed in place: it reaches its final size at fill time and never
 //! moves again. A map that never fills never pays for it.
 
+use bitcraps_crypto::fastmap::FastMap;
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 
@@ -44,7 +45,7 @@ pub fn reserve_for_churn<K: Hash + Eq, V, S: std::hash::BuildHasher>(
 /// (FIFO, not LRU).
 #[derive(Debug, Clone)]
 pub struct FifoMap<K, V> {
-    map: HashMap<K, V>,
+    map: FastMap<K, V>,
     /// Keys in insertion order. A removed key's slot stays until it reaches
     /// the front or the queue outgrows twice the bound (then it is compacted).
     order: VecDeque<K>,
@@ -57,7 +58,7 @@ impl<K: Hash + Eq + Clone, V> FifoMap<K, V> {
     pub fn new(bound: usize) -> Self {
         let bound = bound.max(1);
         FifoMap {
-            map: HashMap::new(),
+            map: FastMap::default(),
             order: VecDeque::new(),
             bound,
         }

@@ -46,8 +46,9 @@
 
 use super::payload::PayloadBuilder;
 use super::tx::SignedTx;
+use bitcraps_crypto::fastmap::{FastMap, FastSet};
 use bitcraps_crypto::{Hash32, PublicKey};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 
 /// Accounts stuck behind a nonce gap re-checked per `on_commit`.
@@ -133,8 +134,8 @@ struct Queue {
 #[derive(Debug, Clone)]
 pub struct Mempool {
     config: MempoolConfig,
-    entries: HashMap<Hash32, Entry>,
-    accounts: HashMap<PublicKey, Queue>,
+    entries: FastMap<Hash32, Entry>,
+    accounts: FastMap<PublicKey, Queue>,
     /// Takeable transactions, one per account, by arrival.
     heads: BTreeMap<u64, Hash32>,
     /// In-flight transactions by (view, arrival).
@@ -150,8 +151,8 @@ impl Mempool {
     pub fn new(config: MempoolConfig) -> Self {
         Mempool {
             config,
-            entries: HashMap::new(),
-            accounts: HashMap::new(),
+            entries: FastMap::default(),
+            accounts: FastMap::default(),
             heads: BTreeMap::new(),
             flights: BTreeMap::new(),
             gapped: BTreeSet::new(),
@@ -272,7 +273,7 @@ impl Mempool {
         let mut builder = PayloadBuilder::new(max_bytes, self.config.max_txs_per_payload);
         let mut taken = Vec::new();
         // Accounts already refreshed during this call (one nonce_of each).
-        let mut fresh: BTreeSet<PublicKey> = BTreeSet::new();
+        let mut fresh: FastSet<PublicKey> = FastSet::default();
         while let Some((seq, hash)) = self.heads.pop_first() {
             let Some(entry) = self.entries.get(&hash) else {
                 continue; // unreachable: heads only hold pending ids
@@ -314,7 +315,8 @@ impl Mempool {
     /// them. Released like our own by [`Mempool::on_commit`]. Transactions
     /// already in flight, or not here, are left alone.
     pub fn mark_in_flight(&mut self, view: u64, hashes: &[Hash32]) {
-        let mut touched: BTreeSet<PublicKey> = BTreeSet::new();
+        // A set without order: refreshes of distinct accounts commute.
+        let mut touched: FastSet<PublicKey> = FastSet::default();
         for h in hashes {
             if let Some(e) = self.entries.get_mut(h) {
                 if e.view.is_none() {
@@ -342,7 +344,8 @@ impl Mempool {
         committed: &[Hash32],
         nonce_of: impl Fn(&PublicKey) -> u64,
     ) {
-        let mut touched: BTreeSet<PublicKey> = BTreeSet::new();
+        // A set without order: refreshes of distinct accounts commute.
+        let mut touched: FastSet<PublicKey> = FastSet::default();
         for h in committed {
             if let Some(e) = self.remove_entry(h) {
                 touched.insert(e.from);

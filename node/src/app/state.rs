@@ -109,9 +109,10 @@ use super::payload::{split_payload, PayloadError, MAX_TXS_PER_BLOCK};
 use super::tree::Tree;
 use super::tx::{tx_hash, Action, SignedTx, Transaction};
 use super::verify::{verify_txs, VerifiedCache};
+use bitcraps_crypto::fastmap::{map_with_capacity, set_with_capacity, FastMap, FastSet};
 use bitcraps_crypto::{hash, Hash32, PublicKey};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 /// One key-value write (`None` deletes), identical to the storage layer's
@@ -653,8 +654,8 @@ impl AppState {
         chain_id: &str,
         decoded: &[(Hash32, Option<SignedTx>)],
         cache: &mut VerifiedCache,
-    ) -> HashMap<Hash32, bool> {
-        let mut verdicts: HashMap<Hash32, bool> = HashMap::with_capacity(decoded.len());
+    ) -> FastMap<Hash32, bool> {
+        let mut verdicts: FastMap<Hash32, bool> = map_with_capacity(decoded.len());
         let mut pending: Vec<(Hash32, &SignedTx)> = Vec::new();
         for (id, tx) in decoded {
             let Some(tx) = tx else { continue };
@@ -798,7 +799,7 @@ pub fn decode_account(v: &[u8]) -> Result<Account, String> {
 /// stored: not a replay of an already used nonce, and each id once (the
 /// first). Everything that stores or indexes receipts uses this one rule.
 pub fn persisted_receipts(receipts: &[Receipt]) -> impl Iterator<Item = &Receipt> {
-    let mut seen: HashSet<Hash32> = HashSet::with_capacity(receipts.len());
+    let mut seen: FastSet<Hash32> = set_with_capacity(receipts.len());
     receipts
         .iter()
         .filter(move |r| !is_replay(r) && seen.insert(r.hash))

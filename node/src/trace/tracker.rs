@@ -57,9 +57,10 @@
 //! hot path.
 
 use crate::fifo::reserve_for_churn;
+use bitcraps_crypto::fastmap::FastMap;
 use bitcraps_crypto::Hash32;
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use uuid::Uuid;
 
@@ -388,11 +389,11 @@ impl LatencyRing {
 /// Everything behind the tracker's mutex.
 #[derive(Debug, Default)]
 struct Inner {
-    entries: HashMap<Hash32, Entry>,
+    entries: FastMap<Hash32, Entry>,
     /// Insertion sequence number → tx; the first key is the oldest entry.
     order: BTreeMap<u64, Hash32>,
     /// Correlation id → its txs, oldest first, at most [`MAX_TXS_PER_ID`].
-    by_id: HashMap<Uuid, VecDeque<Hash32>>,
+    by_id: FastMap<Uuid, VecDeque<Hash32>>,
     next_seq: u64,
     /// Retained entries that reached Executed.
     completed: u64,

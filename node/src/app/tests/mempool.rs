@@ -5,7 +5,7 @@ use crate::app::payload::split_payload;
 use crate::app::tx::{tx_hash, Action, Transaction};
 use bitcraps_crypto::{hash, Keypair, Signature};
 use proptest::prelude::*;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 fn key(i: usize) -> PublicKey {
     // Distinct valid keys; signatures are irrelevant here (the caller verifies).
