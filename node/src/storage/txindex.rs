@@ -99,13 +99,12 @@ impl TxIndex {
                 same(FORMAT_KEY, &FORMAT.to_le_bytes())? && same(CHAIN_KEY, chain_id.as_bytes())?;
             if !matches {
                 // Derived data: start over rather than serve another chain's heights.
-                txn.delete_table(TX_HEIGHT).map_err(|e| err(e.into()))?;
+                empty_entries(&txn).map_err(err)?;
                 meta.insert(FORMAT_KEY, &FORMAT.to_le_bytes()[..])
                     .map_err(|e| err(e.into()))?;
                 meta.insert(CHAIN_KEY, chain_id.as_bytes())
                     .map_err(|e| err(e.into()))?;
-                meta.insert(INDEXED_KEY, &0u64.to_le_bytes()[..])
-                    .map_err(|e| err(e.into()))?;
+                set_watermark(&mut meta, 0).map_err(err)?;
             }
         }
         txn.open_table(TX_HEIGHT).map_err(|e| err(e.into()))?;
@@ -127,13 +126,11 @@ impl TxIndex {
         let err = |e: redb::Error| db_err(&self.path, op)(e);
         let txn = self.db.begin_write().map_err(|e| err(e.into()))?;
         if clear {
-            txn.delete_table(TX_HEIGHT).map_err(|e| err(e.into()))?;
-            txn.open_table(TX_HEIGHT).map_err(|e| err(e.into()))?;
+            empty_entries(&txn).map_err(err)?;
         }
         {
             let mut meta = txn.open_table(META).map_err(|e| err(e.into()))?;
-            meta.insert(INDEXED_KEY, &height.to_le_bytes()[..])
-                .map_err(|e| err(e.into()))?;
+            set_watermark(&mut meta, height).map_err(err)?;
         }
         txn.commit().map_err(|e| err(e.into()))
     }
@@ -194,11 +191,23 @@ impl TxIndex {
                 table.insert(id.0, *height).map_err(|e| err(e.into()))?;
             }
             let mut meta = txn.open_table(META).map_err(|e| err(e.into()))?;
-            meta.insert(INDEXED_KEY, &indexed_height.to_le_bytes()[..])
-                .map_err(|e| err(e.into()))?;
+            set_watermark(&mut meta, indexed_height).map_err(err)?;
         }
         txn.commit().map_err(|e| err(e.into()))
     }
+}
+
+/// Drops every (id, height) entry and recreates the empty table.
+fn empty_entries(txn: &redb::WriteTransaction) -> Result<(), redb::Error> {
+    txn.delete_table(TX_HEIGHT)?;
+    txn.open_table(TX_HEIGHT)?;
+    Ok(())
+}
+
+/// Every block up to `height` is indexed (written with the entries it covers).
+fn set_watermark(meta: &mut redb::Table<&str, &[u8]>, height: u64) -> Result<(), redb::Error> {
+    meta.insert(INDEXED_KEY, &height.to_le_bytes()[..])?;
+    Ok(())
 }
 
 #[cfg(test)]
