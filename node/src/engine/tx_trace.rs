@@ -137,12 +137,11 @@ impl TxTracer {
         let raw = split_payload(&block.payload).ok()?;
         let mut entries = Vec::new();
         for (i, tx) in raw.iter().enumerate() {
-            let hash = tx_hash(tx);
-            let Some((correlation_id, origin)) = self.tracker.origin_of(&hash) else {
+            let stages = [(Stage::Batched, batched), (Stage::Proposed, proposed)];
+            let Some((correlation_id, origin)) = self.tracker.record_stages(&tx_hash(tx), &stages)
+            else {
                 continue;
             };
-            self.tracker.record(&hash, Stage::Batched, batched);
-            self.tracker.record(&hash, Stage::Proposed, proposed);
             let Ok(index) = u16::try_from(i) else {
                 break;
             };
@@ -180,7 +179,6 @@ impl TxTracer {
             .get_or_insert_with(unix_now_us);
     }
 
-    /// `block` was finalized (before execution).
     /// `block` was finalized (before execution). Returns how long after
     /// this validator first saw (or made) its proposal, in µs, when it did.
     pub(super) fn committed(&mut self, block: Hash32) -> Option<u64> {

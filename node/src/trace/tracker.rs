@@ -619,6 +619,26 @@ impl CorrelationTracker {
         height: u64,
         outcome: &'static str,
     ) -> Option<(Uuid, Origin)> {
+        self.with_stages(tx, stages, |entry| {
+            entry.height = Some(height);
+            entry.outcome = Some(static_outcome(outcome));
+        })
+    }
+
+    /// Records each of `stages` as [`Self::record`] would, under one lock and
+    /// one lookup, and returns the tx's correlation id and origin; `None`
+    /// (and no change) if `tx` is not tracked. What a leader does for each
+    /// transaction of its proposal (batched, proposed).
+    pub fn record_stages(&self, tx: &Hash32, stages: &[(Stage, u64)]) -> Option<(Uuid, Origin)> {
+        self.with_stages(tx, stages, |_| {})
+    }
+
+    fn with_stages(
+        &self,
+        tx: &Hash32,
+        stages: &[(Stage, u64)],
+        then: impl FnOnce(&mut Entry),
+    ) -> Option<(Uuid, Origin)> {
         let mut guard = self.lock();
         let inner = &mut *guard;
         let entry = inner.entries.get_mut(tx)?;
@@ -630,8 +650,7 @@ impl CorrelationTracker {
         for &(stage, at) in stages {
             done.record(entry, stage, at);
         }
-        entry.height = Some(height);
-        entry.outcome = Some(static_outcome(outcome));
+        then(entry);
         Some((entry.id, entry.origin))
     }
 
@@ -839,6 +858,45 @@ mod tests {
             "first time wins"
         );
         assert_eq!(one.stats().completed, 2);
+    }
+
+    /// `record_stages` equals `origin_of` plus one `record` per stage, and
+    /// leaves an untracked tx untracked.
+    #[test]
+    fn record_stages_matches_separate_calls() {
+        let (one, many) = (tracker(100), tracker(100));
+        let origin = Origin {
+            parent_span_id: Some([3; 8]),
+            sampled: true,
+        };
+        for t in [&one, &many] {
+            t.begin(id(4), tx(1), origin, Stage::Mempool, 10);
+            t.record(&tx(1), Stage::Batched, 12);
+        }
+        let stages = [(Stage::Batched, 15), (Stage::Proposed, 20)];
+        for x in [tx(1), tx(2)] {
+            let got = one.record_stages(&x, &stages);
+            let want = many.origin_of(&x);
+            assert_eq!(got, want);
+            if want.is_some() {
+                for (stage, at) in stages {
+                    many.record(&x, stage, at);
+                }
+            }
+        }
+        assert_eq!(one.record_stages(&tx(1), &[]), Some((id(4), origin)));
+        assert_eq!(one.get(&id(4)), many.get(&id(4)));
+        assert_eq!(one.stats(), many.stats());
+        assert_eq!(
+            stages_of(&one.get(&id(4))[0]),
+            vec![
+                (Stage::Mempool, 10),
+                (Stage::Batched, 12),
+                (Stage::Proposed, 20)
+            ],
+            "first time wins"
+        );
+        assert!(one.get(&id(5)).is_empty());
     }
 
     #[test]
