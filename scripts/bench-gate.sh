@@ -54,6 +54,7 @@ PATHS=(
   "codec::decode_tx 100"
   "mempool::insert_100 4"
   "mempool::cycle_100 4"
+  "tracker::lifecycle_100 4"
   "state::root_1000 2"
 )
 

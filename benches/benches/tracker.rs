@@ -16,39 +16,17 @@
 //! * `tracker::stats/samples=4096`: `/api/v1/correlation/stats` with full
 //!   latency rings (sorts 11 rings).
 
+use bitcraps_benches::trace::{full_tracker, id, tx};
 use bitcraps_crypto::Hash32;
-use bitcraps_node::trace::tracker::{CorrelationTracker, Origin, Stage, TrackerConfig};
+use bitcraps_node::trace::tracker::{CorrelationTracker, Origin, Stage};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::hint::black_box;
-use uuid::Uuid;
 
 const ENTRIES: usize = 65_536;
 
-fn tx(i: u64) -> Hash32 {
-    let mut h = [0u8; 32];
-    h[..8].copy_from_slice(&i.to_be_bytes());
-    h[8] = 0xA5;
-    Hash32(h)
-}
-
-fn id(i: u64) -> Uuid {
-    Uuid::from_u64_pair(0x0190_0000_0000_7000, i | 0x8000_0000_0000_0000)
-}
-
 /// A tracker holding `ENTRIES` executed txs (full rings of latency samples).
 fn full() -> CorrelationTracker {
-    let t = CorrelationTracker::new(TrackerConfig {
-        max_entries: ENTRIES,
-        ..TrackerConfig::default()
-    });
-    for i in 0..ENTRIES as u64 {
-        let at = i * 10;
-        t.begin(id(i), tx(i), Origin::default(), Stage::Received, at);
-        for (k, stage) in Stage::ALL.into_iter().skip(1).take(9).enumerate() {
-            t.record(&tx(i), stage, at + 100 * (k as u64 + 1));
-        }
-    }
-    t
+    full_tracker(ENTRIES)
 }
 
 fn tracker(c: &mut Criterion) {

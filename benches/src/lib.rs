@@ -9,7 +9,9 @@
 //! * [`sigs`]: ed25519 signatures over vote-sized messages, parallel verification.
 //! * [`chain`]: consensus traffic of a healthy chain and wire messages.
 //! * [`app`]: application blocks (transfers and craps bets), mempools, payloads.
+//! * [`trace`]: a full correlation tracker and one transaction's calls into it.
 
 pub mod app;
 pub mod chain;
 pub mod sigs;
+pub mod trace;

@@ -65,6 +65,10 @@ const PATHS: &[(&str, &str)] = &[
         "the pool life of 100 transactions in a pool of 1000: admit, take them in a payload, commit it (pool clone not counted)",
     ),
     (
+        "tracker::lifecycle_100",
+        "the tracker calls of 100 transactions on their origin validator (begin to executed), in a full tracker of 4096",
+    ),
+    (
         "state::root_1000",
         "AppState::genesis over 1000 accounts and its state root",
     ),
@@ -168,6 +172,17 @@ fn run(name: &str, k: u64) -> Result<(), String> {
                 let committed = measured(|| f.cycle(&mut pool));
                 if committed != 1100 {
                     return Err(format!("{committed} of 1100 committed"));
+                }
+            }
+        }
+        "tracker::lifecycle_100" => {
+            const ENTRIES: u64 = 4_096;
+            let t = bitcraps_benches::trace::full_tracker(ENTRIES as usize);
+            for i in 0..k {
+                let first = ENTRIES + i * 100;
+                let done = measured(|| bitcraps_benches::trace::lifecycle(&t, first, 100));
+                if done != 100 {
+                    return Err(format!("{done} of 100 completed"));
                 }
             }
         }
