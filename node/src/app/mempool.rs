@@ -2,8 +2,10 @@
 //!
 //! Pure and single-threaded (the engine task owns it), bounded in every
 //! structure by [`MempoolConfig::capacity`], and deterministic: payloads depend
-//! only on the sequence of calls. Hash maps serve lookups only; every walk goes
-//! through a `BTreeMap`/`BTreeSet`.
+//! only on the sequence of calls. Hash maps serve lookups, and the one kind of
+//! walk whose order cannot matter (refreshing a set of distinct accounts:
+//! each refresh touches only its own account's entries); every other walk
+//! goes through a `BTreeMap`/`BTreeSet`.
 //!
 //! # Order
 //!
