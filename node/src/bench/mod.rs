@@ -332,16 +332,11 @@ async fn drive(
     // saturation search (rates unknown in advance) signs as it goes.
     let ahead_ms = args.rate.map(|_| args.duration);
     let queue = signer::queue_capacity(top_rate, ahead_ms);
-    // The run fits the queue: sign it all, then stop.
-    let whole_run = ahead_ms
-        .map(|ms| top_rate.saturating_mul(ms) / 1_000)
-        .filter(|&n| n < u64::try_from(queue).unwrap_or(u64::MAX))
-        .map(|_| u64::try_from(queue).unwrap_or(u64::MAX));
     let (signed, signer_thread) = signer::spawn(
         chain_id,
         Arc::new(keys),
         queue,
-        whole_run,
+        signer::sign_limit(top_rate, ahead_ms),
         Arc::clone(clock),
     )
     .map_err(|e| BenchError::io("starting the signing thread", e))?;

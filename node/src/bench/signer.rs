@@ -95,6 +95,16 @@ pub fn queue_capacity(rate: u64, planned_ms: Option<u64>) -> usize {
     }
 }
 
+/// How many transactions the signer makes for a run of `planned_ms` at
+/// `rate`: the whole queue when the run fits in it (sign it all, then
+/// stop), no limit otherwise (sign while the load runs).
+pub fn sign_limit(rate: u64, planned_ms: Option<u64>) -> Option<u64> {
+    let ms = planned_ms?;
+    let run = rate.saturating_mul(ms) / 1_000;
+    let queue = u64::try_from(queue_capacity(rate, Some(ms))).unwrap_or(u64::MAX);
+    (run < queue).then_some(queue)
+}
+
 /// The `i`-th transaction's sender and recipient for `accounts` accounts.
 pub fn route(i: u64, accounts: usize) -> (usize, usize) {
     let k = u64::try_from(accounts.max(1)).unwrap_or(u64::MAX);
@@ -209,6 +219,10 @@ mod tests {
         assert_eq!(queue_capacity(10, Some(1_000)), MIN_QUEUE);
         assert_eq!(queue_capacity(10_000, Some(3_600_000)), MAX_AHEAD);
         assert_eq!(queue_capacity(u64::MAX, Some(u64::MAX)), MAX_AHEAD);
+        // A run that fits is signed whole, then the signer stops.
+        assert_eq!(sign_limit(10_000, Some(20_000)), Some(210_000));
+        assert_eq!(sign_limit(10_000, Some(3_600_000)), None);
+        assert_eq!(sign_limit(10_000, None), None);
     }
 
     #[test]
