@@ -85,6 +85,32 @@ fn tip(view: u64) -> WalEntry {
     }
 }
 
+/// The committed-tip entry for a stored block, as the core writes it.
+fn tip_of(cb: &CommittedBlock) -> WalEntry {
+    WalEntry::Committed {
+        view: cb.block.header.view,
+        height: cb.block.header.height,
+        id: cb.block.id(),
+        timestamp_ms: cb.block.header.timestamp_ms,
+    }
+}
+
+/// A finalized block on top of `parent` at `view`.
+fn committed_at(
+    kps: &[Keypair],
+    view: u64,
+    height: u64,
+    parent: Hash32,
+    payload: Vec<u8>,
+) -> CommittedBlock {
+    let b = block(view, height, parent, payload);
+    let finalization = cert(kps, VoteBody::finalize(view, b.id()));
+    CommittedBlock {
+        block: b,
+        finalization,
+    }
+}
+
 fn nullify_vote(kps: &[Keypair], view: u64) -> WalEntry {
     WalEntry::OwnVote(vote(kps, 1, VoteBody::nullify(view)))
 }
@@ -176,6 +202,11 @@ fn prune_matches_simulator_semantics() {
     let path = dir.path().join("node.redb");
     let kps = keys();
     let mut store = Store::open(&path).unwrap();
+    // Pruning stops at the newest durable block's view: put one far above.
+    store
+        .commit(&committed_at(&kps, 5_000, 1, genesis_id(), Vec::new()))
+        .unwrap();
+    store.sync_blocks().unwrap();
     let log = vec![
         nullify_vote(&kps, 1),
         tip(1),
@@ -216,6 +247,167 @@ fn prune_matches_simulator_semantics() {
     let mut store = Store::open(&path).unwrap();
     assert_eq!(store.wal().unwrap(), vec![tip(4)]);
     assert!(store.append(&nullify_vote(&kps, 11)).unwrap() > last);
+}
+
+/// The WAL is never pruned at or above the newest durable block's view: a
+/// crash may lose the blocks above it, and those entries commit them again.
+#[test]
+fn prune_keeps_what_recommits_undurable_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.redb");
+    let kps = keys();
+    let mut store = Store::open(&path).unwrap();
+    let b1 = committed_at(&kps, 10, 1, genesis_id(), Vec::new());
+    store.commit(&b1).unwrap();
+    store.sync_blocks().unwrap();
+    // Committed but not durable: it does not raise the floor.
+    let b2 = committed_at(&kps, 20, 2, b1.block.id(), Vec::new());
+    store.commit(&b2).unwrap();
+    for v in [5, 9, 10, 15, 20, 25] {
+        store.append(&nullify_vote(&kps, v)).unwrap();
+    }
+    store.prune(25).unwrap();
+    let views = |s: &Store| -> Vec<u64> { s.wal().unwrap().iter().map(WalEntry::view).collect() };
+    assert_eq!(views(&store), vec![10, 15, 20, 25]);
+    // Once block 2 is durable the rest can go.
+    store.sync_blocks().unwrap();
+    store.prune(25).unwrap();
+    assert_eq!(views(&store), vec![20, 25]);
+}
+
+/// A restarted core replays the WAL without committed tips above the stored
+/// chain, and with the stored tip: it re-delivers exactly the missing blocks.
+#[test]
+fn restore_log_matches_the_stored_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.redb");
+    let kps = keys();
+    let chain = chain_on(&kps, genesis_id(), 0, 3);
+    let lost = chain_on(&kps, chain[2].block.id(), 3, 2);
+    {
+        let mut store = Store::open(&path).unwrap();
+        assert!(store.restore_log().unwrap().is_empty());
+        for cb in &chain {
+            store.commit(cb).unwrap();
+            store.append(&tip_of(cb)).unwrap();
+        }
+        store.close().unwrap();
+    }
+    let vote = nullify_vote(&kps, 9);
+    let mut store = Store::open(&path).unwrap();
+    // As if blocks 4 and 5 were committed, their tips synced, and the
+    // blocks lost in a crash.
+    store.append(&tip_of(&lost[0])).unwrap();
+    store.append(&vote).unwrap();
+    store.append(&tip_of(&lost[1])).unwrap();
+    store.sync().unwrap();
+    let expected = vec![
+        tip_of(&chain[0]),
+        tip_of(&chain[1]),
+        tip_of(&chain[2]),
+        vote.clone(),
+        tip_of(&chain[2]),
+    ];
+    assert_eq!(store.restore_log().unwrap(), expected);
+    // With the blocks stored, the tips stay.
+    for cb in &lost {
+        store.commit(cb).unwrap();
+    }
+    let log = store.restore_log().unwrap();
+    assert_eq!(log.len(), 7);
+    assert_eq!(log[5], tip_of(&lost[1]));
+    assert_eq!(log[6], tip_of(&lost[1]));
+}
+
+/// A database written by schema 1 (the WAL in the main file) opens as
+/// schema 2: same WAL, same blocks and state, sequence numbers continue, and
+/// the main file no longer has a WAL table.
+#[test]
+fn single_file_database_is_upgraded() {
+    use redb::{ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
+    type WalTable = TableDefinition<'static, u64, (u64, bool, &'static [u8])>;
+    const WAL: WalTable = TableDefinition::new("wal");
+    const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.redb");
+    let kps = keys();
+    let chain = chain_on(&kps, genesis_id(), 0, 3);
+    let entries = vec![
+        nullify_vote(&kps, 1),
+        tip_of(&chain[2]),
+        nullify_vote(&kps, 8),
+    ];
+    let last_seq = {
+        let mut store = Store::open(&path).unwrap();
+        for cb in &chain {
+            store
+                .commit_with_state(cb, &[(b"k".to_vec(), Some(b"v".to_vec()))])
+                .unwrap();
+        }
+        for e in &entries {
+            store.append(e).unwrap();
+        }
+        store.close().unwrap();
+        let store = Store::open(&path).unwrap();
+        store.wal_with_seq().unwrap().last().unwrap().0
+    };
+    // Rewrite it as schema 1 wrote it: WAL rows and counter in the main file.
+    let wal_file = bitcraps_node::storage::wal_path(&path);
+    let rows: Vec<(u64, u64, bool, Vec<u8>)> = {
+        let db = redb::Database::open(&wal_file).unwrap();
+        let txn = db.begin_read().unwrap();
+        let t = txn.open_table(WAL).unwrap();
+        t.iter()
+            .unwrap()
+            .map(|r| {
+                let (k, v) = r.unwrap();
+                let (view, tip, bytes) = v.value();
+                (k.value(), view, tip, bytes.to_vec())
+            })
+            .collect()
+    };
+    assert_eq!(rows.len(), 3);
+    std::fs::remove_file(&wal_file).unwrap();
+    {
+        let db = redb::Database::open(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut t = txn.open_table(WAL).unwrap();
+            for (seq, view, tip, bytes) in &rows {
+                t.insert(*seq, (*view, *tip, bytes.as_slice())).unwrap();
+            }
+            let mut meta = txn.open_table(META).unwrap();
+            meta.insert("schema_version", 1).unwrap();
+            meta.insert("wal_next_seq", last_seq + 5).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    {
+        let mut store = Store::open(&path).unwrap();
+        assert_eq!(store.wal().unwrap(), entries);
+        assert_eq!(store.committed_height().unwrap(), 3);
+        assert_eq!(store.app_get(b"k").unwrap(), Some(b"v".to_vec()));
+        // The stored counter survives the move.
+        assert_eq!(store.append(&nullify_vote(&kps, 9)).unwrap(), last_seq + 5);
+        store.close().unwrap();
+    }
+    let db = redb::Database::open(&path).unwrap();
+    let txn = db.begin_read().unwrap();
+    let meta = txn.open_table(META).unwrap();
+    assert_eq!(
+        meta.get("schema_version").unwrap().unwrap().value(),
+        SCHEMA_VERSION
+    );
+    assert!(meta.get("wal_next_seq").unwrap().is_none());
+    let tables: Vec<String> = txn
+        .list_tables()
+        .unwrap()
+        .map(|t| t.name().to_owned())
+        .collect();
+    assert!(!tables.iter().any(|t| t == "wal"), "{tables:?}");
+    drop((meta, txn, db));
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.wal().unwrap().len(), 4);
 }
 
 #[test]
@@ -328,10 +520,13 @@ fn commit_with_state_is_atomic() {
         assert_eq!(store.app_get(b"b").unwrap(), None);
         // The refused commit did not write the buffered WAL entry either.
         assert!(store.wal().unwrap().is_empty());
-        // A successful commit writes the buffered WAL entries with it.
+        // A block commit leaves the buffered WAL entries alone (they go to
+        // the WAL file with the next sync).
         assert!(store
             .commit_with_state(&chain[2], &[put("a", "3"), put("z", "9")])
             .unwrap());
+        assert!(store.wal().unwrap().is_empty());
+        store.sync().unwrap();
         assert_eq!(store.wal().unwrap(), vec![nullify_vote(&kps, 9)]);
     }
     let store = Store::open(&path).unwrap();
@@ -448,8 +643,9 @@ const CHILD_ENV: &str = "BITCRAPS_STORAGE_CRASH_CHILD";
 const START_ENV: &str = "BITCRAPS_STORAGE_CRASH_START";
 
 /// The child half of `kill_9_loses_nothing_synced`; does nothing unless run by it.
-/// Appends and syncs WAL entries forever, reporting each synced view, and every
-/// few rounds commits a block with application state.
+/// Appends and syncs WAL entries forever, reporting each synced view; every
+/// few rounds commits a block with application state, and every few more
+/// makes the blocks durable.
 #[test]
 fn crash_child() {
     let Some((path, start)) = child_args(CHILD_ENV, START_ENV) else {
@@ -481,15 +677,22 @@ fn crash_child() {
         store.sync().unwrap();
         println!("SYNCED {view}");
         if round % 4 == 3 {
-            let cb = chain_on(&kps, parent, height, 1).remove(0);
+            // Committed at the current view, its tip logged as the core
+            // does; durable only when the blocks are synced below.
+            view += 1;
+            let cb = committed_at(&kps, view, height + 1, parent, Vec::new());
             let h = (height + 1).to_le_bytes().to_vec();
             let filler = (b"filler".to_vec(), Some(vec![round as u8; 8 * 1024]));
             assert!(store
                 .commit_with_state(&cb, &[(b"height".to_vec(), Some(h)), filler])
                 .unwrap());
+            store.append(&tip_of(&cb)).unwrap();
             height += 1;
             parent = cb.block.id();
-            println!("COMMITTED {height}");
+        }
+        if round % 8 == 7 {
+            store.sync_blocks().unwrap();
+            println!("BLOCKS_SYNCED {height}");
         }
         if round % 10 == 9 {
             let floor = view - 20;
@@ -505,8 +708,7 @@ fn kill_9_loses_nothing_synced() {
     let path = dir.path().join("node.redb");
     let exe = std::env::current_exe().unwrap();
     let mut floor = 0;
-    // Commits are durable once a later sync is reported.
-    let mut max_committed = 0;
+    // Blocks are durable once a block sync is reported.
     let mut durable_committed = 0;
     for run in 0..8u64 {
         let start = (run + 1) * 1_000_000;
@@ -529,11 +731,8 @@ fn kill_9_loses_nothing_synced() {
             };
             let Ok(n) = n.parse::<u64>() else { return };
             match kind {
-                "SYNCED" => {
-                    synced.push(n);
-                    durable_committed = max_committed;
-                }
-                "COMMITTED" => max_committed = max_committed.max(n),
+                "SYNCED" => synced.push(n),
+                "BLOCKS_SYNCED" => durable_committed = durable_committed.max(n),
                 "PRUNED" => floor = floor.max(n),
                 _ => {}
             }
@@ -559,11 +758,7 @@ fn kill_9_loses_nothing_synced() {
         let wal = store.wal().unwrap();
         let views: Vec<u64> = wal.iter().map(WalEntry::view).collect();
         assert!(views.windows(2).all(|w| w[0] < w[1]), "WAL out of order");
-        for v in synced.iter().filter(|v| **v >= floor) {
-            assert!(views.binary_search(v).is_ok(), "synced view {v} lost");
-        }
-        // Blocks and state moved together, and no commit a sync followed was
-        // lost.
+        // No durable block was lost, and blocks and state moved together.
         let height = store.committed_height().unwrap();
         eprintln!(
             "run {run}: killed after {} syncs reported; WAL {} entries, height {height}",
@@ -574,6 +769,29 @@ fn kill_9_loses_nothing_synced() {
             height >= durable_committed,
             "{height} < {durable_committed}"
         );
+        // Every synced entry the newest prune allowed is there, and nothing
+        // at or above the stored tip's view was pruned, whatever was asked:
+        // those entries commit the blocks a crash lost.
+        let tip_view = store
+            .block_by_height(height)
+            .unwrap()
+            .map_or(0, |cb| cb.block.header.view);
+        for v in synced.iter().filter(|v| **v >= floor.min(tip_view)) {
+            assert!(views.binary_search(v).is_ok(), "synced view {v} lost");
+        }
+        // The restored core's tip is the stored tip, never above it.
+        let log = store.restore_log().unwrap();
+        let tips: Vec<u64> = log
+            .iter()
+            .filter_map(|e| match e {
+                WalEntry::Committed { height, .. } => Some(*height),
+                _ => None,
+            })
+            .collect();
+        assert!(tips.iter().all(|h| *h <= height), "{tips:?} above {height}");
+        if height > 0 {
+            assert_eq!(tips.last(), Some(&height));
+        }
         let state = store.app_get(b"height").unwrap();
         if height > 0 {
             assert_eq!(state, Some(height.to_le_bytes().to_vec()));

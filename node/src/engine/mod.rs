@@ -32,8 +32,8 @@
 //! Other tasks (network, other engines in tests) keep running on the remaining
 //! workers, so run the engine on a multi-thread runtime.
 //!
-//! Files under `data_dir`: `db` (redb: WAL, committed blocks, application
-//! state and receipts), `txindex` (redb: transaction id → height, derived
+//! Files under `data_dir`: `db` (redb: committed blocks, application state
+//! and receipts), `db-wal` (redb: the consensus WAL), `txindex` (redb: transaction id → height, derived
 //! from `db` by [`indexer`]), `guard_state` (the signing guard's double-sign
 //! protection, kept apart from the database on purpose; see `storage` module
 //! docs) and, once a validator rotated its QUIC identity key,

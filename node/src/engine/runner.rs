@@ -214,7 +214,8 @@ impl Runner {
                 Some(BeaconWorker::new(&genesis.chain_id, public.clone(), share))
             }
         };
-        let core = Core::restore(&genesis, Some(me), store.wal()?).map_err(EngineError::Config)?;
+        let core =
+            Core::restore(&genesis, Some(me), store.restore_log()?).map_err(EngineError::Config)?;
         let guard_store = FileGuardStore::open(data_dir.join("guard_state"))
             .map_err(|e| EngineError::Guard(e.to_string()))?;
         let guard_store = CrashAfterWrites::from_env(guard_store);

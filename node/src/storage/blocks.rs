@@ -8,7 +8,7 @@
 use super::codec;
 use super::db::{db_err, Reader, Store, BLOCKS, BLOCK_IDS};
 use super::{AppWrite, StorageError, MAX_RANGE_BLOCKS, MAX_UNSYNCED_COMMITS};
-use bitcraps_consensus::{Block, CommittedBlock, Height};
+use bitcraps_consensus::{Block, CommittedBlock, Height, View};
 use bitcraps_crypto::Hash32;
 use redb::{Durability, ReadableTable};
 
@@ -26,13 +26,11 @@ impl Store {
     /// already stored; so execute a block only if its height is above
     /// [`Reader::committed_height`].
     ///
-    /// Not fsynced by itself: the next [`Store::sync`] (the next durable WAL
-    /// entry, a few ms later on a voting validator) makes it durable together
-    /// with everything before it, and every [`MAX_UNSYNCED_COMMITS`]th commit
-    /// in a row without one is fsynced anyway. A crash can therefore lose
-    /// the newest few blocks, never a block under a durable WAL entry, and
-    /// what survives is a prefix: the node fetches the lost blocks again
-    /// (they are final, so re-executing them gives the same state).
+    /// Not fsynced by itself: every [`MAX_UNSYNCED_COMMITS`]th commit (or
+    /// [`Store::sync_blocks`]) makes it durable with everything before it. A
+    /// crash can therefore lose the newest blocks, and what survives is a
+    /// prefix. The WAL keeps what commits them again (see `wal.rs`): they
+    /// are final, so re-executing them gives the same state.
     pub fn commit_with_state(
         &mut self,
         cb: &CommittedBlock,
@@ -40,7 +38,7 @@ impl Store {
     ) -> Result<bool, StorageError> {
         let height = cb.block.header.height;
         let id = cb.block.id();
-        let tip_height = self.tip.map_or(0, |(h, _)| h);
+        let tip_height = self.tip.map_or(0, |(h, _, _)| h);
         if height <= tip_height {
             // A repeat: check it is the block we have, without writing.
             return match self.height_of(&id)? {
@@ -59,7 +57,7 @@ impl Store {
                 reason: "heights must be consecutive",
             });
         }
-        if let Some((_, tip_id)) = self.tip {
+        if let Some((_, tip_id, _)) = self.tip {
             if cb.block.header.parent != tip_id {
                 return Err(StorageError::NotContiguous {
                     tip: tip_height,
@@ -86,7 +84,10 @@ impl Store {
             ids.insert(id.0, height).map_err(|e| err(e.into()))?;
             super::app::apply_writes(txn, path, writes)
         })?;
-        self.tip = Some((height, id));
+        self.tip = Some((height, id, cb.block.header.view));
+        if matches!(durability, Durability::Immediate) {
+            self.durable_view = cb.block.header.view;
+        }
         Ok(true)
     }
 }
@@ -103,12 +104,14 @@ impl Reader {
     }
 
     /// The highest stored block's height and id.
-    pub(crate) fn tip(&self) -> Result<Option<(Height, Hash32)>, StorageError> {
+    pub(crate) fn tip(&self) -> Result<Option<(Height, Hash32, View)>, StorageError> {
         let h = self.committed_height()?;
         if h == 0 {
             return Ok(None);
         }
-        Ok(self.block_by_height(h)?.map(|cb| (h, cb.block.id())))
+        Ok(self
+            .block_by_height(h)?
+            .map(|cb| (h, cb.block.id(), cb.block.header.view)))
     }
 
     pub fn block_by_height(&self, height: Height) -> Result<Option<CommittedBlock>, StorageError> {

@@ -1,33 +1,39 @@
-//! Opening the database, its tables and schema version, and the write path
-//! every change goes through.
+//! Opening the two database files and the write path every block and state
+//! change goes through.
 //!
-//! Tables:
+//! The main file (`path`) holds the chain:
+//!
+//! | table | key | value |
+//! | --- | --- | --- |
+//! | `meta` | name | u64 (`schema_version`) |
+//! | `blocks` | height | postcard `CommittedBlock` |
+//! | `block_ids` | block id | height |
+//! | `app` | application key | application value |
+//!
+//! The WAL file (`path` + [`WAL_FILE_SUFFIX`]) holds the consensus log:
 //!
 //! | table | key | value |
 //! | --- | --- | --- |
 //! | `meta` | name | u64 (`schema_version`, `wal_next_seq`) |
 //! | `wal` | sequence number | (view, is committed tip, postcard `WalEntry`) |
-//! | `blocks` | height | postcard `CommittedBlock` |
-//! | `block_ids` | block id | height |
-//! | `app` | application key | application value |
 //!
-//! The WAL row carries the entry's view and kind next to its bytes so pruning
-//! never has to decode blocks.
+//! Two files so that a vote's fsync writes only the WAL: in one file it also
+//! flushed every block and state page committed since the previous vote. The
+//! WAL row carries the entry's view and kind next to its bytes so pruning
+//! never has to decode blocks. Schema versions, creation and the upgrade of
+//! single-file databases are in `schema.rs`.
 
 use super::codec;
+use super::schema;
 use super::StorageError;
 use bitcraps_consensus::{Height, View};
 use bitcraps_crypto::Hash32;
 use redb::{
-    Database, DatabaseError, Durability, ReadTransaction, ReadableDatabase, ReadableTable,
-    ReadableTableMetadata, TableDefinition, WriteTransaction,
+    Database, DatabaseError, Durability, ReadTransaction, ReadableDatabase, TableDefinition,
+    WriteTransaction,
 };
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-
-/// Version of the table layout. Bumped on any incompatible change; a file with
-/// another version is refused with [`StorageError::WrongVersion`].
-pub const SCHEMA_VERSION: u64 = 1;
 
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 pub(crate) const WAL: TableDefinition<u64, (u64, bool, &[u8])> = TableDefinition::new("wal");
@@ -35,14 +41,23 @@ pub(crate) const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blo
 pub(crate) const BLOCK_IDS: TableDefinition<[u8; 32], u64> = TableDefinition::new("block_ids");
 pub(crate) const APP: TableDefinition<&[u8], &[u8]> = TableDefinition::new("app");
 
-const SCHEMA_KEY: &str = "schema_version";
-pub(crate) const WAL_NEXT_SEQ_KEY: &str = "wal_next_seq";
+/// Appended to the main file's name to name the WAL file (`db` -> `db-wal`).
+pub const WAL_FILE_SUFFIX: &str = "-wal";
 
 /// redb's page cache. redb's default (1 GiB) lets a validator's memory grow
 /// with its database for hours: a 10-minute soak grew ~17 MiB/min on every
 /// node. Recent blocks and the WAL are what is read back, and the state is
 /// held in memory by the executor, so a small cache costs few disk reads.
 pub const CACHE_BYTES: usize = 64 * 1024 * 1024;
+/// The WAL file's page cache: it holds a few views of entries at a time.
+pub const WAL_CACHE_BYTES: usize = 16 * 1024 * 1024;
+
+/// The WAL file that goes with the main database file at `path`.
+pub fn wal_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(WAL_FILE_SUFFIX);
+    PathBuf::from(name)
+}
 
 /// How to open a [`Store`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -68,11 +83,13 @@ pub(crate) struct Pending {
 }
 
 /// Read access, clonable and shareable between tasks (blocks for sync and
-/// HTTP, app state). Each call reads one consistent snapshot.
+/// HTTP, app state). Each call reads one consistent snapshot of one file.
 #[derive(Clone)]
 pub struct Reader {
     pub(crate) db: Arc<Database>,
     pub(crate) path: Arc<Path>,
+    pub(crate) wal_db: Arc<Database>,
+    pub(crate) wal_path: Arc<Path>,
 }
 
 impl std::fmt::Debug for Reader {
@@ -89,12 +106,18 @@ pub struct Store {
     /// Appended, not yet written (lost on crash, like `SimStorage::unsynced`).
     pub(crate) pending: Vec<Pending>,
     pub(crate) next_seq: u64,
-    /// A non-durable transaction was committed since the last fsync.
-    pub(crate) dirty: bool,
-    /// Blocks committed since the last fsync (see [`MAX_UNSYNCED_COMMITS`]).
+    /// A non-durable WAL transaction (a prune) was committed since the WAL's
+    /// last fsync.
+    pub(crate) wal_dirty: bool,
+    /// Blocks committed since the main file's last fsync (see
+    /// [`super::MAX_UNSYNCED_COMMITS`]).
     pub(crate) unsynced_commits: u32,
-    /// Height and id of the highest stored committed block.
-    pub(crate) tip: Option<(Height, Hash32)>,
+    /// Height, id and view of the highest stored committed block.
+    pub(crate) tip: Option<(Height, Hash32, View)>,
+    /// The view of the highest block the main file holds durably (0: none).
+    /// The WAL is never pruned above it, so a crash that loses newer blocks
+    /// leaves the WAL entries to commit them again.
+    pub(crate) durable_view: View,
 }
 
 impl std::fmt::Debug for Store {
@@ -104,6 +127,7 @@ impl std::fmt::Debug for Store {
             .field("pending", &self.pending.len())
             .field("next_seq", &self.next_seq)
             .field("tip", &self.tip)
+            .field("durable_view", &self.durable_view)
             .finish()
     }
 }
@@ -153,6 +177,9 @@ impl Store {
         Self::open_with(path, StoreOptions::default())
     }
 
+    /// Opens (creating if needed) the database file at `path` and its WAL
+    /// file ([`wal_path`]); a single-file database of an earlier version is
+    /// upgraded (its WAL moves to the WAL file).
     pub fn open_with(path: impl AsRef<Path>, options: StoreOptions) -> Result<Store, StorageError> {
         let path: Arc<Path> = Arc::from(path.as_ref());
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -161,24 +188,27 @@ impl Store {
                 source,
             })?;
         }
-        let mut builder = Database::builder();
-        builder.set_check_integrity_on_open(options.verify_on_open);
-        builder.set_cache_size(CACHE_BYTES);
-        let db = builder.create(&path).map_err(|e| open_err(&path, e))?;
+        let wal_path: Arc<Path> = Arc::from(wal_path(&path));
+        let db = open_db(&path, CACHE_BYTES, options)?;
+        let wal_db = open_db(&wal_path, WAL_CACHE_BYTES, options)?;
         let reader = Reader {
             db: Arc::new(db),
             path,
+            wal_db: Arc::new(wal_db),
+            wal_path,
         };
-        let next_seq = init_schema(&reader)?;
+        let next_seq = schema::init(&reader)?;
         let tip = reader.tip()?;
         Ok(Store {
             reader,
             options,
             pending: Vec::new(),
             next_seq,
-            dirty: false,
+            wal_dirty: false,
             unsynced_commits: 0,
             tip,
+            // After open the file holds only what was durable.
+            durable_view: tip.map_or(0, |(_, _, view)| view),
         })
     }
 
@@ -192,15 +222,24 @@ impl Store {
         &self.reader.path
     }
 
-    /// Syncs and closes. Dropping without this loses unsynced appends, exactly
-    /// like a crash.
+    /// Makes both files durable and closes. Dropping without this loses
+    /// unsynced appends and blocks, exactly like a crash.
     pub fn close(mut self) -> Result<(), StorageError> {
+        self.sync_blocks()?;
         self.sync()
     }
 
-    /// Runs `f` in one write transaction that first writes every pending WAL
-    /// entry, then commits with `durability`. Pending entries are dropped from
-    /// memory only once the commit succeeded.
+    /// Makes every committed block and its state durable (one fsync of the
+    /// main file). A no-op when nothing was committed since the last one.
+    pub fn sync_blocks(&mut self) -> Result<(), StorageError> {
+        if self.unsynced_commits == 0 {
+            return Ok(());
+        }
+        self.write("block sync", Durability::Immediate, |_, _| Ok(()))
+    }
+
+    /// Runs `f` in one write transaction of the main file, committed with
+    /// `durability`.
     pub(crate) fn write<T>(
         &mut self,
         op: &'static str,
@@ -208,84 +247,41 @@ impl Store {
         f: impl FnOnce(&WriteTransaction, &Path) -> Result<T, StorageError>,
     ) -> Result<T, StorageError> {
         let path = &*self.reader.path;
-        let mut txn = self.reader.db.begin_write().map_err(db_err(path, op))?;
-        txn.set_durability(durability).map_err(db_err(path, op))?;
-        txn.set_quick_repair(self.options.quick_repair);
-        if !self.pending.is_empty() {
-            let mut wal = txn.open_table(WAL).map_err(db_err(path, op))?;
-            for p in &self.pending {
-                wal.insert(p.seq, (p.view, p.is_tip, p.bytes.as_slice()))
-                    .map_err(db_err(path, op))?;
-            }
-            drop(wal);
-            let mut meta = txn.open_table(META).map_err(db_err(path, op))?;
-            meta.insert(WAL_NEXT_SEQ_KEY, self.next_seq)
-                .map_err(db_err(path, op))?;
-        }
-        let out = f(&txn, path)?;
-        txn.commit().map_err(db_err(path, op))?;
-        self.pending.clear();
-        self.dirty = matches!(durability, Durability::None);
-        if !self.dirty {
+        let out = transact(&self.reader.db, path, op, durability, self.options, f)?;
+        if matches!(durability, Durability::Immediate) {
             self.unsynced_commits = 0;
+            self.durable_view = self.tip.map_or(0, |(_, _, view)| view);
         }
         Ok(out)
     }
 }
 
-/// Creates the tables and checks (or writes) the schema version. Returns the
-/// next WAL sequence number.
-fn init_schema(reader: &Reader) -> Result<u64, StorageError> {
-    const OP: &str = "open";
-    let path = &*reader.path;
-    let err = |e: redb::Error| db_err(path, OP)(e);
-    let txn = reader.db.begin_write().map_err(|e| err(e.into()))?;
-    let next_seq = {
-        let mut meta = txn.open_table(META).map_err(|e| err(e.into()))?;
-        let version = meta
-            .get(SCHEMA_KEY)
-            .map_err(|e| err(e.into()))?
-            .map(|v| v.value());
-        // Checked before the other tables are opened: another version may
-        // have given them other types.
-        if let Some(found) = version.filter(|v| *v != SCHEMA_VERSION) {
-            return Err(StorageError::WrongVersion {
-                path: path.to_path_buf(),
-                found,
-                supported: SCHEMA_VERSION,
-            });
-        }
-        let wal = txn.open_table(WAL).map_err(|e| err(e.into()))?;
-        let blocks = txn.open_table(BLOCKS).map_err(|e| err(e.into()))?;
-        let ids = txn.open_table(BLOCK_IDS).map_err(|e| err(e.into()))?;
-        let app = txn.open_table(APP).map_err(|e| err(e.into()))?;
-        if version.is_none() {
-            let empty = |r: Result<bool, redb::StorageError>| r.map_err(|e| err(e.into()));
-            if !(empty(wal.is_empty())?
-                && empty(blocks.is_empty())?
-                && empty(ids.is_empty())?
-                && empty(app.is_empty())?)
-            {
-                return Err(StorageError::Corrupt {
-                    path: path.to_path_buf(),
-                    reason: "tables hold data but the schema version is missing".into(),
-                });
-            }
-            meta.insert(SCHEMA_KEY, SCHEMA_VERSION)
-                .map_err(|e| err(e.into()))?;
-        }
-        let stored = meta
-            .get(WAL_NEXT_SEQ_KEY)
-            .map_err(|e| err(e.into()))?
-            .map_or(0, |v| v.value());
-        let after_last = wal
-            .last()
-            .map_err(|e| err(e.into()))?
-            .map_or(0, |(k, _)| k.value().saturating_add(1));
-        stored.max(after_last)
-    };
-    txn.commit().map_err(|e| err(e.into()))?;
-    Ok(next_seq)
+/// One write transaction on `db`: `f`, then a commit with `durability`.
+pub(crate) fn transact<T>(
+    db: &Database,
+    path: &Path,
+    op: &'static str,
+    durability: Durability,
+    options: StoreOptions,
+    f: impl FnOnce(&WriteTransaction, &Path) -> Result<T, StorageError>,
+) -> Result<T, StorageError> {
+    let mut txn = db.begin_write().map_err(db_err(path, op))?;
+    txn.set_durability(durability).map_err(db_err(path, op))?;
+    txn.set_quick_repair(options.quick_repair);
+    let out = f(&txn, path)?;
+    txn.commit().map_err(db_err(path, op))?;
+    Ok(out)
+}
+
+fn open_db(
+    path: &Path,
+    cache_bytes: usize,
+    options: StoreOptions,
+) -> Result<Database, StorageError> {
+    let mut builder = Database::builder();
+    builder.set_check_integrity_on_open(options.verify_on_open);
+    builder.set_cache_size(cache_bytes);
+    builder.create(path).map_err(|e| open_err(path, e))
 }
 
 impl Reader {
