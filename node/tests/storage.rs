@@ -256,7 +256,12 @@ fn prune_keeps_what_recommits_undurable_blocks() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("node.redb");
     let kps = keys();
-    let mut store = Store::open(&path).unwrap();
+    // No flush thread: block 2 must stay undurable until the test says so.
+    let options = StoreOptions {
+        block_flush_ms: 0,
+        ..StoreOptions::default()
+    };
+    let mut store = Store::open_with(&path, options).unwrap();
     let b1 = committed_at(&kps, 10, 1, genesis_id(), Vec::new());
     store.commit(&b1).unwrap();
     store.sync_blocks().unwrap();
@@ -805,42 +810,58 @@ fn kill_9_loses_nothing_synced() {
 
 const ABORT_CHILD_ENV: &str = "BITCRAPS_STORAGE_ABORT_CHILD";
 const ABORT_COMMITS_ENV: &str = "BITCRAPS_STORAGE_ABORT_COMMITS";
+const ABORT_FLUSH_ENV: &str = "BITCRAPS_STORAGE_ABORT_FLUSH_MS";
+/// How long the child leaves its flush thread before it aborts.
+const ABORT_AFTER_FLUSH_MS: u64 = 1_000;
 
 /// The child half of `commits_without_sync_are_bounded`; does nothing unless
-/// run by it. Commits blocks with state and never syncs the WAL, then aborts
-/// (no destructor runs: what a crash leaves).
+/// run by it. Commits blocks with state and never syncs, then aborts (no
+/// destructor runs: what a crash leaves). With a flush interval it first
+/// gives the flush thread time to run.
 #[test]
 fn abort_child() {
     let Some((path, n)) = child_args(ABORT_CHILD_ENV, ABORT_COMMITS_ENV) else {
         return;
     };
+    let flush_ms = std::env::var(ABORT_FLUSH_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let options = StoreOptions {
+        block_flush_ms: flush_ms,
+        ..StoreOptions::default()
+    };
     let kps = keys();
-    let mut store = Store::open(&path).unwrap();
+    let mut store = Store::open_with(&path, options).unwrap();
     for cb in chain_on(&kps, genesis_id(), 0, n) {
         let h = cb.block.header.height.to_le_bytes().to_vec();
         assert!(store
             .commit_with_state(&cb, &[(b"height".to_vec(), Some(h))])
             .unwrap());
     }
+    if flush_ms > 0 {
+        std::thread::sleep(std::time::Duration::from_millis(ABORT_AFTER_FLUSH_MS));
+    }
     std::process::abort();
 }
 
 /// Blocks are committed without an fsync of their own, but never more than
-/// `MAX_UNSYNCED_COMMITS` in a row: a node that only commits (catching up,
-/// not voting) loses at most that many to a crash. The first run shows the
-/// commits really are unsynced (lost to the crash), so the second run's
-/// survival is the bound's doing.
+/// `MAX_UNSYNCED_COMMITS` in a row: without the flush thread a crash loses at
+/// most that many. The first run shows the commits really are unsynced (lost
+/// to the crash), so the second run's survival is the bound's doing, and
+/// the third's (a few commits, then idle) the flush thread's.
 #[test]
 fn commits_without_sync_are_bounded() {
     let exe = std::env::current_exe().unwrap();
     let max = u64::from(MAX_UNSYNCED_COMMITS);
-    for (n, expected) in [(max - 1, 0), (max + 3, max)] {
+    for (n, flush_ms, expected) in [(max - 1, 0, 0), (max + 3, 0, max), (5, 20, 5)] {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("node.redb");
         let status = Command::new(&exe)
             .args(["--exact", "abort_child", "--nocapture", "--test-threads=1"])
             .env(ABORT_CHILD_ENV, &path)
             .env(ABORT_COMMITS_ENV, n.to_string())
+            .env(ABORT_FLUSH_ENV, flush_ms.to_string())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()

@@ -11,6 +11,7 @@ use super::{AppWrite, StorageError, MAX_RANGE_BLOCKS, MAX_UNSYNCED_COMMITS};
 use bitcraps_consensus::{Block, CommittedBlock, Height, View};
 use bitcraps_crypto::Hash32;
 use redb::{Durability, ReadableTable};
+use std::sync::atomic::Ordering;
 
 impl Store {
     /// Executes `Effect::Commit`: stores `cb` (durable with the next sync, see
@@ -26,8 +27,9 @@ impl Store {
     /// already stored; so execute a block only if its height is above
     /// [`Reader::committed_height`].
     ///
-    /// Not fsynced by itself: every [`MAX_UNSYNCED_COMMITS`]th commit (or
-    /// [`Store::sync_blocks`]) makes it durable with everything before it. A
+    /// Not fsynced by itself: the flush thread (`flusher.rs`), the
+    /// [`MAX_UNSYNCED_COMMITS`]th commit in a row without a flush, or
+    /// [`Store::sync_blocks`] makes it durable with everything before it. A
     /// crash can therefore lose the newest blocks, and what survives is a
     /// prefix. The WAL keeps what commits them again (see `wal.rs`): they
     /// are final, so re-executing them gives the same state.
@@ -68,6 +70,13 @@ impl Store {
         }
         super::app::check_writes(writes)?;
         let bytes = codec::encode("committed block", cb)?;
+        if let Some(e) = self.durable.take_error() {
+            return Err(db_err(self.path(), "block flush")(e));
+        }
+        if self.durable.durable_view() >= self.tip_view() {
+            // The flush thread caught up.
+            self.unsynced_commits = 0;
+        }
         let durability = if self.unsynced_commits + 1 >= MAX_UNSYNCED_COMMITS {
             Durability::Immediate
         } else {
@@ -84,9 +93,12 @@ impl Store {
             ids.insert(id.0, height).map_err(|e| err(e.into()))?;
             super::app::apply_writes(txn, path, writes)
         })?;
-        self.tip = Some((height, id, cb.block.header.view));
+        let view = cb.block.header.view;
+        self.tip = Some((height, id, view));
+        // After the commit returned: see `flusher.rs`.
+        self.durable.tip_view.store(view, Ordering::Release);
         if matches!(durability, Durability::Immediate) {
-            self.durable_view = cb.block.header.view;
+            self.durable.durable_at(view);
         }
         Ok(true)
     }

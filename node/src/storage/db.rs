@@ -24,6 +24,7 @@
 //! single-file databases are in `schema.rs`.
 
 use super::codec;
+use super::flusher::{Durable, Flusher};
 use super::schema;
 use super::StorageError;
 use bitcraps_consensus::{Height, View};
@@ -59,8 +60,11 @@ pub fn wal_path(path: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// How often the flush thread makes committed blocks durable (ms).
+pub const DEFAULT_BLOCK_FLUSH_MS: u64 = 100;
+
 /// How to open a [`Store`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StoreOptions {
     /// Verify the checksum of every page on open, so a file damaged outside
     /// redb is reported as [`StorageError::Corrupt`] instead of being trusted.
@@ -71,6 +75,19 @@ pub struct StoreOptions {
     /// is almost instant instead of walking the whole file. Costs a second fsync
     /// per commit (two-phase commit), i.e. slower votes. Off by default.
     pub quick_repair: bool,
+    /// Make committed blocks durable on a background thread this often (ms;
+    /// 0: only every [`super::MAX_UNSYNCED_COMMITS`] commits, inline).
+    pub block_flush_ms: u64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> StoreOptions {
+        StoreOptions {
+            verify_on_open: false,
+            quick_repair: false,
+            block_flush_ms: DEFAULT_BLOCK_FLUSH_MS,
+        }
+    }
 }
 
 /// A WAL entry appended but not yet written.
@@ -114,10 +131,12 @@ pub struct Store {
     pub(crate) unsynced_commits: u32,
     /// Height, id and view of the highest stored committed block.
     pub(crate) tip: Option<(Height, Hash32, View)>,
-    /// The view of the highest block the main file holds durably (0: none).
-    /// The WAL is never pruned above it, so a crash that loses newer blocks
-    /// leaves the WAL entries to commit them again.
-    pub(crate) durable_view: View,
+    /// The view of the highest block the main file holds durably. The WAL is
+    /// never pruned above it, so a crash that loses newer blocks leaves the
+    /// WAL entries to commit them again.
+    pub(crate) durable: Arc<Durable>,
+    /// Flushes committed blocks in the background (`None`: inline only).
+    pub(crate) _flusher: Option<Flusher>,
 }
 
 impl std::fmt::Debug for Store {
@@ -127,7 +146,7 @@ impl std::fmt::Debug for Store {
             .field("pending", &self.pending.len())
             .field("next_seq", &self.next_seq)
             .field("tip", &self.tip)
-            .field("durable_view", &self.durable_view)
+            .field("durable_view", &self.durable.durable_view())
             .finish()
     }
 }
@@ -199,6 +218,10 @@ impl Store {
         };
         let next_seq = schema::init(&reader)?;
         let tip = reader.tip()?;
+        // After open the file holds only what was durable.
+        let durable = Arc::new(Durable::new(tip.map_or(0, |(_, _, view)| view)));
+        let flusher = Flusher::start(Arc::clone(&reader.db), Arc::clone(&durable), options)
+            .map_err(|e| open_err(&reader.path, DatabaseError::Storage(e.into())))?;
         Ok(Store {
             reader,
             options,
@@ -207,8 +230,8 @@ impl Store {
             wal_dirty: false,
             unsynced_commits: 0,
             tip,
-            // After open the file holds only what was durable.
-            durable_view: tip.map_or(0, |(_, _, view)| view),
+            durable,
+            _flusher: flusher,
         })
     }
 
@@ -232,7 +255,7 @@ impl Store {
     /// Makes every committed block and its state durable (one fsync of the
     /// main file). A no-op when nothing was committed since the last one.
     pub fn sync_blocks(&mut self) -> Result<(), StorageError> {
-        if self.unsynced_commits == 0 {
+        if self.tip_view() <= self.durable.durable_view() {
             return Ok(());
         }
         self.write("block sync", Durability::Immediate, |_, _| Ok(()))
@@ -250,9 +273,14 @@ impl Store {
         let out = transact(&self.reader.db, path, op, durability, self.options, f)?;
         if matches!(durability, Durability::Immediate) {
             self.unsynced_commits = 0;
-            self.durable_view = self.tip.map_or(0, |(_, _, view)| view);
+            self.durable.durable_at(self.tip_view());
         }
         Ok(out)
+    }
+
+    /// The view of the highest stored block (0: none).
+    pub(crate) fn tip_view(&self) -> View {
+        self.tip.map_or(0, |(_, _, view)| view)
     }
 }
 

@@ -29,8 +29,10 @@
 //! * Appends are buffered in memory and go to disk, in order, with the next WAL
 //!   write. The WAL that survives a crash is therefore always a prefix of what
 //!   was appended, never a sequence with holes.
-//! * Committed blocks are written without an fsync of their own; every
-//!   [`MAX_UNSYNCED_COMMITS`]th commit makes them durable. Losing the newest
+//! * Committed blocks are written without an fsync of their own; a thread
+//!   makes them durable every [`StoreOptions::block_flush_ms`] (`flusher.rs`),
+//!   and the [`MAX_UNSYNCED_COMMITS`]th commit in a row without a flush is
+//!   fsynced inline. Losing the newest
 //!   blocks in a crash is safe: they are final, and the WAL still holds what
 //!   commits them again, because [`Store::prune`] never drops entries at or
 //!   above the newest durable block's view. A committed-tip entry that
@@ -62,11 +64,12 @@ mod blocks;
 mod codec;
 mod db;
 mod error;
+mod flusher;
 mod schema;
 mod txindex;
 mod wal;
 
-pub use db::{wal_path, Reader, Store, StoreOptions, WAL_FILE_SUFFIX};
+pub use db::{wal_path, Reader, Store, StoreOptions, DEFAULT_BLOCK_FLUSH_MS, WAL_FILE_SUFFIX};
 pub use error::StorageError;
 pub use schema::{SCHEMA_VERSION, WAL_SCHEMA_VERSION};
 pub use txindex::{TxIndex, MAX_INDEX_BATCH};

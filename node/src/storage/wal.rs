@@ -9,7 +9,7 @@
 //! what was appended.
 //!
 //! Two differences from the simulator follow from blocks living in the other
-//! file, made durable only every [`super::MAX_UNSYNCED_COMMITS`] commits:
+//! file, made durable later than they are committed (`flusher.rs`):
 //!
 //! * [`Store::prune`] never drops entries at or above the view of the newest
 //!   durable block, so the entries that commit the blocks a crash may lose
@@ -70,7 +70,7 @@ impl Store {
     /// Not fsynced: losing a prune in a crash only leaves extra entries, and the
     /// next sync makes it durable.
     pub fn prune(&mut self, below_view: View) -> Result<(), StorageError> {
-        let below_view = below_view.min(self.durable_view);
+        let below_view = below_view.min(self.durable.durable_view());
         self.write_wal("WAL prune", Durability::None, |txn, path| {
             let err = |e: redb::Error| db_err(path, "WAL prune")(e);
             let mut wal = txn.open_table(WAL).map_err(|e| err(e.into()))?;
