@@ -222,10 +222,9 @@ impl Runner {
         let guard = SigningGuard::new(&genesis.chain_id, signer, guard_store)
             .map_err(|e| EngineError::Guard(e.to_string()))?;
 
-        // The store can be a block ahead of the WAL's committed tip (blocks are
-        // committed before the tip is persisted), so report the higher of the two.
+        // The restored tip is the stored chain's (`Reader::restore_log`).
         let tip = core.committed();
-        let mut status = EngineStatus {
+        let status = EngineStatus {
             height: tip.height,
             view: core.view(),
             committed_id: tip.id,
@@ -235,14 +234,6 @@ impl Runner {
             supply: executor.state.supply(),
             ..EngineStatus::default()
         };
-        let stored = store.committed_height()?;
-        if stored > status.height {
-            if let Some(cb) = store.block_by_height(stored)? {
-                status.height = stored;
-                status.committed_id = cb.block.id();
-                status.committed_view = cb.block.header.view;
-            }
-        }
 
         let (listen_addr, socket) = match listen {
             Listen::Addr(addr) => (addr, None),

@@ -98,7 +98,7 @@ impl Store {
         // After the commit returned: see `flusher.rs`.
         self.durable.tip_view.store(view, Ordering::Release);
         if matches!(durability, Durability::Immediate) {
-            self.durable.durable_at(view);
+            self.blocks_durable();
         }
         Ok(true)
     }

@@ -258,7 +258,9 @@ impl Store {
         if self.tip_view() <= self.durable.durable_view() {
             return Ok(());
         }
-        self.write("block sync", Durability::Immediate, |_, _| Ok(()))
+        self.write("block sync", Durability::Immediate, |_, _| Ok(()))?;
+        self.blocks_durable();
+        Ok(())
     }
 
     /// Runs `f` in one write transaction of the main file, committed with
@@ -270,12 +272,14 @@ impl Store {
         f: impl FnOnce(&WriteTransaction, &Path) -> Result<T, StorageError>,
     ) -> Result<T, StorageError> {
         let path = &*self.reader.path;
-        let out = transact(&self.reader.db, path, op, durability, self.options, f)?;
-        if matches!(durability, Durability::Immediate) {
-            self.unsynced_commits = 0;
-            self.durable.durable_at(self.tip_view());
-        }
-        Ok(out)
+        transact(&self.reader.db, path, op, durability, self.options, f)
+    }
+
+    /// Records that everything up to the stored tip is durable (after an
+    /// `Immediate` write of the main file).
+    pub(crate) fn blocks_durable(&mut self) {
+        self.unsynced_commits = 0;
+        self.durable.durable_at(self.tip_view());
     }
 
     /// The view of the highest stored block (0: none).
