@@ -10,22 +10,19 @@
 //! | `block_ids` | block id | height |
 //! | `app` | application key | application value |
 //!
-//! The WAL file (`path` + [`WAL_FILE_SUFFIX`]) holds the consensus log:
-//!
-//! | table | key | value |
-//! | --- | --- | --- |
-//! | `meta` | name | u64 (`schema_version`, `wal_next_seq`) |
-//! | `wal` | sequence number | (view, is committed tip, postcard `WalEntry`) |
+//! The WAL file (`path` + [`WAL_FILE_SUFFIX`]) holds the consensus log, an
+//! append-only file of checksummed records (`wal_log.rs`).
 //!
 //! Two files so that a vote's fsync writes only the WAL: in one file it also
-//! flushed every block and state page committed since the previous vote. The
-//! WAL row carries the entry's view and kind next to its bytes so pruning
-//! never has to decode blocks. Schema versions, creation and the upgrade of
-//! single-file databases are in `schema.rs`.
+//! flushed every block and state page committed since the previous vote. A
+//! WAL record carries the entry's view and kind next to its bytes so pruning
+//! never has to decode blocks. Schema versions, creation and the upgrades of
+//! earlier layouts are in `schema.rs`.
 
 use super::codec;
 use super::flusher::{Durable, Flusher};
 use super::schema;
+use super::wal_log::WalLog;
 use super::StorageError;
 use bitcraps_consensus::{Height, View};
 use bitcraps_crypto::Hash32;
@@ -37,6 +34,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Schema 1 kept the WAL here, in the main file (read only to upgrade it).
 pub(crate) const WAL: TableDefinition<u64, (u64, bool, &[u8])> = TableDefinition::new("wal");
 pub(crate) const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
 pub(crate) const BLOCK_IDS: TableDefinition<[u8; 32], u64> = TableDefinition::new("block_ids");
@@ -50,8 +48,6 @@ pub const WAL_FILE_SUFFIX: &str = "-wal";
 /// node. Recent blocks and the WAL are what is read back, and the state is
 /// held in memory by the executor, so a small cache costs few disk reads.
 pub const CACHE_BYTES: usize = 64 * 1024 * 1024;
-/// The WAL file's page cache: it holds a few views of entries at a time.
-pub const WAL_CACHE_BYTES: usize = 16 * 1024 * 1024;
 
 /// The WAL file that goes with the main database file at `path`.
 pub fn wal_path(path: &Path) -> PathBuf {
@@ -90,22 +86,12 @@ impl Default for StoreOptions {
     }
 }
 
-/// A WAL entry appended but not yet written.
-#[derive(Debug)]
-pub(crate) struct Pending {
-    pub seq: u64,
-    pub view: View,
-    pub is_tip: bool,
-    pub bytes: Vec<u8>,
-}
-
 /// Read access, clonable and shareable between tasks (blocks for sync and
 /// HTTP, app state). Each call reads one consistent snapshot of one file.
 #[derive(Clone)]
 pub struct Reader {
     pub(crate) db: Arc<Database>,
     pub(crate) path: Arc<Path>,
-    pub(crate) wal_db: Arc<Database>,
     pub(crate) wal_path: Arc<Path>,
 }
 
@@ -120,12 +106,9 @@ impl std::fmt::Debug for Reader {
 pub struct Store {
     pub(crate) reader: Reader,
     pub(crate) options: StoreOptions,
-    /// Appended, not yet written (lost on crash, like `SimStorage::unsynced`).
-    pub(crate) pending: Vec<Pending>,
-    pub(crate) next_seq: u64,
-    /// A non-durable WAL transaction (a prune) was committed since the WAL's
-    /// last fsync.
-    pub(crate) wal_dirty: bool,
+    /// The WAL file's writer (appends not yet written are lost on crash,
+    /// like `SimStorage::unsynced`).
+    pub(crate) wal: WalLog,
     /// Blocks committed since the main file's last fsync (see
     /// [`super::MAX_UNSYNCED_COMMITS`]).
     pub(crate) unsynced_commits: u32,
@@ -143,8 +126,7 @@ impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store")
             .field("path", &self.reader.path)
-            .field("pending", &self.pending.len())
-            .field("next_seq", &self.next_seq)
+            .field("wal", &self.wal)
             .field("tip", &self.tip)
             .field("durable_view", &self.durable.durable_view())
             .finish()
@@ -209,14 +191,12 @@ impl Store {
         }
         let wal_path: Arc<Path> = Arc::from(wal_path(&path));
         let db = open_db(&path, CACHE_BYTES, options)?;
-        let wal_db = open_db(&wal_path, WAL_CACHE_BYTES, options)?;
         let reader = Reader {
             db: Arc::new(db),
             path,
-            wal_db: Arc::new(wal_db),
             wal_path,
         };
-        let next_seq = schema::init(&reader)?;
+        let wal = schema::init(&reader, options)?;
         let tip = reader.tip()?;
         // After open the file holds only what was durable.
         let durable = Arc::new(Durable::new(tip.map_or(0, |(_, _, view)| view)));
@@ -225,9 +205,7 @@ impl Store {
         Ok(Store {
             reader,
             options,
-            pending: Vec::new(),
-            next_seq,
-            wal_dirty: false,
+            wal,
             unsynced_commits: 0,
             tip,
             durable,
@@ -305,7 +283,7 @@ pub(crate) fn transact<T>(
     Ok(out)
 }
 
-fn open_db(
+pub(crate) fn open_db(
     path: &Path,
     cache_bytes: usize,
     options: StoreOptions,

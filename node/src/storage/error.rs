@@ -46,6 +46,14 @@ pub enum StorageError {
         source: Box<redb::Error>,
     },
 
+    #[error("storage {path}: {op} failed: {source}")]
+    Io {
+        path: PathBuf,
+        op: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+
     #[error("{what} is {len} bytes, over the {max}-byte limit")]
     TooLarge {
         what: &'static str,

@@ -68,6 +68,7 @@ mod flusher;
 mod schema;
 mod txindex;
 mod wal;
+mod wal_log;
 
 pub use db::{wal_path, Reader, Store, StoreOptions, DEFAULT_BLOCK_FLUSH_MS, WAL_FILE_SUFFIX};
 pub use error::StorageError;

@@ -1,38 +1,43 @@
 //! Creating the tables, checking schema versions, and upgrading a database
 //! written by an earlier version.
 //!
-//! Version 1 kept the WAL in the main file; version 2 moved it to its own
-//! file (see `db.rs` for why). Opening a version-1 file copies its WAL into
-//! the WAL file (durably), then drops it from the main file and bumps the
-//! version in one transaction. A crash in between leaves a version-1 file,
-//! and the next open copies again over whatever the first attempt wrote.
+//! Main file: version 1 kept the WAL in it; version 2 moved the WAL to its
+//! own file (see `db.rs` for why). Opening a version-1 file writes its WAL
+//! to the WAL file (durably, replacing whatever is there), then drops it from
+//! the main file and bumps the version in one transaction. A crash in between
+//! leaves a version-1 file, and the next open writes the WAL file again.
+//!
+//! WAL file: format 1 was a redb database (a `wal` table keyed by sequence
+//! number, the next one in `meta`); format 2 is the append-only log of
+//! `wal_log.rs`. A format-1 file is read and replaced by a format-2 file in
+//! one rename.
 
-use super::db::{db_err, Reader, APP, BLOCKS, BLOCK_IDS, META, WAL};
+use super::db::{db_err, open_db, Reader, StoreOptions, APP, BLOCKS, BLOCK_IDS, META, WAL};
+use super::wal_log::{self, Entry, WalLog};
 use super::StorageError;
-use redb::{
-    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
-    WriteTransaction,
-};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
 use std::path::Path;
 
 /// Version of the main file's table layout. Bumped on any incompatible change;
 /// a file with another version (other than one this code upgrades) is refused
 /// with [`StorageError::WrongVersion`].
 pub const SCHEMA_VERSION: u64 = 2;
-/// Version of the WAL file's table layout.
-pub const WAL_SCHEMA_VERSION: u64 = 1;
+/// Version of the WAL file's format (the log header's version).
+pub const WAL_SCHEMA_VERSION: u64 = wal_log::LOG_VERSION as u64;
 
 /// The main-file version that still held the WAL.
 const SINGLE_FILE_VERSION: u64 = 1;
+/// The WAL-file format that was a redb database.
+const REDB_WAL_VERSION: u64 = 1;
+/// Page cache for reading a format-1 WAL file once.
+const REDB_WAL_CACHE_BYTES: usize = 16 * 1024 * 1024;
 
 const SCHEMA_KEY: &str = "schema_version";
 const WAL_NEXT_SEQ_KEY: &str = "wal_next_seq";
 
-type WalRow = (u64, (u64, bool, Vec<u8>));
-
-/// Creates or checks both files, upgrading a version-1 main file. Returns
-/// the next WAL sequence number.
-pub(crate) fn init(reader: &Reader) -> Result<u64, StorageError> {
+/// Creates or checks both files, upgrading earlier layouts, and opens the
+/// WAL for writing.
+pub(crate) fn init(reader: &Reader, options: StoreOptions) -> Result<WalLog, StorageError> {
     const OP: &str = "open";
     let path = &*reader.path;
     let err = |e: redb::Error| db_err(path, OP)(e);
@@ -59,77 +64,69 @@ pub(crate) fn init(reader: &Reader) -> Result<u64, StorageError> {
         txn.commit().map_err(|e| err(e.into()))?;
         found
     };
-    init_wal(reader)?;
     if found == Some(SINGLE_FILE_VERSION) {
         upgrade_single_file(reader)?;
     }
-    next_seq(&reader.wal_db, &reader.wal_path)
+    let wal_path = &*reader.wal_path;
+    WalLog::open(wal_path, || read_redb_wal(wal_path, options))
 }
 
-/// Creates or checks the WAL file.
-fn init_wal(reader: &Reader) -> Result<(), StorageError> {
-    const OP: &str = "open";
-    let path = &*reader.wal_path;
+/// The rows of a redb `wal` table and the next sequence number: above both
+/// the stored counter and the last row (the counter keeps growing when
+/// pruning empties the table).
+fn wal_rows(txn: &redb::ReadTransaction, path: &Path) -> Result<(Vec<Entry>, u64), StorageError> {
+    const OP: &str = "upgrade";
     let err = |e: redb::Error| db_err(path, OP)(e);
-    let txn = reader.wal_db.begin_write().map_err(|e| err(e.into()))?;
-    match read_version(&txn, path)? {
-        None => {
-            refuse_unversioned(is_empty(&txn, path, WAL)?, path)?;
-            set_version(&txn, path, WAL_SCHEMA_VERSION)?;
-        }
-        Some(WAL_SCHEMA_VERSION) => {}
-        Some(found) => {
+    let wal = txn.open_table(WAL).map_err(|e| err(e.into()))?;
+    let mut rows = Vec::new();
+    for row in wal.iter().map_err(|e| err(e.into()))? {
+        let (k, v) = row.map_err(|e| err(e.into()))?;
+        let (view, is_tip, bytes) = v.value();
+        rows.push(Entry {
+            seq: k.value(),
+            view,
+            is_tip,
+            bytes: bytes.to_vec(),
+        });
+    }
+    let meta = txn.open_table(META).map_err(|e| err(e.into()))?;
+    let stored = meta
+        .get(WAL_NEXT_SEQ_KEY)
+        .map_err(|e| err(e.into()))?
+        .map_or(0, |v| v.value());
+    let after_last = rows.last().map_or(0, |e| e.seq.saturating_add(1));
+    Ok((rows, stored.max(after_last)))
+}
+
+/// Reads a format-1 (redb) WAL file.
+fn read_redb_wal(path: &Path, options: StoreOptions) -> Result<(Vec<Entry>, u64), StorageError> {
+    let db: Database = open_db(path, REDB_WAL_CACHE_BYTES, options)?;
+    let err = |e: redb::Error| db_err(path, "upgrade")(e);
+    let txn = db.begin_read().map_err(|e| err(e.into()))?;
+    let meta = txn.open_table(META).map_err(|e| err(e.into()))?;
+    match meta.get(SCHEMA_KEY).map_err(|e| err(e.into()))?.map(|v| v.value()) {
+        Some(REDB_WAL_VERSION) => {}
+        found => {
             return Err(StorageError::WrongVersion {
                 path: path.to_path_buf(),
-                found,
-                supported: WAL_SCHEMA_VERSION,
+                found: found.unwrap_or(0),
+                supported: REDB_WAL_VERSION,
             })
         }
     }
-    txn.commit().map_err(|e| err(e.into()))
+    wal_rows(&txn, path)
 }
 
 /// Moves a version-1 main file's WAL into the WAL file.
 fn upgrade_single_file(reader: &Reader) -> Result<(), StorageError> {
     const OP: &str = "upgrade";
-    let (rows, stored_next) = {
+    let (rows, next_seq) = {
         let path = &*reader.path;
-        let err = |e: redb::Error| db_err(path, OP)(e);
-        let txn = reader.db.begin_read().map_err(|e| err(e.into()))?;
-        let wal = txn.open_table(WAL).map_err(|e| err(e.into()))?;
-        let mut rows: Vec<WalRow> = Vec::new();
-        for row in wal.iter().map_err(|e| err(e.into()))? {
-            let (k, v) = row.map_err(|e| err(e.into()))?;
-            let (view, is_tip, bytes) = v.value();
-            rows.push((k.value(), (view, is_tip, bytes.to_vec())));
-        }
-        let meta = txn.open_table(META).map_err(|e| err(e.into()))?;
-        let next = meta
-            .get(WAL_NEXT_SEQ_KEY)
-            .map_err(|e| err(e.into()))?
-            .map_or(0, |v| v.value());
-        (rows, next)
+        let txn = reader.db.begin_read().map_err(|e| db_err(path, OP)(e))?;
+        wal_rows(&txn, path)?
     };
-    {
-        let path = &*reader.wal_path;
-        let err = |e: redb::Error| db_err(path, OP)(e);
-        let mut txn = reader.wal_db.begin_write().map_err(|e| err(e.into()))?;
-        txn.set_durability(Durability::Immediate)
-            .map_err(|e| err(e.into()))?;
-        {
-            // Over whatever an interrupted upgrade left.
-            let mut wal = txn.open_table(WAL).map_err(|e| err(e.into()))?;
-            wal.retain(|_, _| false).map_err(|e| err(e.into()))?;
-            for (seq, (view, is_tip, bytes)) in &rows {
-                wal.insert(*seq, (*view, *is_tip, bytes.as_slice()))
-                    .map_err(|e| err(e.into()))?;
-            }
-            let mut meta = txn.open_table(META).map_err(|e| err(e.into()))?;
-            meta.insert(WAL_NEXT_SEQ_KEY, stored_next)
-                .map_err(|e| err(e.into()))?;
-        }
-        txn.commit().map_err(|e| err(e.into()))?;
-    }
+    // Over whatever an interrupted upgrade left.
+    wal_log::write_fresh(&reader.wal_path, &rows, next_seq)?;
     let path = &*reader.path;
     let err = |e: redb::Error| db_err(path, OP)(e);
     let mut txn = reader.db.begin_write().map_err(|e| err(e.into()))?;
@@ -147,37 +144,6 @@ fn upgrade_single_file(reader: &Reader) -> Result<(), StorageError> {
         entries = rows.len(),
         "moved the WAL to its own file (storage schema 1 -> 2)"
     );
-    Ok(())
-}
-
-/// The next WAL sequence number: above both the stored counter and the last
-/// entry (the counter keeps growing when pruning empties the table).
-fn next_seq(db: &Database, path: &Path) -> Result<u64, StorageError> {
-    const OP: &str = "open";
-    let err = |e: redb::Error| db_err(path, OP)(e);
-    let txn = db.begin_read().map_err(|e| err(e.into()))?;
-    let meta = txn.open_table(META).map_err(|e| err(e.into()))?;
-    let stored = meta
-        .get(WAL_NEXT_SEQ_KEY)
-        .map_err(|e| err(e.into()))?
-        .map_or(0, |v| v.value());
-    let wal = txn.open_table(WAL).map_err(|e| err(e.into()))?;
-    let after_last = wal
-        .last()
-        .map_err(|e| err(e.into()))?
-        .map_or(0, |(k, _)| k.value().saturating_add(1));
-    Ok(stored.max(after_last))
-}
-
-/// Writes the WAL's next sequence number in `txn` (with the entries it covers).
-pub(crate) fn store_next_seq(
-    txn: &WriteTransaction,
-    path: &Path,
-    next: u64,
-) -> Result<(), StorageError> {
-    let mut meta = txn.open_table(META).map_err(db_err(path, "WAL write"))?;
-    meta.insert(WAL_NEXT_SEQ_KEY, next)
-        .map_err(db_err(path, "WAL write"))?;
     Ok(())
 }
 

@@ -1,12 +1,13 @@
-//! The consensus write-ahead log, in its own file.
+//! The consensus write-ahead log, in its own file (`wal_log.rs` has the
+//! format and why it is not a redb table).
 //!
-//! Entries are keyed by a sequence number that only grows (it is stored, so
-//! it keeps growing across restarts even when pruning empties the table).
-//! [`Store::append`] buffers in memory; the buffer is written, in order, by the
-//! next WAL write (a sync or a prune), and [`Store::sync`] is the one that
-//! fsyncs. Semantics match `SimStorage` in the simulator: unsynced appends may
-//! be lost in a crash, synced ones never are, and what survives is a prefix of
-//! what was appended.
+//! Entries get a sequence number that only grows (the file keeps the next
+//! one, so it keeps growing across restarts even when pruning empties the
+//! log). [`Store::append`] buffers in memory; the buffer is written, in order,
+//! by the next WAL write (a sync or a prune), and [`Store::sync`] is the one
+//! that fsyncs. Semantics match `SimStorage` in the simulator: unsynced
+//! appends may be lost in a crash, synced ones never are, and what survives
+//! is a prefix of what was appended.
 //!
 //! Two differences from the simulator follow from blocks living in the other
 //! file, made durable later than they are committed (`flusher.rs`):
@@ -19,38 +20,25 @@
 //!   so the restored core commits (again) exactly the blocks the store lacks.
 
 use super::codec;
-use super::db::{db_err, transact, Pending, Reader, Store, WAL};
-use super::schema::store_next_seq;
+use super::db::{Reader, Store};
+use super::wal_log::{self, Found};
 use super::StorageError;
 use bitcraps_consensus::{View, WalEntry};
-use redb::{Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, WriteTransaction};
-use std::path::Path;
 
 impl Store {
     /// Buffers `entry`; returns its sequence number. Not on disk until the next
-    /// [`Store::sync`] (or another write transaction, without fsync).
+    /// [`Store::sync`] (or a prune, without fsync).
     pub fn append(&mut self, entry: &WalEntry) -> Result<u64, StorageError> {
         let bytes = codec::encode("WAL entry", entry)?;
-        let seq = self.next_seq;
-        self.pending.push(Pending {
-            seq,
-            view: entry.view(),
-            is_tip: matches!(entry, WalEntry::Committed { .. }),
-            bytes,
-        });
-        self.next_seq = seq.saturating_add(1);
-        Ok(seq)
+        let is_tip = matches!(entry, WalEntry::Committed { .. });
+        Ok(self.wal.append(entry.view(), is_tip, bytes))
     }
 
-    /// Writes every buffered entry in one transaction and fsyncs it
-    /// (`Durability::Immediate`): one fsync per batch. On return, everything
-    /// appended so far is on stable storage. A no-op when nothing is buffered
-    /// or unsynced.
+    /// Writes every buffered entry and fsyncs the WAL file: one fsync per
+    /// batch. On return, everything appended so far is on stable storage. A
+    /// no-op when nothing is buffered or unsynced.
     pub fn sync(&mut self) -> Result<(), StorageError> {
-        if self.pending.is_empty() && !self.wal_dirty {
-            return Ok(());
-        }
-        self.write_wal("WAL sync", Durability::Immediate, |_, _| Ok(()))
+        self.wal.sync()
     }
 
     /// Executes `Effect::Persist { entry, durable }`.
@@ -62,7 +50,7 @@ impl Store {
         Ok(seq)
     }
 
-    /// Executes `Effect::Prune { below_view }`: deletes entries whose view is
+    /// Executes `Effect::Prune { below_view }`: drops entries whose view is
     /// below `below_view`, and every committed-tip record but the newest (as
     /// `SimStorage::prune`). Buffered entries are written first and pruned too.
     /// Entries at or above the newest durable block's view are kept whatever
@@ -71,56 +59,12 @@ impl Store {
     /// next sync makes it durable.
     pub fn prune(&mut self, below_view: View) -> Result<(), StorageError> {
         let below_view = below_view.min(self.durable.durable_view());
-        self.write_wal("WAL prune", Durability::None, |txn, path| {
-            let err = |e: redb::Error| db_err(path, "WAL prune")(e);
-            let mut wal = txn.open_table(WAL).map_err(|e| err(e.into()))?;
-            // The newest committed-tip record, which is always kept.
-            let mut newest_tip = None;
-            for row in wal.iter().map_err(|e| err(e.into()))?.rev() {
-                let (k, v) = row.map_err(|e| err(e.into()))?;
-                if v.value().1 {
-                    newest_tip = Some(k.value());
-                    break;
-                }
-            }
-            wal.retain(|seq, (view, is_tip, _)| {
-                if is_tip {
-                    Some(seq) == newest_tip
-                } else {
-                    view >= below_view
-                }
-            })
-            .map_err(|e| err(e.into()))?;
-            Ok(())
-        })
+        self.wal.prune(below_view)
     }
 
-    /// Runs `f` in one WAL-file transaction that first writes every pending
-    /// entry, then commits with `durability`. Pending entries are dropped
-    /// from memory only once the commit succeeded.
-    fn write_wal(
-        &mut self,
-        op: &'static str,
-        durability: Durability,
-        f: impl FnOnce(&WriteTransaction, &Path) -> Result<(), StorageError>,
-    ) -> Result<(), StorageError> {
-        let (pending, next_seq) = (&self.pending, self.next_seq);
-        let (db, path) = (&self.reader.wal_db, &*self.reader.wal_path);
-        transact(db, path, op, durability, self.options, |txn, path| {
-            if !pending.is_empty() {
-                let mut wal = txn.open_table(WAL).map_err(db_err(path, op))?;
-                for p in pending {
-                    wal.insert(p.seq, (p.view, p.is_tip, p.bytes.as_slice()))
-                        .map_err(db_err(path, op))?;
-                }
-                drop(wal);
-                store_next_seq(txn, path, next_seq)?;
-            }
-            f(txn, path)
-        })?;
-        self.pending.clear();
-        self.wal_dirty = matches!(durability, Durability::None);
-        Ok(())
+    /// Bytes in the WAL file, and entries still live (buffered ones included).
+    pub fn wal_footprint(&self) -> (u64, usize) {
+        (self.wal.file_len(), self.wal.live_len())
     }
 }
 
@@ -154,29 +98,33 @@ impl Reader {
         Ok(log)
     }
 
-    /// [`Reader::wal`] with each entry's sequence number.
+    /// [`Reader::wal`] with each entry's sequence number. Reads the file
+    /// (up to a torn tail, which only the writer cuts off).
     pub fn wal_with_seq(&self) -> Result<Vec<(u64, WalEntry)>, StorageError> {
-        const OP: &str = "WAL read";
-        let err = |e: redb::Error| db_err(&self.wal_path, OP)(e);
-        let txn = self.wal_db.begin_read().map_err(|e| err(e.into()))?;
-        let wal = txn.open_table(WAL).map_err(|e| err(e.into()))?;
-        let mut out = Vec::new();
-        for row in wal.iter().map_err(|e| err(e.into()))? {
-            let (k, v) = row.map_err(|e| err(e.into()))?;
-            let seq = k.value();
-            let entry: WalEntry =
-                codec::decode(&self.wal_path, || format!("WAL entry {seq}"), v.value().2)?;
-            out.push((seq, entry));
-        }
-        Ok(out)
+        let entries = match wal_log::read(&self.wal_path)? {
+            Found::Missing => Vec::new(),
+            Found::Redb => {
+                return Err(StorageError::Corrupt {
+                    path: self.wal_path.to_path_buf(),
+                    reason: "the WAL file is still in format 1 (redb); open the store to upgrade it"
+                        .into(),
+                })
+            }
+            Found::Log(replay) => replay.entries,
+        };
+        entries
+            .into_iter()
+            .map(|e| {
+                let seq = e.seq;
+                let entry: WalEntry =
+                    codec::decode(&self.wal_path, || format!("WAL entry {seq}"), &e.bytes)?;
+                Ok((seq, entry))
+            })
+            .collect()
     }
 
     /// Number of durable WAL entries.
     pub fn wal_len(&self) -> Result<u64, StorageError> {
-        const OP: &str = "WAL read";
-        let err = |e: redb::Error| db_err(&self.wal_path, OP)(e);
-        let txn = self.wal_db.begin_read().map_err(|e| err(e.into()))?;
-        let wal = txn.open_table(WAL).map_err(|e| err(e.into()))?;
-        wal.len().map_err(|e| err(e.into()))
+        Ok(self.wal_with_seq()?.len() as u64)
     }
 }
