@@ -331,7 +331,12 @@ fn wal_rows(entries: &[WalEntry]) -> Vec<(u64, u64, bool, Vec<u8>)> {
         .enumerate()
         .map(|(i, e)| {
             let is_tip = matches!(e, WalEntry::Committed { .. });
-            (i as u64, e.view(), is_tip, postcard::to_stdvec(e).unwrap())
+            (
+                i as u64,
+                e.view(),
+                is_tip,
+                postcard::to_stdvec(e).expect("encodes"),
+            )
         })
         .collect()
 }
@@ -341,7 +346,7 @@ fn wal_rows(entries: &[WalEntry]) -> Vec<(u64, u64, bool, Vec<u8>)> {
 /// the main file no longer has a WAL table.
 #[test]
 fn single_file_database_is_upgraded() {
-    use redb::{ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
+    use redb::{ReadableDatabase, TableDefinition, TableHandle};
     type WalTable = TableDefinition<'static, u64, (u64, bool, &'static [u8])>;
     const WAL: WalTable = TableDefinition::new("wal");
     const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -433,7 +438,11 @@ fn redb_wal_file_is_upgraded() {
         }
         store.close().unwrap();
     }
-    let entries = vec![nullify_vote(&kps, 3), tip_of(&chain[1]), nullify_vote(&kps, 4)];
+    let entries = vec![
+        nullify_vote(&kps, 3),
+        tip_of(&chain[1]),
+        nullify_vote(&kps, 4),
+    ];
     let wal_file = bitcraps_node::storage::wal_path(&path);
     std::fs::remove_file(&wal_file).unwrap();
     {
@@ -532,16 +541,24 @@ fn the_wal_file_is_compacted() {
         let b = block(view, view, parent, payload.clone());
         parent = b.id();
         store.persist(&WalEntry::Block(b), true).unwrap();
-        store.persist(&nullify_vote(&kps, view), view % 2 == 0).unwrap();
+        store
+            .persist(&nullify_vote(&kps, view), view % 2 == 0)
+            .unwrap();
         store.prune(view.saturating_sub(4)).unwrap();
         max_file = max_file.max(std::fs::metadata(&wal_file).unwrap().len());
     }
     let (file_len, live) = store.wal_footprint();
     assert_eq!(live, 10);
-    assert!(max_file < 12 * 1024 * 1024, "the file reached {max_file} bytes");
+    assert!(
+        max_file < 12 * 1024 * 1024,
+        "the file reached {max_file} bytes"
+    );
     assert!(file_len < 12 * 1024 * 1024);
     let views: Vec<u64> = store.wal().unwrap().iter().map(WalEntry::view).collect();
-    assert_eq!(views, vec![5996, 5996, 5997, 5997, 5998, 5998, 5999, 5999, 6000, 6000]);
+    assert_eq!(
+        views,
+        vec![5996, 5996, 5997, 5997, 5998, 5998, 5999, 5999, 6000, 6000]
+    );
     let next = store.append(&nullify_vote(&kps, 6001)).unwrap();
     store.close().unwrap();
     let mut store = Store::open(&path).unwrap();

@@ -1,7 +1,7 @@
-//! Crash-safe storage for a validator: two embedded [redb] database files,
-//! one for the committed blocks with their finalization certificates and the
-//! application's key-value state, one (`<path>-wal`) for the consensus
-//! write-ahead log.
+//! Crash-safe storage for a validator in two files: an embedded [redb]
+//! database for the committed blocks with their finalization certificates and
+//! the application's key-value state, and an append-only log (`<path>-wal`,
+//! `wal_log.rs`) for the consensus write-ahead log.
 //!
 //! This is the production counterpart of the simulator's `SimStorage`
 //! (`chaos/src/storage.rs`) and implements the storage half of the runtime
@@ -17,11 +17,13 @@
 //!
 //! # Why it survives `kill -9`
 //!
-//! * Every change is a redb write transaction, so after a crash each file
-//!   holds exactly the state of some committed transaction; redb repairs
-//!   itself on the next open.
-//! * [`Store::sync`] commits the WAL file with `Durability::Immediate`
-//!   (fsync) before it returns, so a vote or proposal whose WAL entry was
+//! * Every change to the main file is a redb write transaction, so after a
+//!   crash it holds exactly the state of some committed transaction; redb
+//!   repairs itself on the next open. The WAL file only grows by
+//!   checksummed records (or is replaced whole by a rename); after a crash
+//!   it is read up to the first record that does not check out.
+//! * [`Store::sync`] writes the buffered WAL records and `fdatasync`s the WAL
+//!   file before it returns, so a vote or proposal whose WAL entry was
 //!   persisted durably is on disk before the runtime sends it ("persist
 //!   before you speak"). That fsync writes only the WAL: when blocks shared
 //!   the file, each vote's fsync also flushed every block and state page
@@ -51,7 +53,7 @@
 //!
 //! # Threads
 //!
-//! redb is synchronous. [`Store`] is the single writer (owned by the task that
+//! redb and the WAL file are synchronous. [`Store`] is the single writer (owned by the task that
 //! runs the consensus core); [`Reader`] is a cheap clonable read handle for other
 //! tasks (block sync, HTTP). Call both from blocking-friendly contexts
 //! (`tokio::task::spawn_blocking` for anything that may read many blocks).
@@ -74,6 +76,7 @@ pub use db::{wal_path, Reader, Store, StoreOptions, DEFAULT_BLOCK_FLUSH_MS, WAL_
 pub use error::StorageError;
 pub use schema::{SCHEMA_VERSION, WAL_SCHEMA_VERSION};
 pub use txindex::{TxIndex, MAX_INDEX_BATCH};
+pub use wal_log::{COMPACT_MIN_BYTES, COMPACT_RATIO, MAX_WAL_FILE_BYTES};
 
 use bitcraps_consensus::params::MAX_MESSAGE_BYTES;
 

@@ -15,7 +15,10 @@
 use super::db::{db_err, open_db, Reader, StoreOptions, APP, BLOCKS, BLOCK_IDS, META, WAL};
 use super::wal_log::{self, Entry, WalLog};
 use super::StorageError;
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+    WriteTransaction,
+};
 use std::path::Path;
 
 /// Version of the main file's table layout. Bumped on any incompatible change;
@@ -104,7 +107,11 @@ fn read_redb_wal(path: &Path, options: StoreOptions) -> Result<(Vec<Entry>, u64)
     let err = |e: redb::Error| db_err(path, "upgrade")(e);
     let txn = db.begin_read().map_err(|e| err(e.into()))?;
     let meta = txn.open_table(META).map_err(|e| err(e.into()))?;
-    match meta.get(SCHEMA_KEY).map_err(|e| err(e.into()))?.map(|v| v.value()) {
+    match meta
+        .get(SCHEMA_KEY)
+        .map_err(|e| err(e.into()))?
+        .map(|v| v.value())
+    {
         Some(REDB_WAL_VERSION) => {}
         found => {
             return Err(StorageError::WrongVersion {

@@ -106,8 +106,9 @@ impl Reader {
             Found::Redb => {
                 return Err(StorageError::Corrupt {
                     path: self.wal_path.to_path_buf(),
-                    reason: "the WAL file is still in format 1 (redb); open the store to upgrade it"
-                        .into(),
+                    reason:
+                        "the WAL file is still in format 1 (redb); open the store to upgrade it"
+                            .into(),
                 })
             }
             Found::Log(replay) => replay.entries,

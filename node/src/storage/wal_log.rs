@@ -176,9 +176,12 @@ pub(crate) fn read(path: &Path) -> Result<Found, StorageError> {
 
 /// Parses a whole file's bytes.
 fn replay(path: &Path, bytes: &[u8]) -> Result<Replay, StorageError> {
-    let header = bytes
-        .get(..HEADER_BYTES)
-        .ok_or_else(|| corrupt(path, format!("WAL file is {} bytes, shorter than its header", bytes.len())))?;
+    let header = bytes.get(..HEADER_BYTES).ok_or_else(|| {
+        corrupt(
+            path,
+            format!("WAL file is {} bytes, shorter than its header", bytes.len()),
+        )
+    })?;
     if &header[..8] != MAGIC {
         return Err(corrupt(path, "not a WAL file (bad magic)".into()));
     }
@@ -281,7 +284,11 @@ pub(crate) fn write_fresh(
     next_seq: u64,
 ) -> Result<(File, u64), StorageError> {
     let mut bytes = Vec::with_capacity(
-        HEADER_BYTES + entries.iter().map(|e| e.record_len() as usize).sum::<usize>(),
+        HEADER_BYTES
+            + entries
+                .iter()
+                .map(|e| e.record_len() as usize)
+                .sum::<usize>(),
     );
     bytes.extend_from_slice(MAGIC);
     bytes.extend_from_slice(&LOG_VERSION.to_le_bytes());
@@ -445,7 +452,13 @@ impl WalLog {
     /// included, and writes it without an fsync: a lost prune only leaves
     /// extra entries.
     pub(crate) fn prune(&mut self, below_view: View) -> Result<(), StorageError> {
-        encode_record(&mut self.unwritten, KIND_PRUNE, self.next_seq, below_view, &[]);
+        encode_record(
+            &mut self.unwritten,
+            KIND_PRUNE,
+            self.next_seq,
+            below_view,
+            &[],
+        );
         prune_live(&mut self.live, below_view);
         self.live_bytes = self.live.iter().map(Entry::record_len).sum();
         self.write()
@@ -490,7 +503,12 @@ impl WalLog {
         let (file, len) = write_fresh(&self.path, &self.live, self.next_seq)?;
         self.file = file;
         self.len = len;
-        tracing::debug!(before, after = len, entries = self.live.len(), "WAL compacted");
+        tracing::debug!(
+            before,
+            after = len,
+            entries = self.live.len(),
+            "WAL compacted"
+        );
         Ok(())
     }
 
@@ -532,7 +550,10 @@ mod tests {
         encode_entry(&mut out, &e);
         assert_eq!(out.len() as u64, e.record_len());
         let (kind, seq, view, payload, end) = record_at(&out, 0).unwrap();
-        assert_eq!((kind, seq, view, payload, end), (KIND_TIP, 5, 9, &e.bytes[..], out.len()));
+        assert_eq!(
+            (kind, seq, view, payload, end),
+            (KIND_TIP, 5, 9, &e.bytes[..], out.len())
+        );
         for bit in 0..out.len() * 8 {
             let mut bad = out.clone();
             bad[bit / 8] ^= 1 << (bit % 8);
@@ -576,7 +597,12 @@ mod tests {
     #[test]
     fn replay_applies_prunes_in_log_order() {
         let mut bytes = file_with(&[]);
-        let log = [entry(0, 1, false), entry(1, 1, true), entry(2, 2, true), entry(3, 5, false)];
+        let log = [
+            entry(0, 1, false),
+            entry(1, 1, true),
+            entry(2, 2, true),
+            entry(3, 5, false),
+        ];
         for e in &log[..3] {
             encode_entry(&mut bytes, e);
         }
