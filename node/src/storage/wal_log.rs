@@ -373,6 +373,9 @@ impl WalLog {
         path: &Path,
         from_redb: impl FnOnce() -> Result<(Vec<Entry>, u64), StorageError>,
     ) -> Result<WalLog, StorageError> {
+        // Left by a rewrite that a crash interrupted (the rename had not
+        // happened, so `path` is the complete old file).
+        let _ = std::fs::remove_file(tmp_path(path));
         let (replay, file) = match read(path)? {
             Found::Missing => {
                 let (file, len) = write_fresh(path, &[], 0)?;
@@ -486,6 +489,16 @@ impl WalLog {
     fn write(&mut self) -> Result<(), StorageError> {
         if self.unwritten.is_empty() {
             return Ok(());
+        }
+        // Refused here rather than written into a file `read` would refuse
+        // on the next start.
+        let after = self.len + self.unwritten.len() as u64;
+        if after > MAX_WAL_FILE_BYTES {
+            return Err(StorageError::TooLarge {
+                what: "WAL file (pruning has stalled)",
+                len: usize::try_from(after).unwrap_or(usize::MAX),
+                max: MAX_WAL_FILE_BYTES as usize,
+            });
         }
         self.file
             .write_all_at(&self.unwritten, self.len)
