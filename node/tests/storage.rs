@@ -55,6 +55,14 @@ fn block(view: u64, height: u64, parent: Hash32, payload: Vec<u8>) -> Block {
     }
 }
 
+/// A temporary directory (deleted when dropped), the database path in it,
+/// and the validators' keys.
+fn store_dir() -> (tempfile::TempDir, std::path::PathBuf, Vec<Keypair>) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("node.redb");
+    (dir, path, keys())
+}
+
 fn genesis_id() -> Hash32 {
     hash(b"genesis")
 }
@@ -123,9 +131,7 @@ fn random_u64() -> u64 {
 
 #[test]
 fn wal_roundtrips_every_entry_kind() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("node.redb");
-    let kps = keys();
+    let (_dir, path, kps) = store_dir();
     let b5 = block(5, 3, hash(b"parent"), vec![7u8; 1000]);
     let notarization = cert(&kps, VoteBody::notarize(4, hash(b"parent")));
     let proposal = Proposal {
@@ -198,9 +204,7 @@ fn unsynced_appends_are_lost_synced_ones_survive() {
 
 #[test]
 fn prune_matches_simulator_semantics() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("node.redb");
-    let kps = keys();
+    let (_dir, path, kps) = store_dir();
     let mut store = Store::open(&path).unwrap();
     // Pruning stops at the newest durable block's view: put one far above.
     store
@@ -253,9 +257,7 @@ fn prune_matches_simulator_semantics() {
 /// crash may lose the blocks above it, and those entries commit them again.
 #[test]
 fn prune_keeps_what_recommits_undurable_blocks() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("node.redb");
-    let kps = keys();
+    let (_dir, path, kps) = store_dir();
     // No flush thread: block 2 must stay undurable until the test says so.
     let options = StoreOptions {
         block_flush_ms: 0,
@@ -284,9 +286,7 @@ fn prune_keeps_what_recommits_undurable_blocks() {
 /// chain, and with the stored tip: it re-delivers exactly the missing blocks.
 #[test]
 fn restore_log_matches_the_stored_chain() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("node.redb");
-    let kps = keys();
+    let (_dir, path, kps) = store_dir();
     let chain = chain_on(&kps, genesis_id(), 0, 3);
     let lost = chain_on(&kps, chain[2].block.id(), 3, 2);
     {
@@ -350,9 +350,7 @@ fn single_file_database_is_upgraded() {
     type WalTable = TableDefinition<'static, u64, (u64, bool, &'static [u8])>;
     const WAL: WalTable = TableDefinition::new("wal");
     const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("node.redb");
-    let kps = keys();
+    let (_dir, path, kps) = store_dir();
     let chain = chain_on(&kps, genesis_id(), 0, 3);
     let entries = vec![
         nullify_vote(&kps, 1),
@@ -427,9 +425,7 @@ fn redb_wal_file_is_upgraded() {
     type WalTable = TableDefinition<'static, u64, (u64, bool, &'static [u8])>;
     const WAL: WalTable = TableDefinition::new("wal");
     const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("node.redb");
-    let kps = keys();
+    let (_dir, path, kps) = store_dir();
     let chain = chain_on(&kps, genesis_id(), 0, 2);
     {
         let mut store = Store::open(&path).unwrap();
@@ -478,9 +474,7 @@ fn redb_wal_file_is_upgraded() {
 #[test]
 fn a_torn_wal_tail_is_cut_off_on_open() {
     use std::io::Write;
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("node.redb");
-    let kps = keys();
+    let (_dir, path, kps) = store_dir();
     let wal_file = bitcraps_node::storage::wal_path(&path);
     {
         let mut store = Store::open(&path).unwrap();
@@ -523,9 +517,7 @@ fn a_torn_wal_tail_is_cut_off_on_open() {
 /// after a restart.
 #[test]
 fn the_wal_file_is_compacted() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("node.redb");
-    let kps = keys();
+    let (_dir, path, kps) = store_dir();
     let wal_file = bitcraps_node::storage::wal_path(&path);
     let mut store = Store::open(&path).unwrap();
     // Pruning is clamped to the durable block's view: put one far above.
@@ -568,9 +560,7 @@ fn the_wal_file_is_compacted() {
 
 #[test]
 fn commit_is_idempotent_and_serves_chains() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("node.redb");
-    let kps = keys();
+    let (_dir, path, kps) = store_dir();
     let chain = chain_on(&kps, genesis_id(), 0, 10);
     {
         let mut store = Store::open(&path).unwrap();
@@ -647,9 +637,7 @@ fn commit_is_idempotent_and_serves_chains() {
 
 #[test]
 fn commit_with_state_is_atomic() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("node.redb");
-    let kps = keys();
+    let (_dir, path, kps) = store_dir();
     let chain = chain_on(&kps, genesis_id(), 0, 3);
     let put = |k: &str, v: &str| (k.as_bytes().to_vec(), Some(v.as_bytes().to_vec()));
     {
@@ -753,9 +741,7 @@ fn open_reports_bad_files_clearly() {
 
 #[test]
 fn verify_on_open_reports_damage_as_corrupt() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("node.redb");
-    let kps = keys();
+    let (_dir, path, kps) = store_dir();
     {
         let mut store = Store::open(&path).unwrap();
         for cb in chain_on(&kps, genesis_id(), 0, 50) {
