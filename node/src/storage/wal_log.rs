@@ -376,25 +376,8 @@ impl WalLog {
         // Left by a rewrite that a crash interrupted (the rename had not
         // happened, so `path` is the complete old file).
         let _ = std::fs::remove_file(tmp_path(path));
-        let (replay, file) = match read(path)? {
-            Found::Missing => {
-                let (file, len) = write_fresh(path, &[], 0)?;
-                let replay = Replay {
-                    entries: Vec::new(),
-                    next_seq: 0,
-                    good_len: len,
-                    dropped: None,
-                };
-                (replay, file)
-            }
-            Found::Redb => {
-                let (entries, next_seq) = from_redb()?;
-                let (file, len) = write_fresh(path, &entries, next_seq)?;
-                tracing::info!(
-                    path = %path.display(),
-                    entries = entries.len(),
-                    "rewrote the WAL file from redb to the append-only log (WAL format 1 -> 2)"
-                );
+        let fresh = |entries: Vec<Entry>, next_seq: u64| {
+            write_fresh(path, &entries, next_seq).map(|(file, len)| {
                 let replay = Replay {
                     entries,
                     next_seq,
@@ -402,6 +385,18 @@ impl WalLog {
                     dropped: None,
                 };
                 (replay, file)
+            })
+        };
+        let (replay, file) = match read(path)? {
+            Found::Missing => fresh(Vec::new(), 0)?,
+            Found::Redb => {
+                let (entries, next_seq) = from_redb()?;
+                tracing::info!(
+                    path = %path.display(),
+                    entries = entries.len(),
+                    "rewriting the WAL file from redb to the append-only log (WAL format 1 -> 2)"
+                );
+                fresh(entries, next_seq)?
             }
             Found::Log(replay) => {
                 let file = open_rw(path)?;
