@@ -345,8 +345,6 @@ pub(crate) struct WalLog {
     len: u64,
     /// Every appended entry not pruned, written or not, in order.
     live: Vec<Entry>,
-    /// Bytes `live` would take in a fresh file.
-    live_bytes: u64,
     /// Encoded records appended or pruned but not yet written, in order.
     unwritten: Vec<u8>,
     /// Whether bytes were written since the last fsync.
@@ -416,13 +414,11 @@ impl WalLog {
                 (replay, file)
             }
         };
-        let live_bytes = replay.entries.iter().map(Entry::record_len).sum();
         Ok(WalLog {
             path: path.to_path_buf(),
             file,
             len: replay.good_len,
             live: replay.entries,
-            live_bytes,
             unwritten: Vec::new(),
             unsynced: false,
             next_seq: replay.next_seq,
@@ -441,7 +437,6 @@ impl WalLog {
             bytes,
         };
         encode_entry(&mut self.unwritten, &entry);
-        self.live_bytes += entry.record_len();
         self.live.push(entry);
         seq
     }
@@ -458,7 +453,6 @@ impl WalLog {
             &[],
         );
         prune_live(&mut self.live, below_view);
-        self.live_bytes = self.live.iter().map(Entry::record_len).sum();
         self.write()
     }
 
@@ -474,7 +468,10 @@ impl WalLog {
             .sync_data()
             .map_err(io_err(&self.path, "WAL sync"))?;
         self.unsynced = false;
-        if self.len > COMPACT_MIN_BYTES && self.len > COMPACT_RATIO * self.live_bytes {
+        // What a fresh file would hold, summed only once the file is big.
+        if self.len > COMPACT_MIN_BYTES
+            && self.len > COMPACT_RATIO * self.live.iter().map(Entry::record_len).sum::<u64>()
+        {
             self.compact()?;
         }
         Ok(())
