@@ -12,6 +12,7 @@
 
 use bitcraps_crypto::guard::{FileGuardStore, GuardState, GuardStore};
 use bitcraps_crypto::{Keypair, PublicKey};
+use bitcraps_node::api::BlockView;
 use bitcraps_node::app::tx::{Action, Transaction};
 use bitcraps_node::chainspec::ChainSpec;
 use bitcraps_node::home::{read_key_file, testnet_init, Testnet, TestnetOptions};
@@ -301,6 +302,30 @@ async fn rogue_quic_peers_are_refused_or_disconnected_while_the_cluster_commits(
     let before = height(&cluster, 1).await;
     wait_height(&cluster, 1, before + 10, "commits after the attack").await;
     assert!(cluster.is_running(1));
+    cluster.stop_all();
+}
+
+/// A page of `GET /api/v1/blocks` ends at the newest committed block, and a
+/// long poll for the next height is answered with that block once it
+/// commits: a follower (`bitcraps bench`, localnet's watcher) learns of each
+/// commit at once, not when the block after it commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn block_pages_end_at_the_newest_committed_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tn, _) = testnet(dir.path(), 1);
+    let mut cluster = Cluster::start(bin(), &tn, &[]).unwrap();
+    cluster.wait_ready(0, READY_MS).await.unwrap();
+    let node = cluster.client(0);
+    let heights = |page: Vec<BlockView>| page.iter().map(|b| b.height).collect::<Vec<_>>();
+    let top = wait_height(&cluster, 0, 3, "a few empty blocks").await;
+    assert_eq!(heights(node.blocks(1, 1).await.unwrap()), [1]);
+    assert_eq!(heights(node.blocks(1, 3).await.unwrap()), [1, 2, 3]);
+    assert_eq!(heights(node.blocks(top, 1).await.unwrap()), [top]);
+    let page = heights(node.blocks(top, 100).await.unwrap());
+    assert_eq!(page.first(), Some(&top), "{page:?}");
+    let top = height(&cluster, 0).await;
+    let next = heights(node.blocks_wait(top + 1, 100, 20_000).await.unwrap());
+    assert_eq!(next.first(), Some(&(top + 1)), "{next:?}");
     cluster.stop_all();
 }
 

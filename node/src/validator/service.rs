@@ -299,9 +299,11 @@ impl NodeApi for NodeService {
         if from > top || limit == 0 {
             return Ok(Vec::new());
         }
-        let to = top.min(from.saturating_add(limit as u64 - 1));
+        // `range` takes a half-open `from..end`; the page ends at the newest
+        // committed block inclusive, or it would only show up one commit late.
+        let last = top.min(from.saturating_add(limit as u64 - 1));
         reader
-            .range(from, to)
+            .range(from, last.saturating_add(1))
             .map_err(internal)?
             .iter()
             .map(|cb| self.block_view(cb))
