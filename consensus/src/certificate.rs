@@ -3,6 +3,7 @@
 use crate::genesis::{ValidatorIndex, ValidatorSet};
 use crate::message::{Certificate, Vote};
 use bitcraps_crypto::batch::{verify_batch, BatchItem};
+use bitcraps_crypto::Signature;
 
 /// Why a vote or certificate was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq, Clone)]
@@ -39,6 +40,18 @@ pub fn verify_certificate(
     set: &ValidatorSet,
     chain_id: &str,
 ) -> Result<(), CertError> {
+    verify_certificate_with(cert, set, chain_id, |_, _| false)
+}
+
+/// [`verify_certificate`], skipping the signatures `checked` says were
+/// already verified over this certificate's body (votes the caller counted):
+/// every structural rule still applies to every signer.
+pub fn verify_certificate_with(
+    cert: &Certificate,
+    set: &ValidatorSet,
+    chain_id: &str,
+    checked: impl Fn(ValidatorIndex, &Signature) -> bool,
+) -> Result<(), CertError> {
     if !cert.body.is_well_formed() {
         return Err(CertError::Malformed);
     }
@@ -59,19 +72,23 @@ pub fn verify_certificate(
         keys.push(set.key(*idx).ok_or(CertError::UnknownSigner(*idx))?);
     }
     let message = cert.body.signing_bytes(chain_id);
-    let items: Vec<BatchItem<'_>> = cert
+    let (signers, items): (Vec<ValidatorIndex>, Vec<BatchItem<'_>>) = cert
         .signatures
         .iter()
         .zip(&keys)
-        .map(|((_, sig), key)| BatchItem {
-            key,
-            message: &message,
-            signature: sig,
+        .filter(|((idx, sig), _)| !checked(*idx, sig))
+        .map(|((idx, sig), key)| {
+            let item = BatchItem {
+                key,
+                message: &message,
+                signature: sig,
+            };
+            (*idx, item)
         })
-        .collect();
+        .unzip();
     let results = verify_batch(&items);
     match results.iter().position(|ok| !ok) {
-        Some(i) => Err(CertError::BadSignature(cert.signatures[i].0)),
+        Some(i) => Err(CertError::BadSignature(signers[i])),
         None => Ok(()),
     }
 }

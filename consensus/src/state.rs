@@ -44,6 +44,12 @@ pub(crate) struct ViewState {
     pub notarization: Option<Certificate>,
     pub nullification: Option<Certificate>,
     pub finalization: Option<Certificate>,
+    /// Votes that arrived, signature unchecked, after this view already had a
+    /// certificate for their kind and body: they cannot change a tally, so
+    /// their signature is checked only if they are ever needed, as the first
+    /// half of equivocation evidence (see `handle/vote.rs`). At most one per
+    /// kind and signer.
+    pub unchecked: BTreeMap<(VoteKind, ValidatorIndex), Vote>,
     /// The first valid proposal from the view's leader.
     pub proposal: Option<Proposal>,
     pub own_notarize: Own,
@@ -57,6 +63,14 @@ impl ViewState {
             VoteKind::Notarize => &mut self.notarize,
             VoteKind::Nullify => &mut self.nullify,
             VoteKind::Finalize => &mut self.finalize,
+        }
+    }
+
+    pub(crate) fn votes(&self, kind: VoteKind) -> &BTreeMap<ValidatorIndex, Vote> {
+        match kind {
+            VoteKind::Notarize => &self.notarize,
+            VoteKind::Nullify => &self.nullify,
+            VoteKind::Finalize => &self.finalize,
         }
     }
 

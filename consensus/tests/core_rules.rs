@@ -716,3 +716,143 @@ fn bug_proposal_justification_matches_the_block_parent() {
         "a lagging validator cannot vote: {effects:?}"
     );
 }
+
+/// An observer (no key) that has seen validators 0, 1 and 2 notarize `x` in
+/// view 1: it holds the notarization and is in view 2.
+fn notarized_observer(f: &Fixture, x: bitcraps_crypto::Hash32) -> Core {
+    let mut core = Core::new(&f.genesis, None).expect("core");
+    core.handle(T0, Input::Start);
+    for s in [0, 1, 2] {
+        core.handle(
+            T0,
+            msg(s, Message::Vote(f.vote(s, VoteBody::notarize(1, x)))),
+        );
+    }
+    assert!(core.certificate(1, VoteKind::Notarize).is_some());
+    assert_eq!(core.view(), 2);
+    core
+}
+
+fn sends_certificate(effects: &[Effect], to: u16) -> bool {
+    effects.iter().any(|e| {
+        matches!(e, Effect::Send { to: t, message: Message::Certificate(c) }
+            if *t == to && c.body.kind == VoteKind::Notarize && c.body.view == 1)
+    })
+}
+
+#[test]
+fn a_vote_after_its_certificate_is_checked_only_when_sent_again() {
+    let f = Fixture::new();
+    let x = hash(b"x");
+    let late = f.vote(3, VoteBody::notarize(1, x));
+    let mut core = notarized_observer(&f, x);
+    // The fourth vote adds nothing to the notarization: held, unchecked, and
+    // its sender is not yet treated as lagging.
+    let effects = core.handle(T0, msg(3, Message::Vote(late)));
+    assert!(effects.is_empty(), "{effects:?}");
+    // Sent again, the peer is stuck in view 1: its vote checks out, so it
+    // gets the certificate.
+    let effects = core.handle(T0, msg(3, Message::Vote(late)));
+    assert!(sends_certificate(&effects, 3), "{effects:?}");
+
+    // A forged late vote sent twice is dropped once checked: no help.
+    let mut core = notarized_observer(&f, x);
+    let forged = Vote {
+        signature: f.sig(2, VoteBody::notarize(1, x)),
+        ..late
+    };
+    assert!(core.handle(T0, msg(3, Message::Vote(forged))).is_empty());
+    let effects = core.handle(T0, msg(3, Message::Vote(forged)));
+    assert!(!sends_certificate(&effects, 3), "{effects:?}");
+    // The genuine vote still counts after the forgery was dropped.
+    let effects = core.handle(T0, msg(3, Message::Vote(late)));
+    assert!(effects.is_empty(), "{effects:?}");
+    let effects = core.handle(T0, msg(3, Message::Vote(late)));
+    assert!(sends_certificate(&effects, 3), "{effects:?}");
+}
+
+#[test]
+fn a_vote_held_unchecked_is_still_evidence_against_a_conflicting_one() {
+    let f = Fixture::new();
+    let x = hash(b"x");
+    let late = f.vote(3, VoteBody::notarize(1, x));
+    let conflicting = f.vote(3, VoteBody::notarize(1, hash(b"y")));
+    let mut core = notarized_observer(&f, x);
+    assert!(core.handle(T0, msg(3, Message::Vote(late))).is_empty());
+    let effects = core.handle(T0, msg(3, Message::Vote(conflicting)));
+    let evidence = Effect::Evidence(bitcraps_consensus::Evidence {
+        first: late,
+        second: conflicting,
+    });
+    assert!(effects.contains(&evidence), "{effects:?}");
+    assert_eq!(core.evidence().count(), 1);
+
+    // Control: a held vote whose signature is bad is no evidence; the
+    // conflicting vote is then simply the signer's first.
+    let mut core = notarized_observer(&f, x);
+    let forged = Vote {
+        signature: f.sig(2, VoteBody::notarize(1, x)),
+        ..late
+    };
+    assert!(core.handle(T0, msg(3, Message::Vote(forged))).is_empty());
+    let effects = core.handle(T0, msg(3, Message::Vote(conflicting)));
+    assert!(
+        !effects.iter().any(|e| matches!(e, Effect::Evidence(_))),
+        "{effects:?}"
+    );
+    assert_eq!(core.evidence().count(), 0);
+
+    // Finalize and nullify exclude each other: a finalize vote held after
+    // the finalization is evidence against a later nullify vote.
+    let mut core = notarized_observer(&f, x);
+    for s in [0, 1, 2] {
+        core.handle(
+            T0,
+            msg(s, Message::Vote(f.vote(s, VoteBody::finalize(1, x)))),
+        );
+    }
+    assert!(core.certificate(1, VoteKind::Finalize).is_some());
+    let fin = f.vote(3, VoteBody::finalize(1, x));
+    let null = f.vote(3, VoteBody::nullify(1));
+    assert!(core.handle(T0, msg(3, Message::Vote(fin))).is_empty());
+    let effects = core.handle(T0, msg(3, Message::Vote(null)));
+    assert!(
+        effects.iter().any(|e| matches!(
+            e,
+            Effect::Evidence(ev) if ev.first == fin && ev.second == null
+        )),
+        "{effects:?}"
+    );
+}
+
+#[test]
+fn a_certificate_is_refused_for_a_bad_signature_even_beside_counted_votes() {
+    let f = Fixture::new();
+    let x = hash(b"x");
+    let body = VoteBody::notarize(1, x);
+    let counted = |core: &mut Core| {
+        for s in [1, 2] {
+            core.handle(T0, msg(s, Message::Vote(f.vote(s, body))));
+        }
+        assert!(core.certificate(1, VoteKind::Notarize).is_none());
+    };
+    // Signatures 1 and 2 match counted votes; 3's is forged.
+    let mut forged = certificate(&f.keys, &[1, 2, 3], body);
+    forged.signatures[2].1 = f.sig(2, body);
+    let (mut core, _) = f.core(0);
+    counted(&mut core);
+    core.handle(T0, msg(3, Message::Certificate(forged)));
+    assert!(core.certificate(1, VoteKind::Notarize).is_none());
+    assert_eq!(core.view(), 1);
+    // A counted signer's signature that differs from its counted vote is
+    // checked too.
+    let mut swapped = certificate(&f.keys, &[1, 2, 3], body);
+    swapped.signatures[0].1 = f.sig(3, body);
+    core.handle(T0, msg(3, Message::Certificate(swapped)));
+    assert!(core.certificate(1, VoteKind::Notarize).is_none());
+    // Control: the genuine certificate is taken.
+    let genuine = certificate(&f.keys, &[1, 2, 3], body);
+    core.handle(T0, msg(3, Message::Certificate(genuine.clone())));
+    assert_eq!(core.certificate(1, VoteKind::Notarize), Some(&genuine));
+    assert_eq!(core.view(), 2);
+}
