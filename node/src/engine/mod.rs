@@ -340,6 +340,8 @@ impl Engine {
         Ok(EngineHandle {
             client: EngineClient {
                 status: opened.status,
+                height: opened.height,
+                fatal: opened.fatal,
                 network: opened.network,
                 reader: opened.reader,
                 shared: opened.shared,
@@ -374,6 +376,8 @@ impl std::ops::Deref for EngineHandle {
 #[derive(Debug, Clone)]
 pub struct EngineClient {
     status: watch::Receiver<EngineStatus>,
+    height: watch::Receiver<Height>,
+    fatal: watch::Receiver<Option<String>>,
     network: NetworkHandle,
     reader: Reader,
     shared: Arc<Shared>,
@@ -410,9 +414,17 @@ impl EngineClient {
         s
     }
 
-    /// A receiver that changes whenever the engine commits or changes view.
-    pub fn watch(&self) -> watch::Receiver<EngineStatus> {
-        self.status.clone()
+    /// The committed height, changing only when a block commits: what a long
+    /// poll waits on. (The status changes on almost every step of the engine,
+    /// thousands of times a second under load; waking a waiter for each would
+    /// cost a thread wake-up each.)
+    pub fn watch_height(&self) -> watch::Receiver<Height> {
+        self.height.clone()
+    }
+
+    /// Set once, to the error the engine stopped on.
+    pub fn watch_fatal(&self) -> watch::Receiver<Option<String>> {
+        self.fatal.clone()
     }
 
     /// The UDP address the QUIC endpoint is bound to.

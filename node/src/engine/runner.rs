@@ -29,7 +29,7 @@ use crate::storage::{Reader, Store, TxIndex};
 use crate::trace::tracker::Stage;
 use crate::trace::unix_now_us;
 use bitcraps_consensus::{
-    CommittedBlock, Core, Effect, Input, Message, ViewChange, VoteBody, WalEntry,
+    CommittedBlock, Core, Effect, Height, Input, Message, ViewChange, VoteBody, WalEntry,
 };
 use bitcraps_crypto::guard::{FileGuardStore, SigningGuard};
 use bitcraps_crypto::signer::Signer;
@@ -54,6 +54,8 @@ const ADMIT_PER_WAKE: usize = 1_024;
 pub(super) struct Opened {
     pub runner: Runner,
     pub status: watch::Receiver<EngineStatus>,
+    pub height: watch::Receiver<Height>,
+    pub fatal: watch::Receiver<Option<String>>,
     pub network: NetworkHandle,
     pub reader: Reader,
     pub shared: Arc<Shared>,
@@ -84,6 +86,11 @@ pub(super) struct Runner {
     clock: Arc<dyn Clock>,
     status: EngineStatus,
     status_tx: watch::Sender<EngineStatus>,
+    /// The committed height alone: long polls wait on it, and a status that
+    /// changes on every step (view, commit rate) would wake them for nothing.
+    height_tx: watch::Sender<Height>,
+    /// Why the engine stopped, once it has stopped on an error.
+    fatal_tx: watch::Sender<Option<String>>,
     /// Frames the network refused (shutting down, over the frame limit).
     send_errors: u64,
     /// The dice beacon (`None` on a chain without one).
@@ -264,6 +271,8 @@ impl Runner {
         }
 
         let (status_tx, status_rx) = watch::channel(status.clone());
+        let (height_tx, height_rx) = watch::channel(status.height);
+        let (fatal_tx, fatal_rx) = watch::channel(None);
         let shared = Arc::new(Shared {
             mempool: std::sync::Mutex::new(Mempool::new(mempool)),
             txlog: std::sync::Mutex::new(TxLog::new(DEFAULT_TX_LOG_ENTRIES)),
@@ -303,6 +312,8 @@ impl Runner {
             clock,
             status,
             status_tx,
+            height_tx,
+            fatal_tx,
             send_errors: 0,
             beacon,
             beacon_proposed: None,
@@ -315,6 +326,8 @@ impl Runner {
         Ok(Opened {
             runner,
             status: status_rx,
+            height: height_rx,
+            fatal: fatal_rx,
             network,
             reader,
             shared,
@@ -331,6 +344,7 @@ impl Runner {
         if let Err(e) = &result {
             self.status.fatal = Some(e.to_string());
             self.status_tx.send_replace(self.status.clone());
+            self.fatal_tx.send_replace(Some(e.to_string()));
         }
         let Runner {
             store,
@@ -814,9 +828,15 @@ impl Runner {
         s.commit_rate_milli = (self.progress.rate_blocks_per_s(now_ms) * 1_000.0) as u64;
         s.live = s.live || s.view > self.start_view;
         let status = self.status.clone();
+        let height = status.height;
         self.status_tx.send_if_modified(|s| {
             let changed = *s != status;
             *s = status;
+            changed
+        });
+        self.height_tx.send_if_modified(|h| {
+            let changed = *h != height;
+            *h = height;
             changed
         });
     }

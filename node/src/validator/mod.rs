@@ -204,10 +204,10 @@ pub async fn run_with_correlation(
         let _ = stop_http_rx.await;
     }));
 
-    let mut watch = engine.watch();
+    let mut watch = engine.watch_fatal();
     let fatal = async move {
         loop {
-            if let Some(f) = watch.borrow_and_update().fatal.clone() {
+            if let Some(f) = watch.borrow_and_update().clone() {
                 return f;
             }
             if watch.changed().await.is_err() {

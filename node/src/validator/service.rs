@@ -421,9 +421,9 @@ impl NodeApi for NodeService {
     }
 
     fn wait_height(&self, height: u64, timeout_ms: u64) -> WaitFuture<'_> {
-        let mut status = self.engine.watch();
+        let mut committed = self.engine.watch_height();
         Box::pin(async move {
-            let reached = status.wait_for(|s| s.height >= height);
+            let reached = committed.wait_for(|h| *h >= height);
             // Timing out is the normal end of a long poll, and a stopped
             // engine ends it too: the caller re-reads either way.
             let _ = tokio::time::timeout(Duration::from_millis(timeout_ms), reached).await;
