@@ -856,3 +856,38 @@ fn a_certificate_is_refused_for_a_bad_signature_even_beside_counted_votes() {
     assert_eq!(core.certificate(1, VoteKind::Notarize), Some(&genuine));
     assert_eq!(core.view(), 2);
 }
+
+#[test]
+fn a_finalization_is_forwarded_only_when_it_moves_us_forward() {
+    let f = Fixture::new();
+    let x = hash(b"x");
+    let fin = VoteBody::finalize(1, x);
+    let broadcasts_finalization = |effects: &[Effect]| {
+        effects.iter().any(|e| {
+            matches!(e, Effect::Broadcast(Message::Certificate(c))
+                if c.body.kind == VoteKind::Finalize)
+        })
+    };
+    // Formed from votes in a view we have already left: everyone got the
+    // same votes, so it is not sent again.
+    let mut core = notarized_observer(&f, x);
+    let mut effects = Vec::new();
+    for s in [0, 1, 2] {
+        effects.extend(core.handle(T0, msg(s, Message::Vote(f.vote(s, fin)))));
+    }
+    assert!(core.certificate(1, VoteKind::Finalize).is_some());
+    assert!(!broadcasts_finalization(&effects), "{effects:?}");
+    // Control: a finalization that takes a lagging validator past the view
+    // is forwarded, like a notarization.
+    let mut lagging = Core::new(&f.genesis, None).expect("core");
+    lagging.handle(T0, Input::Start);
+    let effects = lagging.handle(
+        T0,
+        msg(
+            2,
+            Message::Certificate(certificate(&f.keys, &[0, 1, 2], fin)),
+        ),
+    );
+    assert_eq!(lagging.view(), 2);
+    assert!(broadcasts_finalization(&effects), "{effects:?}");
+}

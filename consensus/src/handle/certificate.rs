@@ -5,7 +5,8 @@
 //! nullification for h, forward it and enter h+1. On a finalization of block b,
 //! commit b and all its ancestors. Deviations: we also finalize notarized views
 //! we jumped over without nullifying (the guard still forbids finalize after
-//! nullify), and a finalization moves us forward like a notarization does.
+//! nullify), and a finalization moves us forward like a notarization does (and
+//! is then forwarded like one; a finalization we formed from votes is not).
 
 use crate::certificate::verify_certificate_with;
 use crate::io::{Effect, ViewChange, WalEntry};
@@ -42,16 +43,11 @@ impl Core {
             }
             self.mark_verified(digest);
         }
-        self.on_new_certificate(cert, false, out);
+        self.on_new_certificate(cert, out);
     }
 
-    /// A verified certificate we did not have (`formed` when we assembled it).
-    pub(crate) fn on_new_certificate(
-        &mut self,
-        cert: Certificate,
-        formed: bool,
-        out: &mut Vec<Effect>,
-    ) {
+    /// A verified certificate we did not have (received or assembled).
+    pub(crate) fn on_new_certificate(&mut self, cert: Certificate, out: &mut Vec<Effect>) {
         let v = cert.body.view;
         let block = cert.body.block;
         {
@@ -87,7 +83,12 @@ impl Core {
             }
             VoteKind::Finalize => {
                 self.last_notarized_view = self.last_notarized_view.max(v);
-                if formed || ahead {
+                // Forwarded only when it moved us forward. One we formed
+                // from votes is not: every validator got the same votes, and
+                // one that missed a vote commits this block with the next
+                // finalization (which covers its ancestors) or gets it from a
+                // retry. This saves a certificate per peer per view.
+                if ahead {
                     out.push(Effect::Broadcast(Message::Certificate(cert.clone())));
                 }
                 if v > self.committed.view

@@ -144,7 +144,7 @@ impl Core {
             .filter(|x| x.body == vote.body);
         if let Some(cert) = assemble(matching, quorum) {
             self.mark_verified(cert.digest());
-            self.on_new_certificate(cert, true, out);
+            self.on_new_certificate(cert, out);
         }
     }
 }
