@@ -303,6 +303,10 @@ impl Core {
         self.wanted.len()
     }
     /// A certificate of `kind` for `view`, if known.
+    /// Votes held unchecked in `view` (see `handle/vote.rs`).
+    pub fn held_unchecked(&self, view: View) -> usize {
+        self.views.get(&view).map_or(0, |v| v.unchecked.len())
+    }
     pub fn certificate(&self, view: View, kind: VoteKind) -> Option<&Certificate> {
         self.views.get(&view).and_then(|v| v.cert(kind))
     }

@@ -750,6 +750,12 @@ fn a_vote_after_its_certificate_is_checked_only_when_sent_again() {
     // its sender is not yet treated as lagging.
     let effects = core.handle(T0, msg(3, Message::Vote(late)));
     assert!(effects.is_empty(), "{effects:?}");
+    assert_eq!(core.held_unchecked(1), 1);
+    // Only validators' votes are held: one per kind and validator at most.
+    for signer in [4, 5, 999, u16::MAX] {
+        core.handle(T0, msg(3, Message::Vote(Vote { signer, ..late })));
+    }
+    assert_eq!(core.held_unchecked(1), 1);
     // Sent again, the peer is stuck in view 1: its vote checks out, so it
     // gets the certificate.
     let effects = core.handle(T0, msg(3, Message::Vote(late)));

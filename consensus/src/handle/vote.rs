@@ -31,6 +31,11 @@ impl Core {
         if v < self.committed.view || v > self.view + MAX_VIEWS_AHEAD {
             return;
         }
+        // Only validators' votes are ever held, so what is held stays within
+        // one vote per kind and validator per view.
+        if self.set.key(vote.signer).is_none() {
+            return;
+        }
         match self.views.get(&v).map(|vs| standing(vs, &vote)) {
             // Ignore exact duplicates before paying for a signature check.
             Some(Standing::Counted) => {
