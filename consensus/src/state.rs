@@ -302,11 +302,11 @@ impl Core {
     pub fn wanted_blocks(&self) -> usize {
         self.wanted.len()
     }
-    /// A certificate of `kind` for `view`, if known.
     /// Votes held unchecked in `view` (see `handle/vote.rs`).
     pub fn held_unchecked(&self, view: View) -> usize {
         self.views.get(&view).map_or(0, |v| v.unchecked.len())
     }
+    /// A certificate of `kind` for `view`, if known.
     pub fn certificate(&self, view: View, kind: VoteKind) -> Option<&Certificate> {
         self.views.get(&view).and_then(|v| v.cert(kind))
     }

@@ -342,9 +342,10 @@ impl Runner {
     ) -> Result<(), EngineError> {
         let result = self.main_loop(&mut shutdown).await;
         if let Err(e) = &result {
-            self.status.fatal = Some(e.to_string());
+            let why = e.to_string();
+            self.status.fatal = Some(why.clone());
             self.status_tx.send_replace(self.status.clone());
-            self.fatal_tx.send_replace(Some(e.to_string()));
+            self.fatal_tx.send_replace(Some(why));
         }
         let Runner {
             store,
